@@ -1,0 +1,38 @@
+# One command checks everything: `make test` (what .ci/run calls).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test lint typecheck pytest demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy]'
+	touch $(STAMP)
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy,bench]'
+	touch $(BENCH_STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check reactor deferthreads adbapi tests examples benchmarks
+	$(BIN)/mypy reactor deferthreads adbapi
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test: lint pytest
+
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Exceptions shared by the reactor package.
+
+Each name matches the Twisted exception of the same role, so code that catches
+``twisted.internet.defer.CancelledError`` ports by changing its import.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyCalled",
+    "AlreadyCalledError",
+    "AlreadyCancelled",
+    "CancelledError",
+    "FirstError",
+    "ReactorAlreadyRunning",
+    "ReactorNotRestartable",
+    "ReactorNotRunning",
+    "TimeoutError",
+]
+
+
+class AlreadyCalledError(Exception):
+    """A Deferred was fired (``callback``/``errback``) a second time."""
+
+
+class CancelledError(Exception):
+    """A Deferred was cancelled; its chain received this instead of a result."""
+
+
+class TimeoutError(Exception):  # noqa: A001 - Twisted's name, on purpose
+    """A Deferred did not fire before its ``addTimeout`` deadline."""
+
+
+class FirstError(Exception):
+    """``gatherResults``/``DeferredList(fireOnOneErrback=True)`` saw a failure.
+
+    ``subFailure`` is the :class:`Failure` that fired first and ``index`` is the
+    position of its Deferred in the list given.
+    """
+
+    def __init__(self, failure: object, index: int) -> None:
+        super().__init__(failure, index)
+        self.subFailure = failure
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"FirstError[#{self.index}, {self.subFailure!r}]"
+
+    def __str__(self) -> str:
+        return f"FirstError[#{self.index}, {self.subFailure}]"
+
+
+class AlreadyCalled(ValueError):
+    """A :class:`DelayedCall` that already ran was cancelled, reset or delayed."""
+
+
+class AlreadyCancelled(ValueError):
+    """A :class:`DelayedCall` that was cancelled was cancelled, reset or delayed."""
+
+
+class ReactorNotRunning(RuntimeError):
+    """An operation needs a running reactor (``stop()`` on a stopped one, for example)."""
+
+
+class ReactorAlreadyRunning(RuntimeError):
+    """``run()`` was called on a reactor that is already running."""
+
+
+class ReactorNotRestartable(RuntimeError):
+    """Kept for Twisted compatibility; our reactors can be run again after they stop."""
