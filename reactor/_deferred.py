@@ -1,5 +1,798 @@
-"""(being written)"""
+"""``Deferred``: a result that is not there yet, with a chain of callbacks and errbacks.
+
+Semantics are Twisted's (``twisted.internet.defer.Deferred``); this module is
+a fresh implementation tuned for the common case:
+
+* each ``add*`` call appends one flat tuple (or, for ``addCallback(f)``, just
+  ``f``); the runner calls a callback with a plain ``f(result)`` when it has no
+  extra arguments, skips the implicit pass-through half of an
+  ``addCallback``/``addErrback`` pair without a call, and tells plain values
+  from Failures and Deferreds with one set lookup per callback;
+* a callback that returns an unfired Deferred pauses this one, which resumes
+  when the inner one fires. Long chains of Deferreds waiting on each other are
+  run by one loop with an explicit stack, never by recursion (Twisted's
+  iterative chaining), so 100,000 of them fire without ``RecursionError``;
+* the bookkeeping for "a Deferred was garbage-collected holding an unhandled
+  Failure" is a separate small object, created only when a chain ends in a
+  Failure (as Twisted does), so successful Deferreds pay nothing for it.
+
+Thread model: Deferreds are not thread-safe. Every method here is called in the
+reactor thread (or in a single thread of the caller's choosing); other threads
+hand results over with ``reactor.callFromThread``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import contextvars
+import inspect
+import logging
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from types import CoroutineType, GeneratorType
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+
+from reactor._errors import AlreadyCalledError, CancelledError, TimeoutError
+from reactor._failure import Failure, _failureTypeSets
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "Deferred",
+    "NotACoroutineError",
+    "ensureDeferred",
+    "fail",
+    "maybeDeferred",
+    "passthru",
+    "succeed",
+]
+
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+_P = ParamSpec("_P")
+
+_log = logging.getLogger("reactor.deferred")
+_copyContext = contextvars.copy_context
+
+
+class NotACoroutineError(TypeError):
+    """``Deferred.fromCoroutine``/``ensureDeferred`` was given something that is not a coroutine."""
+
+
+# Marks a callback-list entry that hands this Deferred's result to another
+# Deferred which is waiting on it (a callback of that one returned this one).
+_CONTINUE: Any = object()
+
+# Types whose instances the runner treats as Deferreds; ``type(x) in`` a set is
+# much cheaper than ``isinstance`` on the hot path. Subclasses register here.
+_deferredTypes: set[type] = set()
+# Deferred and Failure types (and their subclasses): a result whose type is not
+# in here is a plain value, which one set lookup per callback decides.
+_resultTypes: set[type] = {Failure}
+_failureTypeSets.append(_resultTypes)
+
+# A callback-list entry: (callback, args, kwargs, errback, args, kwargs). A
+# ``None`` callable means "pass the result through unchanged" and costs no call;
+# args is None when there are no extra arguments, kwargs None when no keywords.
+# The commonest entry, a callback with no extra arguments and no errback, is
+# stored as the bare function instead of a tuple.
+_Entry = tuple[Any, Any, Any, Any, Any, Any] | Callable[..., Any]
+
+
+def passthru(arg: _T) -> _T:
+    """Return ``arg`` unchanged (the identity callback)."""
+    return arg
+
+
+class _FailureReporter:
+    """Logs a Failure that is still unhandled when its Deferred is garbage-collected.
+
+    Deferreds do not define ``__del__`` themselves (that would cost every
+    Deferred at collection time); instead a Deferred whose chain ends in a
+    Failure gets one of these, and clears ``failResult`` when a later errback
+    (or an ``await``) handles the failure.
+    """
+
+    __slots__ = ("failResult",)
+
+    def __init__(self, failResult: Failure | None) -> None:
+        self.failResult = failResult
+
+    def __del__(self) -> None:
+        failure = self.failResult
+        if failure is None:
+            return
+        try:
+            _log.error("Unhandled error in Deferred:\n%s", failure.getTraceback().rstrip("\n"))
+        except Exception:  # pragma: no cover - e.g. logging torn down at interpreter exit
+            pass
+
+
+def _cancelledToTimedOutError(value: Any, timeout: float) -> Any:
+    """Turn a ``CancelledError`` failure into ``TimeoutError``; let anything else through."""
+    if isinstance(value, Failure):
+        value.trap(CancelledError)
+        raise TimeoutError(timeout, "Deferred")
+    return value
+
+
+class Deferred(Generic[_T]):
+    """A placeholder for a result (of type ``_T``) that a callback chain will process when it arrives.
+
+    Fire it once with :meth:`callback` (a value) or :meth:`errback` (a
+    :class:`Failure`); callbacks added before or after run in order, each
+    getting the previous one's result. A callback that raises, or returns a
+    Failure, switches the chain to errbacks; an errback that returns a value
+    switches it back. ``await d`` gives the result (or raises the failure's
+    exception) in a coroutine run by :meth:`fromCoroutine`/``ensureDeferred``.
+
+    ``canceller``, if given, is called with this Deferred by :meth:`cancel`
+    before it has fired; see :meth:`cancel` for the rest.
+
+    Only the reactor thread may touch a Deferred.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_canceller",
+        "_chainedTo",
+        "_failureReporter",
+        "_runningCallbacks",
+        "_suppressAlreadyCalled",
+        "called",
+        "paused",
+        "result",
+    )
+
+    #: True once ``callback``/``errback`` ran (also while waiting on a returned Deferred).
+    called: bool
+    #: How many unmatched ``pause()`` calls (including internal ones while chained) there are.
+    paused: int
+    #: The current result; only present once ``called`` is true.
+    result: Any
+    _chainedTo: Deferred[Any]
+    _suppressAlreadyCalled: bool
+
+    def __init__(self, canceller: Callable[[Deferred[Any]], None] | None = None) -> None:
+        if canceller is not None and not callable(canceller):
+            raise TypeError(f"canceller must be callable or None, not {type(canceller).__name__}")
+        # Reactor thread only. ``_chainedTo`` (set by chainDeferred, for the
+        # repr) and ``_suppressAlreadyCalled`` (set by cancel) stay unset until
+        # needed: fewer stores per Deferred on the hot path.
+        self._callbacks: list[_Entry] = []
+        self._canceller = canceller
+        self.called = False
+        self.paused = 0
+        self._runningCallbacks = False
+        self._failureReporter: _FailureReporter | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _deferredTypes.add(cls)
+        _resultTypes.add(cls)
+
+    # -- adding callbacks ----------------------------------------------------------------
+
+    def addCallbacks(
+        self,
+        callback: Callable[..., Any],
+        errback: Callable[..., Any] | None = None,
+        callbackArgs: tuple[Any, ...] = (),
+        callbackKeywords: Mapping[str, Any] | None = None,
+        errbackArgs: tuple[Any, ...] = (),
+        errbackKeywords: Mapping[str, Any] | None = None,
+    ) -> Deferred[Any]:
+        """Add a callback and an errback as one step of the chain; return this Deferred.
+
+        Exactly one of the two runs, depending on whether the result reaching
+        this step is a Failure. ``errback=None`` passes failures through.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if errback is not None and not callable(errback):
+            raise TypeError(f"errback must be callable or None, not {type(errback).__name__}")
+        # In an entry, args is None when there are no extra arguments at all,
+        # and kwargs is None when there are no keyword arguments.
+        cbArgs = tuple(callbackArgs or ()) if callbackArgs or callbackKeywords else None
+        cbKw = dict(callbackKeywords) if callbackKeywords else None
+        ebArgs = tuple(errbackArgs or ()) if errbackArgs or errbackKeywords else None
+        ebKw = dict(errbackKeywords) if errbackKeywords else None
+        self._callbacks.append((callback, cbArgs, cbKw, errback, ebArgs, ebKw))
+        if self.called:
+            self._runCallbacks()
+        return self
+
+    @overload
+    def addCallback(
+        self,
+        callback: Callable[Concatenate[_T, _P], Deferred[_U]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_U]: ...
+
+    @overload
+    def addCallback(
+        self,
+        callback: Callable[Concatenate[_T, _P], Failure],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[Any]: ...
+
+    @overload
+    def addCallback(
+        self,
+        callback: Callable[Concatenate[_T, _P], _U],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_U]: ...
+
+    def addCallback(self, callback: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Add ``callback(result, *args, **kwargs)`` for success; failures pass by. Returns this Deferred."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if kwargs:
+            self._callbacks.append((callback, args, kwargs, None, None, None))
+        elif args:
+            self._callbacks.append((callback, args, None, None, None, None))
+        else:
+            # The commonest entry is stored as the bare function (see _Entry).
+            self._callbacks.append(callback)
+        if self.called:
+            self._runCallbacks()
+        return self
+
+    @overload
+    def addErrback(
+        self,
+        errback: Callable[Concatenate[Failure, _P], Deferred[_U]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T | _U]: ...
+
+    @overload
+    def addErrback(
+        self,
+        errback: Callable[Concatenate[Failure, _P], Failure],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]: ...
+
+    @overload
+    def addErrback(
+        self,
+        errback: Callable[Concatenate[Failure, _P], _U],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T | _U]: ...
+
+    def addErrback(self, errback: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Add ``errback(failure, *args, **kwargs)`` for failures; results pass by. Returns this Deferred."""
+        if not callable(errback):
+            raise TypeError(f"errback must be callable, not {type(errback).__name__}")
+        if kwargs:
+            self._callbacks.append((None, None, None, errback, args, kwargs))
+        elif args:
+            self._callbacks.append((None, None, None, errback, args, None))
+        else:
+            self._callbacks.append((None, None, None, errback, None, None))
+        if self.called:
+            self._runCallbacks()
+        return self
+
+    @overload
+    def addBoth(
+        self,
+        callback: Callable[Concatenate[_T | Failure, _P], Deferred[_U]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_U]: ...
+
+    @overload
+    def addBoth(
+        self,
+        callback: Callable[Concatenate[_T | Failure, _P], _U],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_U]: ...
+
+    def addBoth(self, callback: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Add ``callback`` as both callback and errback (it gets a value or a Failure); return self."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if kwargs:
+            self._callbacks.append((callback, args, kwargs, callback, args, kwargs))
+        elif args:
+            self._callbacks.append((callback, args, None, callback, args, None))
+        else:
+            self._callbacks.append((callback, None, None, callback, None, None))
+        if self.called:
+            self._runCallbacks()
+        return self
+
+    def addTimeout(
+        self,
+        timeout: float,
+        clock: Any,
+        onTimeoutCancel: Callable[[Any, float], Any] | None = None,
+    ) -> Deferred[Any]:
+        """Cancel this Deferred if it has not fired ``timeout`` seconds from now; return it.
+
+        ``clock`` is anything with ``callLater`` (a reactor, a ``task.Clock``).
+        When the time is up the Deferred is cancelled; the resulting
+        ``CancelledError`` failure becomes :class:`TimeoutError` (or whatever
+        ``onTimeoutCancel(result, timeout)`` returns). The timeout covers the
+        callbacks added before this call, not those added after.
+        """
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+        callLater = getattr(clock, "callLater", None)
+        if not callable(callLater):
+            raise TypeError(f"clock must have a callLater method, not {type(clock).__name__}")
+        if onTimeoutCancel is not None and not callable(onTimeoutCancel):
+            raise TypeError("onTimeoutCancel must be callable or None")
+        timedOut = False
+
+        def timeItOut() -> None:
+            nonlocal timedOut
+            timedOut = True
+            self.cancel()
+
+        delayedCall = callLater(timeout, timeItOut)
+
+        def convertCancelled(result: Any) -> Any:
+            if timedOut:
+                return (onTimeoutCancel or _cancelledToTimedOutError)(result, timeout)
+            return result
+
+        def cancelTimeout(result: Any) -> Any:
+            if delayedCall.active():
+                delayedCall.cancel()
+            return result
+
+        return self.addBoth(convertCancelled).addBoth(cancelTimeout)
+
+    def chainDeferred(self, d: Deferred[_T]) -> Deferred[None]:
+        """Make ``d`` fire with whatever result reaches this point of this chain.
+
+        After this step this Deferred's own result is ``None`` (``d.callback``
+        returns None). Unlike returning ``d`` from a callback, long
+        ``chainDeferred`` chains recurse (as in Twisted).
+        """
+        if not isinstance(d, Deferred):
+            raise TypeError(f"d must be a Deferred, not {type(d).__name__}")
+        d._chainedTo = self
+        return self.addCallbacks(d.callback, d.errback)
+
+    # -- firing --------------------------------------------------------------------------
+
+    def callback(self, result: _T | Failure) -> None:
+        """Fire the chain with ``result`` (a Failure here acts like :meth:`errback`).
+
+        Raises :class:`AlreadyCalledError` if already fired (except for the one
+        late call swallowed after a cancel without canceller) and ``TypeError``
+        if ``result`` is a Deferred (return it from a callback instead).
+        """
+        if self.called:
+            self._alreadyCalled()
+            return
+        if type(result) in _deferredTypes:
+            raise TypeError(
+                "Deferred.callback() result must not be a Deferred; to wait on one, "
+                "return it from a callback instead"
+            )
+        self.called = True
+        self._canceller = None
+        self.result = result
+        if not self.paused:
+            waiter = self._runOwnCallbacks()
+            if waiter is not None:
+                self._runChain(waiter)
+
+    def errback(self, fail: Failure | BaseException | None = None) -> None:
+        """Fire the chain with a failure.
+
+        ``fail`` is a Failure, an exception instance (wrapped in a Failure), or
+        omitted inside an ``except`` block to capture the exception being
+        handled; omitted outside one, :class:`NoCurrentExceptionError` is
+        raised. Raises :class:`AlreadyCalledError` as :meth:`callback` does.
+        """
+        if fail is None:
+            fail = Failure()
+        elif not isinstance(fail, Failure):
+            if not isinstance(fail, BaseException):
+                raise TypeError(
+                    f"fail must be a Failure, an exception or None, not {type(fail).__name__}"
+                )
+            fail = Failure(fail)
+        if self.called:
+            self._alreadyCalled()
+            return
+        self.called = True
+        self._canceller = None
+        self.result = fail
+        if not self.paused:
+            waiter = self._runOwnCallbacks()
+            if waiter is not None:
+                self._runChain(waiter)
+
+    def _alreadyCalled(self) -> None:
+        """A second callback/errback: swallow the one expected after a cancel, else raise."""
+        if getattr(self, "_suppressAlreadyCalled", False):
+            self._suppressAlreadyCalled = False
+            return
+        raise AlreadyCalledError(f"{self!r} has already been fired")
+
+    def pause(self) -> None:
+        """Stop running callbacks until a matching :meth:`unpause`."""
+        self.paused += 1
+
+    def unpause(self) -> None:
+        """Undo one :meth:`pause`; when none are left and a result is there, run the chain."""
+        self.paused -= 1
+        if self.paused:
+            return
+        if self.called:
+            self._runCallbacks()
+
+    def cancel(self) -> None:
+        """Ask the operation behind this Deferred to stop.
+
+        Not fired yet: the canceller (if any) is called; if that did not fire
+        the Deferred, it errbacks with :class:`CancelledError`. Without a
+        canceller the one ``callback``/``errback`` that the abandoned operation
+        will eventually make is silently ignored. Already fired but waiting on
+        a Deferred returned by a callback: that Deferred is cancelled instead.
+        Otherwise nothing happens.
+        """
+        if not self.called:
+            canceller = self._canceller
+            if canceller is not None:
+                canceller(self)
+            else:
+                # Swallow the one callback/errback the abandoned operation will make.
+                self._suppressAlreadyCalled = True
+            if not self.called:
+                self.errback(Failure._fromException(CancelledError()))
+        elif type(self.result) in _deferredTypes:
+            self.result.cancel()
+
+    # -- the runner ----------------------------------------------------------------------
+
+    def _runCallbacks(self) -> None:
+        """Run this Deferred's callbacks, and those of Deferreds waiting on it, as far as possible.
+
+        Deferreds waiting on each other are handled with an explicit stack,
+        created only when a result is handed over: when this Deferred's result
+        goes to one that was waiting on it (a ``_CONTINUE`` entry), that one is
+        pushed and run next, and we come back afterwards for any callbacks that
+        were added to this one after the hand-over. No recursion, so chains of
+        any length work (Twisted's iterative chaining).
+        """
+        if self._runningCallbacks or self.paused:
+            # Paused: nothing to give. Running: the loop further up the stack
+            # sees the new entries.
+            return
+        waiter = self._runOwnCallbacks()
+        if waiter is not None:
+            self._runChain(waiter)
+
+    def _runChain(self, waiter: Deferred[Any]) -> None:
+        """Run ``waiter`` (just handed this Deferred's result), and so on up the chain, then return here.
+
+        The two steps that dominate long chains, handing a result straight on
+        to the next waiter and finishing a Deferred with nothing left to run,
+        are done inline here rather than through :meth:`_runOwnCallbacks`.
+        """
+        chain = [self, waiter]
+        while chain:
+            current = chain[-1]
+            if current.paused or current._runningCallbacks:
+                # No result to give; whoever waits on this one keeps waiting.
+                return
+            callbacks = current._callbacks
+            if not callbacks:
+                if current._failureReporter is not None or type(current.result) in _resultTypes:
+                    current._runOwnCallbacks()  # only to record or clear an unhandled failure
+                chain.pop()
+                continue
+            first = callbacks[0]
+            if type(first) is tuple and first[0] is _CONTINUE:
+                # (_handOver, inlined: this is most of the work in long chains.)
+                del callbacks[0]
+                waiter = first[1]
+                waiter.result = current.result
+                current.result = None
+                if current._failureReporter is not None:
+                    current._failureReporter.failResult = None
+                waiter.paused -= 1
+                chain.append(waiter)
+                continue
+            nextWaiter = current._runOwnCallbacks()
+            if nextWaiter is None:
+                chain.pop()
+            else:
+                chain.append(nextWaiter)
+
+    def _runOwnCallbacks(self) -> Deferred[Any] | None:
+        """Run this Deferred's callbacks (it has a result and is not paused).
+
+        Stops at the end of the list (returning ``None``), when a callback
+        returns an unfired Deferred (this one then pauses until that one hands
+        its result over; returns ``None``), or at a ``_CONTINUE`` entry: the
+        result is handed to the Deferred waiting on this one, which is
+        returned for the caller to run next.
+
+        The hot path of the module: locals only, one type test per callback,
+        and ``self.result`` is written once at the end rather than after every
+        callback.
+        """
+        result = self.result
+        special = _resultTypes
+        failed = type(result) in special and isinstance(result, Failure)
+        callbacks = self._callbacks
+        if callbacks:
+            self._runningCallbacks = True
+            # Iterating the live list sees entries appended by callbacks; on an
+            # early exit the iterator holds exactly the entries not run yet.
+            entries = iter(callbacks)
+            function: Any
+            try:
+                for entry in entries:
+                    if type(entry) is not tuple:
+                        # A bare function: addCallback(f) with no extra arguments.
+                        if failed:
+                            continue
+                        function = entry
+                        args = None
+                    else:
+                        function, args, kwargs, errFunction, errArgs, errKwargs = entry
+                        if failed:
+                            function = errFunction
+                            args = errArgs
+                            kwargs = errKwargs
+                        if function is None:
+                            continue
+                    try:
+                        if args is None:
+                            result = function(result)
+                        elif function is _CONTINUE:
+                            self._callbacks = list(entries)
+                            return self._handOver(result, args)
+                        elif kwargs is None:
+                            result = function(result, *args)
+                        else:
+                            result = function(result, *args, **kwargs)
+                    except BaseException as e:
+                        if isinstance(e, Failure):
+                            result = e
+                        elif not (failed and e is result.value):
+                            # (An errback that re-raised the failure's own
+                            # exception, e.g. an unmatched trap(), passes that
+                            # same Failure on.)
+                            result = Failure._fromException(e)
+                        failed = True
+                        continue
+                    if type(result) in special:
+                        if isinstance(result, Failure):
+                            failed = True
+                            continue
+                        inner: Deferred[Any] = result
+                        if inner.called and not inner.paused and not inner._runningCallbacks:
+                            # It already has a result: take it and go on.
+                            result = inner.result
+                            inner.result = None
+                            if inner._failureReporter is not None:
+                                inner._failureReporter.failResult = None
+                            failed = isinstance(result, Failure)
+                            continue
+                        if inner is self:
+                            result = Failure._fromException(
+                                TypeError(f"a callback of {self!r} returned that same Deferred")
+                            )
+                            failed = True
+                            continue
+                        # Wait for it: pause, and have it hand its result to us.
+                        self._callbacks = list(entries)
+                        self.paused += 1
+                        self.result = inner
+                        inner._callbacks.append((_CONTINUE, self, None, _CONTINUE, self, None))
+                        if self._failureReporter is not None:
+                            self._failureReporter.failResult = None
+                        return None
+                    failed = False
+                else:
+                    del callbacks[:]
+            finally:
+                self._runningCallbacks = False
+            self.result = result
+        # As much of this chain as can run now has run; remember an unhandled
+        # failure so that collecting this Deferred reports it.
+        if failed:
+            reporter = self._failureReporter
+            if reporter is None:
+                self._failureReporter = _FailureReporter(result)
+            else:
+                reporter.failResult = result
+        elif self._failureReporter is not None:
+            self._failureReporter.failResult = None
+        return None
+
+    def _handOver(self, result: Any, waiter: Deferred[Any]) -> Deferred[Any]:
+        """Give ``result`` to ``waiter`` (which was waiting on this Deferred) and return it."""
+        waiter.result = result
+        self.result = None
+        if self._failureReporter is not None:
+            self._failureReporter.failResult = None
+        waiter.paused -= 1
+        return waiter
+
+    # -- awaiting ------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        """Give this Deferred's result to an ``await`` (raising the failure's exception).
+
+        Already fired: returns at once, without suspending the coroutine.
+        Otherwise yields this Deferred to the coroutine's driver
+        (:meth:`fromCoroutine`), which sends the result back when it arrives.
+        """
+        if self.called and not self.paused:
+            result = self.result
+            if not isinstance(result, Failure):
+                return result  # type: ignore[no-any-return]
+            reporter = self._failureReporter
+            if reporter is not None:
+                reporter.failResult = None
+            result.raiseException()
+        return (yield self)  # type: ignore[no-any-return]
+
+    __iter__ = __await__
+
+    @classmethod
+    def fromCoroutine(
+        cls, coro: Coroutine[Any, Any, _U] | Generator[Any, Any, _U]
+    ) -> Deferred[_U]:
+        """Run coroutine ``coro`` (it may ``await`` Deferreds) and return a Deferred for its result.
+
+        The coroutine starts at once and runs until its first ``await`` on an
+        unfired Deferred; each step runs in a copy of the caller's
+        ``contextvars`` context (the same copy throughout). Cancelling the
+        returned Deferred cancels the Deferred the coroutine is waiting on, so
+        ``CancelledError`` is raised at that ``await``. Raises
+        :class:`NotACoroutineError` (a ``TypeError``) for anything else.
+        """
+        if not (
+            type(coro) is CoroutineType
+            or type(coro) is GeneratorType
+            or inspect.iscoroutine(coro)
+            or inspect.isgenerator(coro)
+        ):
+            raise NotACoroutineError(f"{coro!r} is not a coroutine")
+        # The first step runs here, before any bookkeeping exists (the rest is
+        # reactor._coroutines): a coroutine that never suspends, because it
+        # awaits only fired Deferreds, costs one context copy and one Deferred.
+        context = _copyContext()
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration as e:
+            d: Deferred[_U] = Deferred()
+            d.called = True
+            d.result = e.value
+            return d
+        except BaseException:
+            return fail(Failure())
+        return _continueCoroutine(coro, context, yielded)
+
+    # -- asyncio -------------------------------------------------------------------------
+
+    def asFuture(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[_T]:
+        """Return an asyncio Future on ``loop`` that completes with this Deferred's result.
+
+        This adds callbacks that consume the result (this Deferred then holds
+        ``None``). Cancelling the Future cancels this Deferred.
+        """
+        from reactor._asyncio import deferredAsFuture
+
+        return deferredAsFuture(self, loop)
+
+    @classmethod
+    def fromFuture(cls, future: asyncio.Future[_U]) -> Deferred[_U]:
+        """Return a Deferred that fires with ``future``'s result (or its exception as a Failure).
+
+        Cancelling the Deferred cancels the Future, and the Deferred then fires
+        with the Future's outcome (normally ``asyncio.CancelledError``).
+        """
+        from reactor._asyncio import deferredFromFuture
+
+        return deferredFromFuture(cls, future)
+
+    # -- display -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self.called:
+            result = self.result
+            if type(result) in _deferredTypes and self.paused:
+                return f"<{name} at {id(self):#x} waiting on Deferred at {id(result):#x}>"
+            return f"<{name} at {id(self):#x} current result: {result!r}>"
+        chainedTo = getattr(self, "_chainedTo", None)
+        if chainedTo is not None:
+            return f"<{name} at {id(self):#x} waiting on Deferred at {id(chainedTo):#x}>"
+        return f"<{name} at {id(self):#x}>"
+
+    __str__ = __repr__
+
+
+_deferredTypes.add(Deferred)
+_resultTypes.add(Deferred)
+
+
+def succeed(result: _T) -> Deferred[_T]:
+    """A Deferred that has already fired with ``result``."""
+    d: Deferred[_T] = Deferred()
+    if type(result) in _deferredTypes or isinstance(result, Failure):
+        d.callback(result)  # the checks (and unhandled-failure tracking) of callback()
+    else:
+        d.called = True
+        d.result = result
+    return d
+
+
+def fail(result: Failure | BaseException | None = None) -> Deferred[Any]:
+    """A Deferred that has already failed with ``result`` (as :meth:`Deferred.errback` takes it)."""
+    d: Deferred[Any] = Deferred()
+    d.errback(result)
+    return d
+
+
+@overload
+def maybeDeferred(
+    f: Callable[_P, Deferred[_T]], *args: _P.args, **kwargs: _P.kwargs
+) -> Deferred[_T]: ...
+
+
+@overload
+def maybeDeferred(
+    f: Callable[_P, Coroutine[Any, Any, _T]], *args: _P.args, **kwargs: _P.kwargs
+) -> Deferred[_T]: ...
+
+
+@overload
+def maybeDeferred(f: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
+
+
+def maybeDeferred(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+    """Call ``f(*args, **kwargs)`` and return its outcome as a Deferred.
+
+    A Deferred result is returned as is; a coroutine is run with
+    :meth:`Deferred.fromCoroutine`; a Failure or a raised exception gives a
+    failed Deferred; any other value a fired one.
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, not {type(f).__name__}")
+    try:
+        result = f(*args, **kwargs)
+    except BaseException as e:
+        return fail(Failure._fromException(e))
+    if type(result) in _deferredTypes:
+        return cast(Deferred[Any], result)
+    if isinstance(result, Failure):
+        return fail(result)
+    if type(result) is CoroutineType:
+        return Deferred.fromCoroutine(result)
+    return succeed(result)
+
+
+def ensureDeferred(
+    coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T] | Deferred[_T],
+) -> Deferred[_T]:
+    """Return ``coro`` if it is a Deferred, else run it as :meth:`Deferred.fromCoroutine` does."""
+    if isinstance(coro, Deferred):
+        return coro
+    try:
+        return Deferred.fromCoroutine(coro)
+    except NotACoroutineError:
+        raise NotACoroutineError(f"{coro!r} is not a coroutine or a Deferred") from None
+
+
+# The coroutine driver needs Deferred, so it is imported once Deferred exists.
+from reactor._coroutines import continueCoroutine as _continueCoroutine  # noqa: E402
