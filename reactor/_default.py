@@ -1,5 +1,32 @@
-"""(being written)"""
+"""The process-wide default reactor, created on first use.
+
+Library code never imports a global reactor: it takes one as an argument and calls
+:func:`getReactor` only at the edge (a ``main``, a convenience default).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import threading
+
+from reactor._loop import Reactor
+
+__all__ = ["getReactor"]
+
+# Guarded by _lock for the one-time creation; read without it afterwards.
+_lock = threading.Lock()
+_default: Reactor | None = None
+
+
+def getReactor() -> Reactor:
+    """Return the process-wide default :class:`Reactor`, creating it on the first call. Any thread.
+
+    Every call returns the same object; it is not started: someone calls its ``run()``.
+    """
+    global _default
+    reactor = _default
+    if reactor is None:
+        with _lock:
+            reactor = _default
+            if reactor is None:
+                reactor = _default = Reactor()
+    return reactor

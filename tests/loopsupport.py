@@ -1,0 +1,37 @@
+"""Helpers for tests that run a real Reactor: every run is bounded by a safety-net stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reactor import Reactor
+
+SAFETY_SECONDS = 5.0
+
+
+def runBounded(reactor: Reactor, seconds: float = SAFETY_SECONDS) -> None:
+    """Run ``reactor`` (no signal handlers) but stop it after ``seconds`` if the test did not.
+
+    Raises AssertionError when the safety net had to fire (the test hung).
+    """
+    fired: list[bool] = []
+
+    def safetyNet() -> None:
+        fired.append(True)
+        if not reactor.stopping:
+            reactor.stop()
+        else:
+            reactor.crash()
+
+    net = reactor.callLater(seconds, safetyNet)
+    reactor.run(installSignalHandlers=False)
+    if net.active():
+        net.cancel()
+    assert not fired, f"the reactor had to be stopped by the {seconds}s safety net"
+
+
+def recordThenStop(reactor: Reactor, out: list[Any], get: Callable[[], object]) -> None:
+    """Append ``get()`` to ``out``, then stop ``reactor`` (a one-line test callback)."""
+    out.append(get())
+    reactor.stop()
