@@ -1,5 +1,34 @@
-"""(being written) The adbapi package."""
+"""adbapi: call blocking DB-API 2.0 drivers from the reactor, Twisted-compatible.
+
+``ConnectionPool`` runs each call on a worker thread that owns one connection and
+fires a Deferred in the reactor thread. Beyond Twisted's ``enterprise.adbapi``:
+cancelling a call stops its statement on the server, broken connections are
+replaced, health checks, backpressure, an opt-in retry policy, statistics, and
+passwords kept out of every repr, log line and error message.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from adbapi._async import AsyncTransaction
+from adbapi._drivers import DriverAdapter
+from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._interfaces import IDriverAdapter
+from adbapi._pool import ConnectionPool
+from adbapi._retry import RetryPolicy
+from adbapi._stats import PoolStatistics
+from adbapi._wrappers import Connection, Transaction
+
+__all__ = [
+    "AsyncTransaction",
+    "Connection",
+    "ConnectionLost",
+    "ConnectionPool",
+    "DriverAdapter",
+    "IDriverAdapter",
+    "PoolClosedError",
+    "PoolOverloadedError",
+    "PoolStatistics",
+    "PoolTimeoutError",
+    "RetryPolicy",
+    "Transaction",
+]

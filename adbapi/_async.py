@@ -1,0 +1,194 @@
+"""``async with pool.transaction() as txn``: one transaction, driven statement by statement with await.
+
+The transaction holds one worker (and its connection) from ``__aenter__`` to
+``__aexit__``. Each operation (``execute``, ``fetchall``, ``runQuery``...) is
+queued to that worker, runs there, and fires its Deferred in the reactor thread.
+Leaving the block normally commits; leaving it with an exception rolls back.
+
+Cancelling an operation's Deferred stops its statement on the server, as for
+``runQuery``, and aborts the transaction: later operations errback
+``CancelledError`` without reaching the database and the block's exit rolls back.
+"""
+
+from __future__ import annotations
+
+from queue import SimpleQueue
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from adbapi._errors import PoolClosedError
+from adbapi._worker import RESERVED, _Call, _Worker, waitForCancel
+from reactor import CancelledError, Deferred, Failure
+
+if TYPE_CHECKING:
+    from adbapi._pool import ConnectionPool
+
+__all__ = ["AsyncTransaction"]
+
+_Op = tuple[str, tuple[Any, ...], dict[str, Any], "Deferred[Any] | None"]
+
+_COMMIT = "commit"
+_ROLLBACK = "rollback"
+
+
+def _fire(d: Deferred[Any], ok: bool, value: Any) -> None:
+    # Reactor thread: a cancelled operation's late outcome has nobody to go to.
+    if d.called:
+        return
+    if ok:
+        d.callback(value)
+    else:
+        d.errback(Failure(value))
+
+
+class AsyncTransaction:
+    """An open transaction on one pooled connection; use it with ``async with`` in the reactor thread.
+
+    Methods return Deferreds (await them): ``execute(sql, params=None)`` fires with
+    the cursor's ``rowcount``; ``executemany``; ``fetchone``, ``fetchmany(size)``,
+    ``fetchall``; ``runQuery(sql, params=None)`` = execute + fetchall. Operations
+    run in the order they are called.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        # Reactor thread -> worker thread: (kind, args, kw, Deferred).
+        self._ops: SimpleQueue[_Op] = SimpleQueue()
+        self._call: _Call | None = None
+        self._started: Deferred[None] = Deferred()
+        self._finished = False
+
+    # -- the reactor side -------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncTransaction:
+        pool = self._pool
+        if self._call is not None:
+            raise RuntimeError("an AsyncTransaction can be entered only once")
+        state = pool._state
+        if state not in ("new", "running"):
+            raise PoolClosedError(f"{pool._label} is {state}; no new transactions are accepted")
+        if state == "new":
+            pool.start()
+        call = _Call(pool, RESERVED, self._serve, (), {})
+        self._call = call
+        call.deferred.addErrback(self._failedBeforeStart)
+        if pool._dispatch(call):
+            await self._started
+        else:
+            await call.deferred  # refused (cp_max_waiting): raises
+        return self
+
+    def _failedBeforeStart(self, failure: Failure) -> Failure:
+        if not self._started.called:
+            self._started.errback(failure)
+        return failure
+
+    async def __aexit__(
+        self, excType: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        call = self._call
+        assert call is not None
+        self._finished = True
+        self._ops.put((_COMMIT if excType is None else _ROLLBACK, (), {}, None))
+        try:
+            await call.deferred
+        except CancelledError:
+            if excType is None:
+                raise
+        # An exception from the block propagates unchanged.
+
+    def _op(self, kind: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
+        if self._call is None or self._finished:
+            raise RuntimeError("use the transaction inside its 'async with' block")
+        d: Deferred[Any] = Deferred(self._cancelOp)
+        self._ops.put((kind, args, kw, d))
+        return d
+
+    def _cancelOp(self, d: Deferred[Any]) -> None:
+        assert self._call is not None
+        self._pool._cancelCall(self._call)
+
+    def execute(self, *args: Any, **kw: Any) -> Deferred[int]:
+        """Run ``cursor.execute(*args, **kw)``; fires with the cursor's rowcount."""
+        return self._op("execute", args, kw)
+
+    def executemany(self, *args: Any, **kw: Any) -> Deferred[int]:
+        """Run ``cursor.executemany(*args, **kw)``; fires with the cursor's rowcount."""
+        return self._op("executemany", args, kw)
+
+    def fetchone(self) -> Deferred[Any]:
+        """Fires with ``cursor.fetchone()``."""
+        return self._op("fetchone", (), {})
+
+    def fetchmany(self, size: int | None = None) -> Deferred[list[Any]]:
+        """Fires with ``cursor.fetchmany(size)`` (the cursor's arraysize if None)."""
+        return self._op("fetchmany", () if size is None else (size,), {})
+
+    def fetchall(self) -> Deferred[list[Any]]:
+        """Fires with ``cursor.fetchall()``."""
+        return self._op("fetchall", (), {})
+
+    def runQuery(self, *args: Any, **kw: Any) -> Deferred[list[Any]]:
+        """Execute one statement and fire with all its rows."""
+        return self._op("query", args, kw)
+
+    # -- the worker side ----------------------------------------------------------------
+
+    def _serve(self, worker: _Worker) -> None:
+        """Body of the reserved call (worker thread): run operations until commit or rollback."""
+        pool = self._pool
+        reactor = pool._reactor
+        call = self._call
+        assert call is not None
+        conn = worker.conn
+        reactor.callFromThread(_fire, self._started, True, None)
+        cursor = conn.cursor()
+        try:
+            while True:
+                kind, args, kw, d = self._ops.get()
+                if kind == _COMMIT or kind == _ROLLBACK:
+                    if call.cancelRequested:
+                        waitForCancel(call)  # no cancel request may land on the rollback
+                    break
+                assert d is not None
+                if call.cancelRequested:
+                    waitForCancel(call)
+                    reactor.callFromThread(_fire, d, False, CancelledError("the transaction was cancelled"))
+                    continue
+                try:
+                    if kind == "execute":
+                        cursor.execute(*args, **kw)
+                        value: Any = cursor.rowcount
+                    elif kind == "executemany":
+                        cursor.executemany(*args, **kw)
+                        value = cursor.rowcount
+                    elif kind == "query":
+                        cursor.execute(*args, **kw)
+                        value = cursor.fetchall()
+                    else:
+                        value = getattr(cursor, kind)(*args, **kw)
+                    ok = True
+                except BaseException as e:
+                    if call.cancelRequested:
+                        waitForCancel(call)
+                    value, ok = e, False
+                reactor.callFromThread(_fire, d, ok, value)
+        finally:
+            try:
+                cursor.close()
+            except Exception:
+                pass
+        if kind == _COMMIT and not call.cancelRequested:
+            worker.committing = True
+            try:
+                conn.commit()
+            except BaseException as e:
+                pool._recoverRaw(conn, e)
+                raise
+            return
+        try:
+            conn.rollback()
+        except Exception:
+            worker.discardConnection(broken=True)
+        if call.cancelRequested and kind == _COMMIT:
+            raise CancelledError("the transaction was cancelled; it was rolled back")

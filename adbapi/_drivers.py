@@ -1,0 +1,271 @@
+"""Per-driver knowledge the DB-API does not standardise.
+
+A :class:`DriverAdapter` says, for one DB-API module, how to cancel the statement
+running on a connection, how to recognise a lost connection and a serialization
+failure or deadlock, what the cheapest liveness check is, and how to run one
+statement atomically in the fewest round trips. :func:`adapterFor` picks the
+adapter by module name; unknown modules get the conservative generic adapter.
+
+Threads: ``connect``, ``ping``, ``runSingle`` and ``discard`` run in the worker
+thread that owns the connection. ``cancel`` runs in another thread (the reactor
+a short-lived side thread, repeated until the statement ends) while the owner is
+blocked in the driver; it only uses the thread-safe parts of each driver.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from zope.interface import implementer
+
+from adbapi._interfaces import IDriverAdapter
+
+__all__ = [
+    "DriverAdapter",
+    "GenericAdapter",
+    "MySQLAdapter",
+    "Psycopg2Adapter",
+    "Sqlite3Adapter",
+    "adapterFor",
+]
+
+
+@implementer(IDriverAdapter)
+class DriverAdapter:
+    """Driver-specific behaviour; the base class is what any DB-API 2.0 module gets."""
+
+    #: a short name used in reprs and statistics
+    name = "generic"
+    #: True when :meth:`cancel` can stop a statement on the server
+    canCancel = False
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    # -- connections (worker thread) -------------------------------------------
+
+    def connect(self, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> Any:
+        """Open a new DB-API connection."""
+        return self.module.connect(*connargs, **connkw)
+
+    def describeConnection(self, conn: Any) -> Any:
+        """Whatever :meth:`cancel` needs later about ``conn`` (read right after connecting)."""
+        return None
+
+    def ping(self, conn: Any, goodSql: str | None) -> None:
+        """Raise if ``conn`` is no longer usable; leaves no transaction open."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(goodSql or "SELECT 1")
+            cursor.fetchall()
+        finally:
+            cursor.close()
+        conn.rollback()
+
+    def discard(self, conn: Any) -> None:
+        """Close ``conn`` (already known or suspected broken); never raises."""
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+    def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
+        """Run one statement as its own transaction; the fast path of runQuery/runOperation.
+
+        Observable semantics are those of Twisted's ``runInteraction(_runQuery)``:
+        execute, ``fetchall()`` when ``fetch``, commit; on error the statement's
+        effects are rolled back and the error propagates (the caller rolls back).
+        """
+        cursor = conn.cursor()
+        try:
+            cursor.execute(*args, **kw)
+            result = cursor.fetchall() if fetch else None
+        finally:
+            cursor.close()
+        conn.commit()
+        return result
+
+    # -- classification (any thread) -------------------------------------------
+
+    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
+        """True when ``exc`` (raised on ``conn``) means the connection is gone."""
+        return False
+
+    def isConflict(self, exc: BaseException) -> bool:
+        """True for a serialization failure or deadlock: the server rolled back, re-running is safe."""
+        return False
+
+    # -- cancellation (not the owner thread) ------------------------------------
+
+    def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
+        """Ask the server to stop the statement running on ``conn`` (no-op if unsupported)."""
+
+
+class GenericAdapter(DriverAdapter):
+    """Any DB-API 2.0 module: no server-side cancel, broken connections found by a failed rollback."""
+
+
+class Sqlite3Adapter(DriverAdapter):
+    """sqlite3: ``Connection.interrupt()`` is thread-safe and instant; busy/locked is a conflict."""
+
+    name = "sqlite3"
+    canCancel = True
+    _conflictCodes = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes' low byte)
+
+    def ping(self, conn: Any, goodSql: str | None) -> None:
+        # A file database has nothing to lose; only run what the user asked for.
+        if goodSql is not None:
+            super().ping(conn, goodSql)
+
+    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
+        return isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc)
+
+    def isConflict(self, exc: BaseException) -> bool:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.OperationalError) and code is not None:
+            return (code & 0xFF) in self._conflictCodes
+        return isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc)
+
+    def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
+        try:
+            conn.interrupt()
+        except sqlite3.ProgrammingError:  # closed meanwhile: nothing left to stop
+            pass
+
+
+class Psycopg2Adapter(DriverAdapter):
+    """psycopg2: ``connection.cancel()`` (PQcancel); SQLSTATEs for lost/conflict; an autocommit fast path."""
+
+    name = "psycopg2"
+    canCancel = True
+    _conflictStates = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+    def __init__(self, module: ModuleType) -> None:
+        super().__init__(module)
+        import psycopg2.extensions as ext
+
+        self._idle = ext.TRANSACTION_STATUS_IDLE
+        self._intrans = ext.TRANSACTION_STATUS_INTRANS
+
+    def ping(self, conn: Any, goodSql: str | None) -> None:
+        # One round trip: run the check outside a transaction.
+        conn.autocommit = True
+        try:
+            cursor = conn.cursor()
+            cursor.execute(goodSql or "SELECT 1")
+            cursor.close()
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+
+    def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
+        # In autocommit mode the server runs the statement (or a multi-statement
+        # string) as one implicit transaction: committed on success, rolled back on
+        # error -- Twisted's execute+commit without the BEGIN and COMMIT round trips.
+        if conn.get_transaction_status() != self._idle:
+            return super().runSingle(conn, args, kw, fetch)
+        conn.autocommit = True
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(*args, **kw)
+                result = cursor.fetchall() if fetch else None
+            finally:
+                cursor.close()
+                if not conn.closed:
+                    status = conn.get_transaction_status()
+                    if status != self._idle:
+                        # The statement itself opened a transaction ("BEGIN; ..."):
+                        # end it as Twisted's commit/rollback would have.
+                        end = conn.cursor()
+                        end.execute("COMMIT" if status == self._intrans else "ROLLBACK")
+                        end.close()
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+        return result
+
+    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
+        if conn is not None and bool(getattr(conn, "closed", False)):
+            return True
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        if isinstance(exc, self.module.OperationalError):
+            code = getattr(exc, "pgcode", None)
+            return code is None or code.startswith("08") or code in ("57P01", "57P02", "57P03")
+        return False
+
+    def isConflict(self, exc: BaseException) -> bool:
+        return getattr(exc, "pgcode", None) in self._conflictStates
+
+    def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
+        try:
+            conn.cancel()
+        except Exception:  # the connection died meanwhile: nothing left to stop
+            pass
+
+
+class MySQLAdapter(DriverAdapter):
+    """PyMySQL / MySQLdb: ``KILL QUERY <thread id>`` from a side connection; COM_PING as the check."""
+
+    name = "mysql"
+    canCancel = True
+    _lostCodes = frozenset({2006, 2013, 2014, 2045, 2055, 1927, 4031})
+    _conflictCodes = frozenset({1213, 1205})  # deadlock, lock wait timeout
+
+    def __init__(self, module: ModuleType) -> None:
+        super().__init__(module)
+        self.name = module.__name__.split(".")[0].lower()
+
+    def describeConnection(self, conn: Any) -> Any:
+        return conn.thread_id()
+
+    def ping(self, conn: Any, goodSql: str | None) -> None:
+        if goodSql is not None:
+            super().ping(conn, goodSql)
+            return
+        try:
+            conn.ping(reconnect=False)
+        except TypeError:  # MySQLdb's ping() takes no keyword
+            conn.ping()
+
+    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        if args and isinstance(args[0], int) and args[0] in self._lostCodes:
+            return True
+        return conn is not None and getattr(conn, "open", True) is False
+
+    def isConflict(self, exc: BaseException) -> bool:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        return bool(args) and isinstance(args[0], int) and args[0] in self._conflictCodes
+
+    def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
+        if info is None:
+            return
+        side = self.module.connect(*connargs, **connkw)
+        try:
+            cursor = side.cursor()
+            cursor.execute(f"KILL QUERY {int(info)}")
+            cursor.close()
+        finally:
+            side.close()
+
+
+_BY_NAME: dict[str, type[DriverAdapter]] = {
+    "sqlite3": Sqlite3Adapter,
+    "psycopg2": Psycopg2Adapter,
+    "pymysql": MySQLAdapter,
+    "MySQLdb": MySQLAdapter,
+}
+
+
+def adapterFor(module: ModuleType) -> DriverAdapter:
+    """The adapter for a DB-API module (matched on its top-level package name)."""
+    top = module.__name__.split(".")[0]
+    cls = _BY_NAME.get(top, GenericAdapter)
+    return cls(module)

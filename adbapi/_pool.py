@@ -1,0 +1,777 @@
+"""ConnectionPool: Twisted's ``adbapi.ConnectionPool``, correct under failure and cancellable.
+
+Threads and state
+-----------------
+- The **reactor thread** calls the public methods, owns every Deferred, the
+  pool's lifecycle state and the counters that only it updates.
+- **Worker threads** (``_worker._Worker``) each own at most one connection and
+  run one call at a time.
+- ``self._lock`` (a plain ``threading.Lock``) guards what both sides touch: the
+  waiting queue ``_pending``, the idle stack ``_idle``, the worker set
+  ``_workers``, ``_stopping``, every dispatched call's ``state`` and the counters
+  workers bump. It is held only for a few list operations, never across DB work.
+- Results travel back through ``_results`` (a deque) and one coalesced
+  ``callFromThread(self._flushResults)`` per burst: workers never fire Deferreds.
+
+Lifecycle: ``new`` -> ``running`` (on reactor start or first call) ->
+``closing`` (``close()`` or ``before shutdown``: no new calls, accepted calls
+finish, connections close in their threads) -> ``closed`` (calls errback at once;
+``start()`` may reopen it, as Twisted's does).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from adbapi._async import AsyncTransaction
+from adbapi._drivers import DriverAdapter, adapterFor
+from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._redact import Redactor
+from adbapi._retry import RetryPolicy
+from adbapi._stats import PoolStatistics
+from adbapi._worker import (
+    ASSIGNED,
+    BACKOFF,
+    CANCELLED,
+    FAST_OPERATION,
+    FAST_QUERY,
+    INTERACTION,
+    QUEUED,
+    RUNNING,
+    WITH_CONNECTION,
+    _Call,
+    _Worker,
+    sendCancel,
+    waitForCancel,
+)
+from adbapi._wrappers import Connection, Transaction
+from reactor import Deferred, Failure, fail, succeed
+
+__all__ = ["ConnectionPool"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+_log = logging.getLogger("adbapi")
+
+_FLAG_CONFLICT = 1
+_FLAG_LOST_BEFORE_COMMIT = 2
+
+_NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+# Longest time a finished call's outcome may wait for the reactor while calls are queued.
+_BACKLOG_FLUSH = 0.002
+
+_poolCounter = 0
+
+
+def _optionalSeconds(name: str, value: Any, allowZero: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allowZero):
+        raise ValueError(f"{name} must be {'>= 0' if allowZero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+class ConnectionPool:
+    """A pool of DB-API connections, each owned by one worker thread; Twisted-compatible.
+
+    ``ConnectionPool(dbapiName, *connargs, cp_min=3, cp_max=5, cp_name=None,
+    cp_noisy=False, cp_openfun=None, cp_reconnect=False, cp_good_sql=None,
+    cp_reactor=None, **connkw)``: ``dbapiName`` is a module name or module;
+    ``connargs``/``connkw`` go to its ``connect()``. Beyond Twisted (all optional):
+    ``cp_ping_after`` (check a connection idle at least this long before use),
+    ``cp_max_lifetime``, ``cp_idle_timeout``, ``cp_max_waiting`` (fail fast past
+    this many waiting calls), ``cp_wait_timeout``, ``cp_timeout`` (default
+    per-call timeout, cancelling on the server), ``cp_retry`` (a
+    :class:`RetryPolicy`), ``cp_clock`` (time source, default the reactor).
+
+    Every ``run*`` method must be called in the reactor thread and returns a
+    Deferred that fires there. Cancelling it removes a waiting call, or stops
+    the running statement on the server (psycopg2, sqlite3, PyMySQL/MySQLdb).
+    """
+
+    CP_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql"]
+    _EXTRA_ARGS = [
+        "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
+        "timeout", "retry",
+    ]
+
+    noisy = False
+    min = 3
+    max = 5
+    name: str | None = None
+    openfun: Callable[[Any], object] | None = None
+    reconnect = False
+    good_sql: str = "select 1"
+    running = False
+
+    connectionFactory: Callable[[ConnectionPool], Connection] = Connection
+    transactionFactory: Callable[[ConnectionPool, Connection], Transaction] = Transaction
+
+    def __init__(self, dbapiName: str | ModuleType, *connargs: Any, **connkw: Any) -> None:
+        global _poolCounter
+        options = {k[3:]: connkw.pop(k) for k in list(connkw) if k.startswith("cp_")}
+        unknown = sorted(set(options) - set(self.CP_ARGS) - set(self._EXTRA_ARGS))
+        if unknown:
+            names = ", ".join("cp_" + u for u in unknown)
+            raise TypeError(f"ConnectionPool() got unknown keyword argument(s): {names}")
+        if isinstance(dbapiName, ModuleType):
+            self.dbapi = dbapiName
+            self.dbapiName = dbapiName.__name__
+        elif isinstance(dbapiName, str):
+            self.dbapiName = dbapiName
+            self.dbapi = importlib.import_module(dbapiName)
+        else:
+            raise TypeError(f"dbapiName must be a module name or a module, not {type(dbapiName).__name__}")
+        if not callable(getattr(self.dbapi, "connect", None)):
+            raise TypeError(f"dbapiName {self.dbapiName!r} is not a DB-API module (it has no connect())")
+        if getattr(self.dbapi, "apilevel", None) != "2.0":
+            _log.info("adbapi: DB API module %s is not DB API 2.0 compliant", self.dbapiName)
+
+        self.connargs = connargs
+        self.connkw = connkw
+        self._goodSqlGiven = "good_sql" in options and options["good_sql"] is not None
+        for arg in self.CP_ARGS:
+            if arg in options and not (arg == "good_sql" and options[arg] is None):
+                setattr(self, arg, options[arg])
+        for arg in ("min", "max"):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"cp_{arg} must be an int, not {type(value).__name__}")
+        if self.max < 1:
+            raise ValueError(f"cp_max must be >= 1, got {self.max}")
+        if self.min < 0:
+            raise ValueError(f"cp_min must be >= 0, got {self.min}")
+        self.min = min(self.min, self.max)
+        self.max = max(self.min, self.max)
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"cp_name must be a str or None, not {type(self.name).__name__}")
+        if self.openfun is not None and not callable(self.openfun):
+            raise TypeError("cp_openfun must be callable or None")
+        if not isinstance(self.good_sql, str):
+            raise TypeError(f"cp_good_sql must be a str, not {type(self.good_sql).__name__}")
+
+        reactor = options.get("reactor")
+        if reactor is None:
+            from reactor import getReactor
+
+            reactor = getReactor()
+        self._reactor: Any = reactor
+        self._clock: Any = options.get("clock") or reactor
+        self._pingAfter = _optionalSeconds("cp_ping_after", options.get("ping_after"), allowZero=True)
+        self._maxLifetime = _optionalSeconds("cp_max_lifetime", options.get("max_lifetime"))
+        self._idleTimeout = _optionalSeconds("cp_idle_timeout", options.get("idle_timeout"))
+        self._waitTimeout = _optionalSeconds("cp_wait_timeout", options.get("wait_timeout"))
+        self._timeout = _optionalSeconds("cp_timeout", options.get("timeout"))
+        maxWaiting = options.get("max_waiting")
+        if maxWaiting is not None and (isinstance(maxWaiting, bool) or not isinstance(maxWaiting, int)):
+            raise TypeError(f"cp_max_waiting must be an int or None, not {type(maxWaiting).__name__}")
+        if maxWaiting is not None and maxWaiting < 0:
+            raise ValueError(f"cp_max_waiting must be >= 0, got {maxWaiting}")
+        self._maxWaiting: int | None = maxWaiting
+        retry = options.get("retry")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"cp_retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._retry: RetryPolicy | None = retry
+        self._timed = any(v is not None for v in (self._pingAfter, self._maxLifetime, self._idleTimeout))
+
+        _poolCounter += 1
+        self._number = _poolCounter
+        self._threadPrefix = f"PoolThread-{self.name or f'ConnectionPool-{self._number}'}"
+        self._label = f"{self.name or f'ConnectionPool-{self._number}'} ({self.dbapiName})"
+        self._redactor = Redactor(connargs, connkw)
+        self._adapter: DriverAdapter = adapterFor(self.dbapi)
+        self._goodSqlForPing: str | None = self.good_sql if self._goodSqlGiven else None
+        # Subclasses that override Twisted's hooks keep them on every call.
+        cls = type(self)
+        self._fastPath = (
+            cls._runInteraction is ConnectionPool._runInteraction
+            and cls._runQuery is ConnectionPool._runQuery
+            and cls._runOperation is ConnectionPool._runOperation
+            and cls.connect is ConnectionPool.connect
+            and self.connectionFactory is Connection
+            and self.transactionFactory is Transaction
+        )
+
+        # Shared with workers, under _lock:
+        self._lock = threading.Lock()
+        self._pending: collections.deque[_Call] = collections.deque()
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._stopping = False
+        self._connectionsOpened = 0
+        self._reconnects = 0
+        self._recycled = 0
+        self._workerCount = 0
+        # Worker -> reactor hand-off:
+        self._results: collections.deque[Any] = collections.deque()
+        self._flushScheduled = False
+        # Wake the reactor for each outcome only when fewer calls than this are waiting.
+        self._lowWater = max(2, self.max)
+        self._backlogTimer: Any = None
+        self._local = threading.local()
+        # Reactor thread only:
+        self._state = _NEW
+        self._closeWaiters: list[Deferred[None]] = []
+        self._backingOff: set[_Call] = set()
+        self._idleCheck: Any = None
+        self._calls = 0
+        self._errors = 0
+        self._cancelled = 0
+        self._rejected = 0
+        self._retries = 0
+        self._longestWait = 0.0
+        self.shutdownID: Any = None
+        self.startID: Any = reactor.callWhenRunning(self._start)
+
+    # -- lifecycle (reactor thread) ----------------------------------------------------
+
+    def __repr__(self) -> str:
+        with self._lock:
+            workers, idle, waiting = len(self._workers), len(self._idle), len(self._pending)
+        return (
+            f"<ConnectionPool {self._label} [{self._redactor.describe()}] {self._state} "
+            f"workers={workers} busy={workers - idle} waiting={waiting}>"
+        )
+
+    def _start(self) -> None:
+        self.startID = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the workers (the reactor does this when it runs; so does the first call)."""
+        if self._state == _RUNNING:
+            return
+        if self._state == _CLOSING:
+            raise PoolClosedError(f"{self._label} is closing; start() it again once close() has finished")
+        self._state = _RUNNING
+        self.running = True
+        with self._lock:
+            self._stopping = False
+            fresh = [self._newWorkerLocked() for _ in range(max(0, self.min - len(self._workers)))]
+            now = self._clock.seconds() if self._timed else 0.0
+            for worker in fresh:
+                worker.idleSince = worker.lastUsed = now
+            self._idle.extend(fresh)
+        for worker in fresh:
+            worker.thread.start()
+        self.shutdownID = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
+        if self._idleTimeout is not None:
+            self._scheduleIdleCheck()
+
+    def close(self) -> Deferred[None]:
+        """Stop accepting calls, let accepted calls finish, close every connection in its own thread.
+
+        Returns a Deferred that fires once every worker has exited (Twisted's
+        returns None; ignoring the result keeps the same behaviour). Called
+        while the reactor is not running, it waits for the workers right away.
+        """
+        if self.shutdownID is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self.shutdownID)
+            except (ValueError, KeyError):
+                pass
+            self.shutdownID = None
+        if self.startID is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self.startID)
+            except (ValueError, KeyError, TypeError):
+                pass
+            self.startID = None
+        return self._stopWorkers()
+
+    def finalClose(self) -> Deferred[None]:
+        """Twisted's name for the shutdown-time close."""
+        self.shutdownID = None
+        return self._stopWorkers()
+
+    def _shutdown(self) -> Deferred[None]:
+        self.shutdownID = None
+        return self._stopWorkers()
+
+    def _stopWorkers(self) -> Deferred[None]:
+        if self._state in (_NEW, _CLOSED):
+            self._state = _CLOSED
+            self.running = False
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closeWaiters.append(d)
+        if self._state == _CLOSING:
+            return d
+        self._state = _CLOSING
+        self.running = False
+        if self._idleCheck is not None and self._idleCheck.active():
+            self._idleCheck.cancel()
+        self._idleCheck = None
+        for call in list(self._backingOff):
+            self._finishBackoffOnClose(call)
+        with self._lock:
+            self._stopping = True
+            idle, self._idle[:] = self._idle[:], []
+            workers = list(self._workers)
+        for worker in idle:
+            worker.inbox.put(None)
+        if not workers:
+            self._closed()
+        elif not self._reactor.running:
+            # Nothing will deliver the exit notices until the reactor runs: wait here.
+            for worker in workers:
+                if worker.thread.is_alive() and worker.thread is not threading.current_thread():
+                    worker.thread.join()
+            self._flushResults()
+        return d
+
+    def _closed(self) -> None:
+        self._state = _CLOSED
+        if self._backlogTimer is not None and self._backlogTimer.active():
+            self._backlogTimer.cancel()
+        self._backlogTimer = None
+        waiters, self._closeWaiters = self._closeWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _newWorkerLocked(self) -> _Worker:
+        self._workerCount += 1
+        worker = _Worker(self, self._workerCount)
+        self._workers.add(worker)
+        return worker
+
+    # -- the public calls (reactor thread) -------------------------------------------------
+
+    def runInteraction(
+        self, interaction: Callable[Concatenate[Transaction, _P], _T], *args: _P.args, **kw: _P.kwargs
+    ) -> Deferred[_T]:
+        """Run ``interaction(Transaction, *args, **kw)`` in a worker; commit on return, roll back on raise.
+
+        Fires with its return value or the exception it raised (the driver's own
+        class for database errors).
+        """
+        if not callable(interaction):
+            raise TypeError(f"interaction must be callable, not {type(interaction).__name__}")
+        return self._submit(INTERACTION, interaction, args, kw)
+
+    def runWithConnection(
+        self, func: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kw: _P.kwargs
+    ) -> Deferred[_T]:
+        """Run ``func(Connection, *args, **kw)`` in a worker; commit if it returns, roll back if it raises."""
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {type(func).__name__}")
+        return self._submit(WITH_CONNECTION, func, args, kw)
+
+    def runQuery(self, *args: Any, **kw: Any) -> Deferred[list[Any]]:
+        """Execute one statement (``cursor.execute(*args, **kw)``) and fire with ``fetchall()``."""
+        if not args and "operation" not in kw and "sql" not in kw:
+            raise TypeError("runQuery() needs the SQL statement as its first argument")
+        if self._fastPath:
+            return self._submit(FAST_QUERY, None, args, kw)
+        return self._submit(INTERACTION, self._runQuery, args, kw)
+
+    def runOperation(self, *args: Any, **kw: Any) -> Deferred[None]:
+        """Execute one statement (``cursor.execute(*args, **kw)``) and fire with None."""
+        if not args and "operation" not in kw and "sql" not in kw:
+            raise TypeError("runOperation() needs the SQL statement as its first argument")
+        if self._fastPath:
+            return self._submit(FAST_OPERATION, None, args, kw)
+        return self._submit(INTERACTION, self._runOperation, args, kw)
+
+    def transaction(self) -> AsyncTransaction:
+        """An async context manager holding one connection for a transaction (reactor thread).
+
+        ``async with pool.transaction() as txn: await txn.execute(...)`` commits when
+        the block ends normally and rolls back when it raises.
+        """
+        return AsyncTransaction(self)
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the pool (any thread may call it; no database work)."""
+        with self._lock:
+            workers = list(self._workers)
+            idle = len(self._idle)
+            waiting = len(self._pending)
+            opened, reconnects, recycled = self._connectionsOpened, self._reconnects, self._recycled
+        return PoolStatistics(
+            name=self.name or f"ConnectionPool-{self._number}",
+            state=self._state,
+            workers=len(workers),
+            connectionsOpen=sum(1 for w in workers if w.conn is not None),
+            busy=len(workers) - idle,
+            idle=idle,
+            waiting=waiting,
+            longestWait=self._longestWait,
+            calls=self._calls,
+            errors=self._errors,
+            cancelled=self._cancelled,
+            rejected=self._rejected,
+            retries=self._retries,
+            connectionsOpened=opened,
+            reconnects=reconnects,
+            recycled=recycled,
+        )
+
+    # -- Twisted's per-thread connection API (worker threads) ----------------------------
+
+    def _currentWorker(self) -> _Worker:
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            raise RuntimeError(
+                f"{self._label}: connect()/disconnect() must be called in one of the pool's worker threads "
+                "(from a runInteraction/runWithConnection function)"
+            )
+        return worker
+
+    def connect(self) -> Any:
+        """This worker thread's DB-API connection, opened on first use (worker threads only)."""
+        worker = self._currentWorker()
+        if worker.conn is None:
+            return worker._open()
+        return worker.conn
+
+    def disconnect(self, conn: Any) -> None:
+        """Close this worker thread's connection ``conn``; the next ``connect()`` opens a new one."""
+        worker = self._currentWorker()
+        if conn is not worker.conn:
+            raise ValueError("disconnect(): wrong connection for this thread")
+        worker.discardConnection(broken=True)
+
+    # -- Twisted's overridable bodies (worker threads) ------------------------------------
+
+    def _runInteraction(self, interaction: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        conn = self.connectionFactory(self)
+        trans = self.transactionFactory(self, conn)
+        try:
+            result = interaction(trans, *args, **kw)
+            trans.close()
+            self._markCommitting()
+            conn.commit()
+            return result
+        except BaseException as e:
+            self._recover(conn, e)
+            raise
+
+    def _runWithConnection(self, func: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        conn = self.connectionFactory(self)
+        try:
+            result = func(conn, *args, **kw)
+            self._markCommitting()
+            conn.commit()
+            return result
+        except BaseException as e:
+            self._recover(conn, e)
+            raise
+
+    def _runQuery(self, trans: Transaction, *args: Any, **kw: Any) -> list[Any]:
+        trans.execute(*args, **kw)
+        return trans.fetchall()  # type: ignore[no-any-return]
+
+    def _runOperation(self, trans: Transaction, *args: Any, **kw: Any) -> None:
+        trans.execute(*args, **kw)
+
+    def _markCommitting(self) -> None:
+        worker = getattr(self._local, "worker", None)
+        if worker is not None:
+            worker.committing = True
+
+    # -- failure handling (worker threads) -------------------------------------------------
+
+    def _waitForCancel(self, worker: _Worker | None) -> None:
+        """Before rolling back a failed call: let a cancel in flight finish, so it cannot hit the rollback."""
+        if worker is None:
+            return
+        with self._lock:
+            call = worker.current
+        if call is not None:
+            waitForCancel(call)
+
+    def _recover(self, conn: Connection, error: BaseException) -> None:
+        """After ``error`` in a call: roll back, or discard a broken connection (may raise ConnectionLost)."""
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        self._waitForCancel(worker)
+        raw = getattr(conn, "_connection", None)
+        if raw is None:  # already discarded (cp_reconnect's rollback did it)
+            return
+        if worker is not None and self._adapter.isDisconnect(error, raw):
+            worker.discardConnection(broken=True)
+            if self.reconnect:
+                raise ConnectionLost("the database connection was lost") from error
+            return
+        try:
+            conn.rollback()
+        except ConnectionLost:
+            raise
+        except Exception as e:
+            _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
+                         self._redactor.scrub(f"{type(e).__name__}: {e}"))
+            if worker is not None and raw is worker.conn:
+                worker.discardConnection(broken=True)
+            if self.reconnect:
+                raise ConnectionLost("the database connection was lost") from error
+
+    def _recoverRaw(self, raw: Any, error: BaseException) -> None:
+        """``_recover`` for the fast path, which works on the raw connection."""
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        self._waitForCancel(worker)
+        if worker is None:
+            return
+        broken = self._adapter.isDisconnect(error, raw)
+        if not broken:
+            try:
+                raw.rollback()
+                if self.reconnect:
+                    self._adapter.ping(raw, self.good_sql)
+            except Exception as e:
+                _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
+                             self._redactor.scrub(f"{type(e).__name__}: {e}"))
+                broken = True
+        if broken:
+            worker.discardConnection(broken=True)
+            if self.reconnect:
+                raise ConnectionLost("the database connection was lost") from error
+
+    def _classify(self, error: BaseException, committing: bool) -> int:
+        """Flags for the retry policy (worker thread, right after the error)."""
+        if self._retry is None:
+            return 0
+        cause = error.__cause__ if isinstance(error, ConnectionLost) and error.__cause__ else error
+        flags = 0
+        if self._adapter.isConflict(cause):
+            flags |= _FLAG_CONFLICT
+        if not committing and (isinstance(error, ConnectionLost) or self._adapter.isDisconnect(cause, None)):
+            flags |= _FLAG_LOST_BEFORE_COMMIT
+        return flags
+
+    # -- dispatch (reactor thread) ---------------------------------------------------------
+
+    def _submit(self, kind: int, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
+        state = self._state
+        if state != _RUNNING:
+            if state == _NEW:
+                self.start()
+            else:
+                return fail(PoolClosedError(f"{self._label} is {state}; no new calls are accepted"))
+        call = _Call(self, kind, func, args, kw)
+        d = call.deferred
+        if not self._dispatch(call):
+            return d
+        if self._timeout is not None:
+            d.addTimeout(self._timeout, self._clock)
+        return d
+
+    def _dispatch(self, call: _Call) -> bool:
+        """Hand ``call`` to an idle worker, a new worker, or the waiting queue; False if refused."""
+        worker = None
+        fresh = False
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+                call.state = ASSIGNED
+            elif len(self._workers) < self.max:
+                worker = self._newWorkerLocked()
+                fresh = True
+                call.state = ASSIGNED
+            elif self._maxWaiting is not None and len(self._pending) >= self._maxWaiting:
+                refused = True
+            else:
+                refused = False
+                call.state = QUEUED
+                call.enqueuedAt = self._clock.seconds()
+                self._pending.append(call)
+                if self._backlogTimer is None:
+                    self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
+        if worker is not None:
+            if fresh:
+                worker.thread.start()
+            worker.inbox.put(call)
+            return True
+        if refused:
+            self._rejected += 1
+            call.state = CANCELLED
+            call.deferred.errback(
+                PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
+            )
+            return False
+        if self._waitTimeout is not None:
+            call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
+        return True
+
+    def _waitExpired(self, call: _Call) -> None:
+        call.waitTimer = None
+        with self._lock:
+            if call.state is not QUEUED:
+                return
+            self._pending.remove(call)
+            call.state = CANCELLED
+        self._rejected += 1
+        if not call.deferred.called:
+            call.deferred.errback(
+                PoolTimeoutError(f"{self._label}: no connection became free within {self._waitTimeout} s")
+            )
+
+    def _cancelCall(self, call: _Call) -> None:
+        """The canceller of every call's Deferred (reactor thread)."""
+        self._cancelled += 1
+        side = None
+        with self._lock:
+            state = call.state
+            if state is QUEUED:
+                self._pending.remove(call)
+                call.state = CANCELLED
+            elif state is ASSIGNED:
+                call.state = CANCELLED
+            elif state is RUNNING and not call.cancelRequested:
+                call.cancelRequested = True
+                worker = call.worker
+                if worker is not None and self._adapter.canCancel:
+                    call.statementOver = threading.Event()
+                    call.cancelDone = threading.Event()
+                    side = threading.Thread(
+                        target=sendCancel, args=(self, worker, call),
+                        name=f"{self._threadPrefix}-cancel", daemon=True,
+                    )
+        if side is not None:
+            side.start()
+        if state is BACKOFF:
+            self._backingOff.discard(call)
+            call.state = CANCELLED
+            if call.retryTimer is not None and call.retryTimer.active():
+                call.retryTimer.cancel()
+        if call.waitTimer is not None and call.waitTimer.active():
+            call.waitTimer.cancel()
+
+    # -- results (worker -> reactor) ---------------------------------------------------------
+
+    def _deliver(self, item: Any) -> None:
+        """Queue a worker's outcome for the reactor thread (worker threads; coalesces wake-ups).
+
+        Waking the reactor costs a pipe write and a GIL hand-off per wake-up, so
+        while enough calls are waiting (the workers have work without the reactor)
+        outcomes accumulate and go home in one batch: when the waiting queue runs
+        low, when a worker goes idle, or at the latest on the reactor's backlog
+        timer (``_BACKLOG_FLUSH`` seconds), whichever comes first.
+        """
+        self._results.append(item)
+        if not self._flushScheduled and len(self._pending) < self._lowWater:
+            self._flushScheduled = True
+            self._reactor.callFromThread(self._flushResults)
+
+    def _backlogFlush(self) -> None:
+        """The backlog timer (reactor thread): bound how long a batched outcome can wait."""
+        self._backlogTimer = None
+        if self._results:
+            self._flushResults()
+        if self._pending and self._backlogTimer is None and self._state != _CLOSED:
+            self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
+
+    def _flushResults(self) -> None:
+        """Fire the Deferreds of finished calls, in completion order (reactor thread)."""
+        self._flushScheduled = False
+        results = self._results
+        while results:
+            call, ok, value, flags = results.popleft()
+            if call is None:  # a worker exited: its last act was to queue this
+                exited: _Worker = ok
+                exited.thread.join(1.0)
+                self._workerExited()
+                continue
+            if call.waitTimer is not None:
+                if call.waitTimer.active():
+                    call.waitTimer.cancel()
+                call.waitTimer = None
+            if call.waited > self._longestWait:
+                self._longestWait = call.waited
+            d = call.deferred
+            if d.called:  # cancelled while it ran: the outcome has nobody to go to
+                continue
+            self._calls += 1
+            if ok:
+                d.callback(value)
+                continue
+            retry = self._retry
+            if (
+                retry is not None
+                and flags
+                and self._state == _RUNNING
+                and retry.shouldRetry(call.attempt, bool(flags & _FLAG_CONFLICT),
+                                      bool(flags & _FLAG_LOST_BEFORE_COMMIT))
+            ):
+                self._scheduleRetry(call, value, retry)
+                continue
+            self._errors += 1
+            d.errback(Failure(value))
+
+    def _workerExited(self) -> None:
+        if self._state == _CLOSING:
+            with self._lock:
+                remaining = len(self._workers)
+            if remaining == 0:
+                self._closed()
+
+    # -- retries (reactor thread) --------------------------------------------------------------
+
+    def _scheduleRetry(self, call: _Call, error: BaseException, retry: RetryPolicy) -> None:
+        delay = retry.delay(call.attempt)
+        _log.info("adbapi: %s: attempt %d failed with %s; retrying in %.3f s", self._label, call.attempt,
+                  type(error).__name__, delay)
+        call.attempt += 1
+        call.state = BACKOFF
+        call.lastFailure = error
+        call.worker = None
+        call.cancelRequested = False
+        call.statementOver = call.cancelDone = None
+        self._retries += 1
+        self._backingOff.add(call)
+        call.retryTimer = self._clock.callLater(delay, self._retryNow, call)
+
+    def _retryNow(self, call: _Call) -> None:
+        call.retryTimer = None
+        self._backingOff.discard(call)
+        if call.state is not BACKOFF or call.deferred.called:
+            return
+        if self._state != _RUNNING:
+            self._finishBackoffOnClose(call)
+            return
+        call.waited = 0.0
+        self._dispatch(call)
+
+    def _finishBackoffOnClose(self, call: _Call) -> None:
+        self._backingOff.discard(call)
+        if call.retryTimer is not None and call.retryTimer.active():
+            call.retryTimer.cancel()
+        call.state = CANCELLED
+        if not call.deferred.called and call.lastFailure is not None:
+            self._errors += 1
+            call.deferred.errback(Failure(call.lastFailure))
+
+    # -- idle timeout (reactor thread) -----------------------------------------------------------
+
+    def _scheduleIdleCheck(self) -> None:
+        assert self._idleTimeout is not None
+        self._idleCheck = self._clock.callLater(self._idleTimeout / 2, self._checkIdle)
+
+    def _checkIdle(self) -> None:
+        """Retire workers idle for ``cp_idle_timeout`` (closing their connections), down to ``cp_min``."""
+        self._idleCheck = None
+        if self._state != _RUNNING or self._idleTimeout is None:
+            return
+        now = self._clock.seconds()
+        retired: list[_Worker] = []
+        with self._lock:
+            surplus = len(self._workers) - self.min
+            # The idle stack is LIFO: the longest idle sit at the bottom.
+            while surplus > 0 and self._idle and now - self._idle[0].idleSince >= self._idleTimeout:
+                retired.append(self._idle.pop(0))
+                surplus -= 1
+        for worker in retired:
+            if worker.conn is not None:
+                with self._lock:
+                    self._recycled += 1
+            worker.inbox.put(None)
+        self._scheduleIdleCheck()

@@ -1,0 +1,46 @@
+"""The snapshot returned by ``ConnectionPool.statistics()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PoolStatistics"]
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """A consistent, immutable snapshot of one pool; cheap to take (no database work).
+
+    Counters (``calls`` onwards) count since the pool was created.
+    """
+
+    name: str
+    state: str
+    #: worker threads alive (each owns at most one connection)
+    workers: int
+    #: connections currently open
+    connectionsOpen: int
+    #: connections running a call
+    busy: int
+    #: connections (or workers without one yet) waiting for work
+    idle: int
+    #: calls waiting for a free connection
+    waiting: int
+    #: the longest time (seconds) any call has waited for a connection
+    longestWait: float
+    #: calls finished (successfully or not), not counting cancelled ones
+    calls: int
+    #: calls that ended with an error (database errors, lost connections, timeouts)
+    errors: int
+    #: calls cancelled by their caller (including timeouts)
+    cancelled: int
+    #: calls refused by ``cp_max_waiting`` or that gave up after ``cp_wait_timeout``
+    rejected: int
+    #: attempts re-run by the retry policy
+    retries: int
+    #: connections opened in all
+    connectionsOpened: int
+    #: connections found broken (failed call, failed ping) and replaced
+    reconnects: int
+    #: connections closed for age (``cp_max_lifetime``) or idleness (``cp_idle_timeout``)
+    recycled: int

@@ -1,0 +1,291 @@
+"""Connection workers: one thread, one connection, one call at a time.
+
+A :class:`_Worker` owns a thread and at most one DB-API connection, which is
+opened, used and closed only in that thread (so sqlite3's ``check_same_thread``
+holds). The pool hands a worker a :class:`_Call` through the worker's inbox;
+when the call ends the worker takes the next waiting call itself (no round trip
+through the reactor while calls are queued) or puts itself on the pool's idle
+stack, then reports the outcome to the reactor thread.
+
+Locking: the pool's ``_lock`` guards the call states, the waiting queue, the idle
+stack and the worker set (see ``_pool.py``). A worker's connection fields are
+written only by its thread; other threads read them (statistics, cancellation)
+without the lock, which is safe for single attribute reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any
+
+from reactor import CancelledError, Deferred
+
+if TYPE_CHECKING:
+    from adbapi._pool import ConnectionPool
+
+__all__: list[str] = []
+
+_log = logging.getLogger("adbapi")
+
+# Call kinds
+FAST_QUERY = 1  # runQuery on the fast path: adapter.runSingle(fetch=True)
+FAST_OPERATION = 2  # runOperation on the fast path: adapter.runSingle(fetch=False)
+INTERACTION = 3  # pool._runInteraction(func, ...)
+WITH_CONNECTION = 4  # pool._runWithConnection(func, ...)
+RESERVED = 5  # func(worker) holds the worker for an async transaction
+
+# Call states (transitions under the pool lock)
+QUEUED = "queued"  # in pool._pending
+ASSIGNED = "assigned"  # handed to a worker, not started
+RUNNING = "running"  # a worker is running it
+BACKOFF = "backoff"  # waiting on the reactor to be retried
+DONE = "done"
+CANCELLED = "cancelled"  # removed before it started
+
+# How long a worker waits for a cancel request to reach the server before it
+# rolls back (a cancel arriving during the rollback would only cost the connection).
+_CANCEL_SEND_WAIT = 10.0
+
+
+class _Call:
+    """One unit of work and its Deferred; ``state`` and the cancel fields are guarded by the pool lock.
+
+    Rarely used fields are class-level defaults, so creating a call (once per
+    query, in the reactor thread) sets only what every call needs.
+    """
+
+    worker: _Worker | None = None
+    cancelRequested = False
+    # Created by the canceller (under the pool lock) when it starts a side thread:
+    statementOver: threading.Event | None = None
+    cancelDone: threading.Event | None = None
+    enqueuedAt = 0.0
+    waited = 0.0
+    attempt = 1
+    waitTimer: Any = None
+    retryTimer: Any = None
+    lastFailure: BaseException | None = None
+
+    def __init__(
+        self, pool: ConnectionPool, kind: int, func: Any, args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> None:
+        self.pool = pool
+        self.kind = kind
+        self.func = func
+        self.args = args
+        self.kw = kw
+        self.deferred: Deferred[Any] = Deferred(self.cancel)
+        self.state = QUEUED
+
+    def cancel(self, deferred: Deferred[Any]) -> None:
+        """The Deferred's canceller (reactor thread): unqueue, or stop the statement on the server."""
+        self.pool._cancelCall(self)
+
+
+class _Worker:
+    """A thread that owns one connection slot of a pool."""
+
+    def __init__(self, pool: ConnectionPool, number: int) -> None:
+        self.pool = pool
+        self.inbox: SimpleQueue[Any] = SimpleQueue()
+        self.thread = threading.Thread(target=self._main, name=f"{pool._threadPrefix}-{number}", daemon=True)
+        # Owned by the worker thread (others only read them):
+        self.conn: Any = None
+        self.connInfo: Any = None
+        self.openedAt = 0.0
+        self.lastUsed = 0.0
+        self.current: _Call | None = None
+        self.committing = False
+        # Written under the pool lock by the worker when it goes idle:
+        self.idleSince = 0.0
+
+    def __repr__(self) -> str:
+        return f"<adbapi worker {self.thread.name} conn={'open' if self.conn is not None else 'none'}>"
+
+    # -- the thread ----------------------------------------------------------------
+
+    def _main(self) -> None:
+        pool = self.pool
+        pool._local.worker = self
+        lock = pool._lock
+        pending = pool._pending
+        deliver = pool._deliver
+        call = self.inbox.get()
+        started = False
+        while call is not None:
+            if not started:
+                with lock:
+                    started = call.state is ASSIGNED
+                    if started:
+                        call.state = RUNNING
+                        call.worker = self
+                        self.current = call
+            if started:
+                ok, result, flags = self._execute(call)
+            nxt: _Call | None = None
+            goIdle = False
+            # One lock round per call under load: this call ends and the next one starts here.
+            with lock:
+                if started:
+                    call.state = DONE
+                    self.current = None
+                if pending:
+                    nxt = pending.popleft()
+                    nxt.state = RUNNING
+                    nxt.worker = self
+                    self.current = nxt
+                    nxt.waited = pool._clock.seconds() - nxt.enqueuedAt
+                elif not pool._stopping:
+                    goIdle = True
+                    self.idleSince = self.lastUsed = pool._clock.seconds() if pool._timed else 0.0
+                    pool._idle.append(self)
+            if started:
+                if call.statementOver is not None:
+                    # Never run another statement while a cancel for this call is in flight.
+                    waitForCancel(call)
+                deliver((call, ok, result, flags))
+            started = nxt is not None
+            call = self.inbox.get() if goIdle else nxt
+        self._closeConnection(recycled=False)
+        with lock:
+            pool._workers.discard(self)
+        deliver((None, self, None, 0))  # the pool joins this thread on receipt
+
+    def _execute(self, call: _Call) -> tuple[bool, Any, int]:
+        """Run a RUNNING call on this worker's connection: (ok, result or exception, retry flags)."""
+        pool = self.pool
+        self.committing = False
+        try:
+            conn = self.conn
+            if conn is None or pool._timed:
+                conn = self._prepare()
+            if call.cancelRequested:
+                raise CancelledError("cancelled before it reached the database")
+            kind = call.kind
+            if kind <= FAST_OPERATION:
+                try:
+                    return True, pool._adapter.runSingle(conn, call.args, call.kw, kind == FAST_QUERY), 0
+                except BaseException as e:
+                    # The statement is its own transaction: a loss during it is a loss during commit.
+                    self.committing = True
+                    pool._recoverRaw(conn, e)
+                    raise
+            if kind == INTERACTION:
+                return True, pool._runInteraction(call.func, *call.args, **call.kw), 0
+            if kind == WITH_CONNECTION:
+                return True, pool._runWithConnection(call.func, *call.args, **call.kw), 0
+            return True, call.func(self), 0
+        except BaseException as e:
+            return False, e, pool._classify(e, self.committing)
+
+    # -- the connection (worker thread only) -----------------------------------------
+
+    def _prepare(self) -> Any:
+        """This worker's connection, opened, recycled or replaced as the health settings say."""
+        pool = self.pool
+        conn = self.conn
+        if conn is None:
+            return self._open()
+        if pool._timed:
+            now = pool._clock.seconds()
+            if pool._maxLifetime is not None and now - self.openedAt >= pool._maxLifetime:
+                self._closeConnection(recycled=True)
+                return self._open()
+            if pool._pingAfter is not None and now - self.lastUsed >= pool._pingAfter:
+                try:
+                    pool._adapter.ping(conn, pool._goodSqlForPing)
+                except Exception as e:
+                    _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
+                              type(e).__name__)
+                    self.discardConnection(broken=True)
+                    return self._open()
+        return conn
+
+    def _open(self) -> Any:
+        pool = self.pool
+        if pool.noisy:
+            _log.info("adbapi connecting: %s", pool._label)
+        try:
+            conn = pool._adapter.connect(pool.connargs, pool.connkw)
+        except BaseException as e:
+            pool._redactor.scrubException(e)
+            raise
+        try:
+            if pool.openfun is not None:
+                pool.openfun(conn)
+            info = pool._adapter.describeConnection(conn)
+        except BaseException:
+            pool._adapter.discard(conn)
+            raise
+        self.connInfo = info
+        self.conn = conn
+        if pool._timed:
+            self.openedAt = self.lastUsed = pool._clock.seconds()
+        with pool._lock:
+            pool._connectionsOpened += 1
+        return conn
+
+    def discardConnection(self, broken: bool) -> None:
+        """Close this worker's connection because it is (or may be) broken."""
+        conn, self.conn, self.connInfo = self.conn, None, None
+        if conn is None:
+            return
+        if self.pool.noisy:
+            _log.info("adbapi closing: %s", self.pool._label)
+        self.pool._adapter.discard(conn)
+        if broken:
+            with self.pool._lock:
+                self.pool._reconnects += 1
+
+    def _closeConnection(self, recycled: bool) -> None:
+        conn, self.conn, self.connInfo = self.conn, None, None
+        if conn is None:
+            return
+        if self.pool.noisy:
+            _log.info("adbapi closing: %s", self.pool._label)
+        try:
+            conn.close()
+        except Exception as e:
+            _log.warning("adbapi: %s: closing a connection failed: %s", self.pool._label,
+                         self.pool._redactor.scrub(str(e)))
+        if recycled:
+            with self.pool._lock:
+                self.pool._recycled += 1
+
+
+def waitForCancel(call: _Call) -> None:
+    """In the worker: say the call's statements are over, then wait for its canceller to stop."""
+    over, done = call.statementOver, call.cancelDone
+    if over is not None and done is not None:
+        over.set()
+        done.wait(_CANCEL_SEND_WAIT * 2)
+
+
+def sendCancel(pool: ConnectionPool, worker: _Worker, call: _Call) -> None:
+    """Body of a side thread: keep asking the server to stop ``worker``'s statement until the call's
+    statements are over.
+
+    A single request can arrive just before the statement reaches the server (and
+    be ignored there), so it is repeated with a growing pause until the worker says
+    the statement ended, for at most ``_CANCEL_SEND_WAIT`` seconds.
+    """
+    over, done = call.statementOver, call.cancelDone
+    assert over is not None and done is not None
+    pause = 0.02
+    waited = 0.0
+    try:
+        while not over.is_set() and waited < _CANCEL_SEND_WAIT:
+            conn = worker.conn
+            if conn is not None:
+                try:
+                    pool._adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
+                except Exception as e:
+                    _log.warning("adbapi: %s: cancelling a statement failed: %s", pool._label,
+                                 pool._redactor.scrub(f"{type(e).__name__}: {e}"))
+            over.wait(pause)
+            waited += pause
+            pause = min(pause * 2, 0.5)
+    finally:
+        done.set()

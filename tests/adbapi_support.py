@@ -1,0 +1,177 @@
+"""Shared fixtures for the adbapi tests: one behaviour suite, three real backends.
+
+``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 on the
+test PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
+driver module, its connect arguments, its parameter marker and the server-side
+tools the fault tests use (a long statement, the connection's server id, killing
+a connection). ``runReactor`` runs one test body inside a fresh reactor, with a
+bound on the whole run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from reactor import Deferred, Reactor
+
+BACKENDS = ["sqlite", "postgres", "mysql"]
+
+
+@dataclass
+class Backend:
+    """How to reach one database and drive its faults; ``sql()`` rewrites ``?`` to the driver's marker."""
+
+    name: str
+    module: ModuleType
+    connargs: tuple[Any, ...]
+    connkw: dict[str, Any]
+    marker: str
+    tables: list[str] = field(default_factory=list)
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", self.marker)
+
+    @property
+    def longQuery(self) -> str:
+        """A statement that runs for many seconds unless cancelled."""
+        if self.name == "postgres":
+            return "SELECT pg_sleep(30)"
+        if self.name == "mysql":
+            return "SELECT SLEEP(30)"
+        return "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+
+    @property
+    def serverIdQuery(self) -> str:
+        """A query returning the id of the server session of the connection that runs it."""
+        if self.name == "postgres":
+            return "SELECT pg_backend_pid()"
+        if self.name == "mysql":
+            return "SELECT CONNECTION_ID()"
+        raise pytest.skip.Exception("sqlite3 has no server session")
+
+    def pool(self, reactor: Reactor, **kw: Any) -> Any:
+        import adbapi
+
+        return adbapi.ConnectionPool(self.module, *self.connargs, cp_reactor=reactor, **self.connkw, **kw)
+
+    def adminConnect(self) -> Any:
+        """A direct, blocking connection for setup and fault injection (test code only)."""
+        conn = self.module.connect(*self.connargs, **self.connkw)
+        if self.name == "postgres":
+            conn.autocommit = True
+        elif self.name == "mysql":
+            conn.autocommit(True)
+        return conn
+
+    def admin(self, statement: str, *params: Any) -> list[Any]:
+        """Run one statement on a fresh admin connection and return its rows."""
+        conn = self.adminConnect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(self.sql(statement), params)
+            rows = list(cursor.fetchall()) if cursor.description else []
+            cursor.close()
+            if self.name == "sqlite":
+                conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def killSession(self, serverId: int) -> None:
+        """End a server session the way an administrator would."""
+        if self.name == "postgres":
+            self.admin("SELECT pg_terminate_backend(?)", serverId)
+        elif self.name == "mysql":
+            self.admin(f"KILL {int(serverId)}")
+        else:
+            raise pytest.skip.Exception("sqlite3 has no server session")
+
+    def createTable(self, name: str, columns: str = "id INTEGER PRIMARY KEY, v INTEGER") -> str:
+        self.admin(f"CREATE TABLE {name} ({columns})")
+        self.tables.append(name)
+        return name
+
+    def dropTables(self) -> None:
+        for name in self.tables:
+            try:
+                self.admin(f"DROP TABLE IF EXISTS {name}")
+            except Exception:
+                pass
+        self.tables.clear()
+
+
+@pytest.fixture(name="backend", params=BACKENDS)
+def backendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    """Each of sqlite3, psycopg2/PostgreSQL, PyMySQL/MariaDB (server ones skip or fail per conftest)."""
+    yield from _makeBackend(request.param, request, tmp_path)
+
+
+@pytest.fixture(name="serverBackend", params=["postgres", "mysql"])
+def serverBackendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    """The two server backends only (for faults that need a server session)."""
+    yield from _makeBackend(request.param, request, tmp_path)
+
+
+def _makeBackend(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    if name == "sqlite":
+        path = str(tmp_path / f"db-{uuid.uuid4().hex[:8]}.sqlite")
+        b = Backend("sqlite", sqlite3, (path,), {"timeout": 0.2}, "?")
+    elif name == "postgres":
+        import psycopg2
+
+        dsn = request.getfixturevalue("postgresDSN")
+        b = Backend("postgres", psycopg2, (dsn,), {}, "%s")
+    else:
+        import pymysql
+
+        kw = dict(request.getfixturevalue("mysqlConnectKw"))
+        b = Backend("mysql", pymysql, (), kw, "%s")
+    try:
+        yield b
+    finally:
+        b.dropTables()
+
+
+def runReactor(body: Callable[[Reactor], Coroutine[Any, Any, Any]], timeout: float = 20.0) -> Any:
+    """Run ``body(reactor)`` as a coroutine in a fresh reactor; return its result or raise its error.
+
+    The reactor stops when the body finishes (firing ``before shutdown``, so pools
+    drain) or after ``timeout`` seconds, which fails the test.
+    """
+    reactor = Reactor()
+    outcome: dict[str, Any] = {}
+
+    def start() -> None:
+        d: Deferred[Any] = Deferred.fromCoroutine(body(reactor))
+
+        def done(result: Any) -> None:
+            outcome["result"] = result
+            if reactor.running and not reactor.stopping:
+                reactor.stop()
+
+        d.addBoth(done)
+
+    def tooLong() -> None:
+        outcome.setdefault("timeout", True)
+        reactor.crash()
+
+    reactor.callWhenRunning(start)
+    guard = reactor.callLater(timeout, tooLong)
+    reactor.run(installSignalHandlers=False)
+    if guard.active():
+        guard.cancel()
+    if "timeout" in outcome and "result" not in outcome:
+        raise AssertionError(f"test body did not finish within {timeout} s")
+    result = outcome.get("result")
+    from reactor import Failure
+
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result

@@ -1,0 +1,414 @@
+"""adbapi under faults, on real servers: cancellation on the server, killed sessions, retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from adbapi import ConnectionLost, RetryPolicy, Transaction
+from reactor import CancelledError, Deferred, Reactor, TimeoutError, gatherResults
+from reactor.task import deferLater
+from tests.adbapi_support import Backend, backendFixture, runReactor, serverBackendFixture  # noqa: F401
+
+
+async def _startedOnServer(reactor: Reactor, backend: Backend, serverId: int | None) -> None:
+    """Wait (bounded) until the long statement is running on the server (sqlite: a short fixed grace)."""
+    if backend.name == "sqlite" or serverId is None:
+        await deferLater(reactor, 0.1)
+        return
+    if backend.name == "postgres":
+        query = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+    else:
+        query = ("SELECT count(*) FROM information_schema.PROCESSLIST"
+                 " WHERE ID = %s AND INFO LIKE 'SELECT SLEEP%%'")
+    for _ in range(100):
+        if backend.admin(query, serverId)[0][0]:
+            return
+        await deferLater(reactor, 0.02)
+    raise AssertionError("the long statement never showed up on the server")
+
+
+def _isRunningOnServer(backend: Backend, serverId: int) -> bool:
+    if backend.name == "postgres":
+        rows = backend.admin(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s AND state = 'active'",
+            serverId, "%pg_sleep(30)%",
+        )
+    else:
+        rows = backend.admin(
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE %s",
+            serverId, "SELECT SLEEP(30)%",
+        )
+    return bool(rows[0][0])
+
+
+def test_cancelRunningQueryStopsItOnTheServer(backend: Backend) -> None:
+    """Cancelling runQuery of a long statement errbacks CancelledError in 1 s and stops it on the server."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
+        d = pool.runQuery(backend.longQuery)
+        await _startedOnServer(reactor, backend, serverId)
+        began = time.monotonic()
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await d
+        elapsed = time.monotonic() - began
+        # The same (only) connection serves the next call: it is reusable and the statement is gone.
+        after = await pool.runQuery(backend.serverIdQuery) if serverId is not None else None
+        gone = not _isRunningOnServer(backend, serverId) if serverId is not None else True
+        return elapsed, serverId, after, gone, pool.statistics()
+
+    elapsed, serverId, after, gone, stats = runReactor(body)
+    assert elapsed < 1.0
+    assert gone
+    if serverId is not None:
+        assert after[0][0] == serverId
+    assert stats.cancelled == 1 and stats.reconnects == 0 and stats.connectionsOpened == 1
+
+
+def test_cancelledQueryIsGoneFromTheServer(serverBackend: Backend) -> None:
+    """After the cancel the server soon stops running the statement (checked from another session)."""
+    backend = serverBackend
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        d = pool.runQuery(backend.longQuery)
+        await _startedOnServer(reactor, backend, sid)
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await d
+        for _ in range(100):  # the server reports the end asynchronously: a bounded wait
+            if not _isRunningOnServer(backend, sid):
+                return
+            await deferLater(reactor, 0.01)
+        raise AssertionError("statement still running on the server")
+
+    runReactor(body)
+
+
+def test_cancelRunningInteractionRollsBack(backend: Backend, uniqueTableName: str) -> None:
+    """Cancelling an interaction in its long statement rolls back its earlier writes."""
+    table = backend.createTable(uniqueTableName)
+
+    def interaction(txn: Transaction) -> None:
+        txn.execute(backend.sql(f"INSERT INTO {table} (id, v) VALUES (?, ?)"), (1, 1))
+        txn.execute(backend.longQuery)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
+        d = pool.runInteraction(interaction)
+        await _startedOnServer(reactor, backend, serverId)
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await d
+        return await pool.runQuery(f"SELECT count(*) FROM {table}"), pool.statistics()
+
+    rows, stats = runReactor(body)
+    assert rows[0][0] == 0
+    assert stats.reconnects == 0
+
+
+def test_cancelQueuedCallJustRemovesIt(backend: Backend, uniqueTableName: str) -> None:
+    """A call still waiting for a connection is removed when cancelled and never runs."""
+    table = backend.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        release = threading.Event()
+        started: Deferred[None] = Deferred()
+
+        def hold(txn: Transaction) -> None:
+            reactor.callFromThread(started.callback, None)
+            release.wait(10)
+
+        first = pool.runInteraction(hold)
+        await started
+        queued = pool.runOperation(backend.sql(f"INSERT INTO {table} (id, v) VALUES (?, ?)"), (1, 1))
+        waitingBefore = pool.statistics().waiting
+        queued.cancel()
+        waitingAfter = pool.statistics().waiting
+        with pytest.raises(CancelledError):
+            await queued
+        release.set()
+        await first
+        return waitingBefore, waitingAfter, await pool.runQuery(f"SELECT count(*) FROM {table}")
+
+    before, after, rows = runReactor(body)
+    assert (before, after) == (1, 0)
+    assert rows[0][0] == 0
+
+
+def test_addTimeoutIsAStatementTimeout(backend: Backend) -> None:
+    """runQuery(...).addTimeout(t, reactor) stops the statement on the server and errbacks TimeoutError."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await pool.runQuery(backend.longQuery).addTimeout(0.3, reactor)
+        elapsed = time.monotonic() - began
+        return elapsed, await pool.runQuery("SELECT 1")
+
+    elapsed, rows = runReactor(body)
+    assert 0.25 < elapsed < 2.0
+    assert [tuple(r) for r in rows] == [(1,)]
+
+
+def test_poolDefaultTimeoutCancelsOnServer(backend: Backend) -> None:
+    """cp_timeout gives every call a timeout that cancels it on the server."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_timeout=0.3)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await pool.runQuery(backend.longQuery)
+        elapsed = time.monotonic() - began
+        return elapsed, await pool.runQuery("SELECT 1"), pool.statistics()
+
+    elapsed, rows, stats = runReactor(body)
+    assert elapsed < 2.0 and [tuple(r) for r in rows] == [(1,)]
+    assert stats.cancelled == 1 and stats.reconnects == 0
+
+
+def test_killedSessionIsReplaced(serverBackend: Backend) -> None:
+    """After pg_terminate_backend / KILL the call meeting the dead connection fails with the driver's
+    error and the next call works on a new session."""
+    backend = serverBackend
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        backend.killSession(sid)
+        with pytest.raises(backend.module.Error):
+            await pool.runQuery("SELECT 1")
+        newSid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        return sid, newSid, pool.statistics()
+
+    sid, newSid, stats = runReactor(body)
+    assert newSid != sid
+    assert stats.reconnects == 1 and stats.connectionsOpened == 2
+
+
+def test_killedSessionInInteractionIsReplaced(serverBackend: Backend) -> None:
+    """A session killed in the middle of an interaction is replaced too."""
+    backend = serverBackend
+
+    def interaction(txn: Transaction, sid: int) -> None:
+        txn.execute("SELECT 1")
+        backend.killSession(sid)
+        txn.execute("SELECT 2")
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        with pytest.raises(backend.module.Error):
+            await pool.runInteraction(interaction, sid)
+        return await pool.runQuery("SELECT 3")
+
+    assert [tuple(r) for r in runReactor(body)] == [(3,)]
+
+
+def test_reconnectTrueErrbacksConnectionLost(serverBackend: Backend) -> None:
+    """With cp_reconnect=True the call that met the dead connection errbacks ConnectionLost."""
+    backend = serverBackend
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_reconnect=True)
+        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        backend.killSession(sid)
+        with pytest.raises(ConnectionLost) as info:
+            await pool.runQuery("SELECT 1")
+        cause = info.value.__cause__
+        sid2 = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        backend.killSession(sid2)
+        with pytest.raises(ConnectionLost):
+            await pool.runInteraction(lambda txn: txn.execute("SELECT 1"))
+        return cause, await pool.runQuery("SELECT 1")
+
+    cause, rows = runReactor(body)
+    assert isinstance(cause, backend.module.Error)
+    assert [tuple(r) for r in rows] == [(1,)]
+
+
+def test_failedRollbackDiscardsConnectionKeepsOriginalError(backend: Backend) -> None:
+    """If the rollback fails the connection is discarded and the caller still gets its own error."""
+
+    def interaction(txn: Transaction) -> None:
+        txn.execute("SELECT 1")
+        txn._connection._connection.close()  # the rollback that follows cannot succeed
+        raise LookupError("original")
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        with pytest.raises(LookupError, match="original"):
+            await pool.runInteraction(interaction)
+        rows = await pool.runQuery("SELECT 1")
+        return rows, pool.statistics()
+
+    rows, stats = runReactor(body)
+    assert [tuple(r) for r in rows] == [(1,)]
+    assert stats.reconnects == 1 and stats.connectionsOpened == 2
+
+
+def test_retryPolicyRerunsAfterSerializationFailure(backend: Backend, uniqueTableName: str) -> None:
+    """With cp_retry an interaction that hits a serialization failure / lock conflict runs again."""
+    table = backend.createTable(uniqueTableName)
+    backend.admin(f"INSERT INTO {table} (id, v) VALUES (1, 0)")
+    attempts: list[int] = []
+
+    def interfere() -> None:
+        backend.admin(f"UPDATE {table} SET v = v + 100 WHERE id = 1")
+
+    def interaction(txn: Transaction) -> int:
+        attempts.append(1)
+        first = len(attempts) == 1
+        if backend.name == "postgres":
+            txn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            txn.execute(f"SELECT v FROM {table} WHERE id = 1")
+            if first:
+                interfere()
+            txn.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+        elif backend.name == "mysql":
+            txn.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            if first:
+                # Another session holds the row lock: our update gives up with a lock wait timeout.
+                blocker = backend.adminConnect()
+                blocker.autocommit(False)
+                cursor = blocker.cursor()
+                cursor.execute(f"UPDATE {table} SET v = v + 100 WHERE id = 1")
+                try:
+                    txn.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+                finally:
+                    blocker.rollback()
+                    blocker.close()
+            else:
+                txn.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+        else:
+            if first:
+                locker = backend.adminConnect()
+                locker.execute("BEGIN IMMEDIATE")
+                try:
+                    txn.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+                finally:
+                    locker.rollback()
+                    locker.close()
+            else:
+                txn.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+        return len(attempts)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=RetryPolicy(attempts=3, backoff=0.0))
+        result = await pool.runInteraction(interaction)
+        return result, pool.statistics()
+
+    result, stats = runReactor(body)
+    assert result == 2 and stats.retries == 1
+    v = backend.admin(f"SELECT v FROM {table} WHERE id = 1")[0][0]
+    assert v in (1, 101)  # our increment applied exactly once (the other session's may have won)
+
+
+def test_retryPolicyRerunsAfterLostConnection(serverBackend: Backend) -> None:
+    """A connection lost before commit is retried on a new connection when the policy allows it."""
+    backend = serverBackend
+    attempts: list[int] = []
+
+    def interaction(txn: Transaction) -> int:
+        txn.execute(backend.serverIdQuery)
+        sid = txn.fetchall()[0][0]
+        attempts.append(sid)
+        if len(attempts) == 1:
+            backend.killSession(sid)
+            txn.execute("SELECT 1")
+        return len(attempts)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=RetryPolicy(attempts=2, backoff=0.0))
+        return await pool.runInteraction(interaction), pool.statistics()
+
+    result, stats = runReactor(body)
+    assert result == 2 and attempts[0] != attempts[1]
+    assert stats.retries == 1 and stats.reconnects == 1
+
+
+def test_retryPolicyIsBoundedAndIgnoresOtherErrors(tmp_path: Any) -> None:
+    """Retries stop after `attempts`; errors that are not conflicts or losses are never retried."""
+    backend = Backend("sqlite", __import__("sqlite3"), (str(tmp_path / "r.sqlite"),), {"timeout": 0.0}, "?")
+    calls: list[str] = []
+
+    def locked(txn: Transaction) -> None:
+        calls.append("locked")
+        raise __import__("sqlite3").OperationalError("database is locked")
+
+    def plain(txn: Transaction) -> None:
+        calls.append("plain")
+        raise ValueError("not retried")
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=RetryPolicy(attempts=3, backoff=0.0))
+        with pytest.raises(__import__("sqlite3").OperationalError):
+            await pool.runInteraction(locked)
+        with pytest.raises(ValueError):
+            await pool.runInteraction(plain)
+        return pool.statistics()
+
+    stats = runReactor(body)
+    assert calls == ["locked"] * 3 + ["plain"]
+    assert stats.retries == 2
+
+
+def test_retryBackoffWaitsOnTheClockAndCanBeCancelled(tmp_path: Any) -> None:
+    """The backoff waits on cp_clock; cancelling during it cancels the retry."""
+    from reactor.task import Clock
+
+    backend = Backend("sqlite", __import__("sqlite3"), (str(tmp_path / "b.sqlite"),), {}, "?")
+    clock = Clock()
+    calls: list[int] = []
+
+    def locked(txn: Transaction) -> None:
+        calls.append(1)
+        raise __import__("sqlite3").OperationalError("database is locked")
+
+    async def body(reactor: Reactor) -> Any:
+        policy = RetryPolicy(attempts=5, backoff=1.0, multiplier=2.0, jitter=0.0)
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=policy, cp_clock=clock)
+        d = pool.runInteraction(locked)
+        for _ in range(200):  # bounded: wait for attempt 1 to fail and schedule its retry
+            if clock.getDelayedCalls():
+                break
+            await deferLater(reactor, 0.005)
+        delays = [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()]
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await d
+        clock.advance(10)
+        return delays, len(calls), pool.statistics()
+
+    delays, ncalls, stats = runReactor(body)
+    assert delays == [1.0] and ncalls == 1 and stats.retries == 1 and stats.cancelled == 1
+
+
+def test_manyConcurrentCancelsLeaveThePoolHealthy(backend: Backend) -> None:
+    """Cancelling a mix of running and queued long statements leaves every connection reusable."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=2, cp_max=2)
+        calls = [pool.runQuery(backend.longQuery) for _ in range(5)]
+        await deferLater(reactor, 0.2)
+        for d in calls:
+            d.cancel()
+        for d in calls:
+            with pytest.raises(CancelledError):
+                await d
+        rows = await gatherResults([pool.runQuery(backend.sql("SELECT ?"), (i,)) for i in range(6)])
+        return rows, pool.statistics()
+
+    rows, stats = runReactor(body)
+    assert [r[0][0] for r in rows] == list(range(6))
+    assert stats.cancelled == 5 and stats.reconnects == 0
