@@ -1,7 +1,5 @@
 """The zope.interface roles of the adbapi package."""
 
-# ruff: noqa: N805 - zope.interface methods are declared without `self`.
-
 from __future__ import annotations
 
 from typing import Any

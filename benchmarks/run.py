@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/run.py [--quick] [name ...]`` where a name is a module
 suffix such as ``deferred`` or ``threads``. A summary of every ratio and target is
-printed at the end and written to ``benchmarks/results/latest.md``.
+printed at the end and written to ``benchmarks/results/latest.md`` (a run of some names only:
+``latest-<names>.md``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,17 @@ def main() -> int:
             if side == r.ours:
                 continue
             goal = next((t for t in r.targets if t.reference == side), None)
-            verdict = f">= {goal.ratio:.2f}x {'met' if r.ratio(side) >= goal.ratio else 'NOT MET'}" if goal else "-"
+            verdict = "-"
+            if goal is not None:
+                verdict = f">= {goal.ratio:.2f}x {'met' if r.ratio(side) >= goal.ratio else 'NOT MET'}"
             lines.append(f"| {r.name} | {side} | {r.ratio(side):.2f}x | {verdict} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.md").write_text(text)
+    # A partial run keeps its own file, so it does not overwrite the full run's summary.
+    fileName = "latest.md" if not args.names else f"latest-{'-'.join(names)}.md"
+    (out / fileName).write_text(text)
     return 0
 
 

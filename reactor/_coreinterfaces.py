@@ -8,8 +8,6 @@ which the thread-pool and database layers need to shut down in order.
 Unless a docstring says otherwise, every method is called in the reactor thread.
 """
 
-# ruff: noqa: N805 - zope.interface methods are declared without `self`.
-
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -27,7 +27,7 @@ class CancelledError(Exception):
     """A Deferred was cancelled; its chain received this instead of a result."""
 
 
-class TimeoutError(Exception):  # noqa: A001 - Twisted's name, on purpose
+class TimeoutError(Exception):  # Twisted's name, on purpose (shadows the builtin)
     """A Deferred did not fire before its ``addTimeout`` deadline."""
 
 
