@@ -46,13 +46,17 @@ async def main(reactor: Any, workdir: str) -> None:
     await pool.runOperation(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name TEXT, balance INTEGER)")
     try:
         # 1. Concurrent queries: 20 inserts and 20 lookups in flight at once, on at most 4 connections.
-        await gatherResults([
-            pool.runOperation(f"INSERT INTO {table} VALUES ({mark}, {mark}, {mark})", (i, f"user{i}", 100))
-            for i in range(20)
-        ])
-        rows = await gatherResults([
-            pool.runQuery(f"SELECT name, balance FROM {table} WHERE id = {mark}", (i,)) for i in range(20)
-        ])
+        await gatherResults(
+            [
+                pool.runOperation(
+                    f"INSERT INTO {table} VALUES ({mark}, {mark}, {mark})", (i, f"user{i}", 100)
+                )
+                for i in range(20)
+            ]
+        )
+        rows = await gatherResults(
+            [pool.runQuery(f"SELECT name, balance FROM {table} WHERE id = {mark}", (i,)) for i in range(20)]
+        )
         first, last = tuple(rows[0][0]), tuple(rows[-1][0])
         print(f"1. concurrent queries: {len(rows)} answers, first {first}, last {last}")
 
@@ -78,8 +82,10 @@ async def main(reactor: Any, workdir: str) -> None:
         try:
             await d
         except CancelledError:
-            print(f"3. long query cancelled after 0.3 s: CancelledError in {time.monotonic() - began:.3f} s, "
-                  "statement stopped on the server")
+            print(
+                f"3. long query cancelled after 0.3 s: CancelledError in {time.monotonic() - began:.3f} s, "
+                "statement stopped on the server"
+            )
         after = await pool.runQuery("SELECT 1")
         print(f"   the connection is reusable: SELECT 1 -> {after[0][0]}")
 
@@ -88,15 +94,19 @@ async def main(reactor: Any, workdir: str) -> None:
         try:
             await pool.runQuery(longQuery).addTimeout(0.2, reactor)
         except Exception as e:
-            print(f"4. addTimeout(0.2) stopped the statement after {time.monotonic() - began:.2f} s: "
-                  f"{type(e).__name__}")
+            print(
+                f"4. addTimeout(0.2) stopped the statement after {time.monotonic() - began:.2f} s: "
+                f"{type(e).__name__}"
+            )
     finally:
         await pool.runOperation(f"DROP TABLE {table}")
 
     stats = pool.statistics()
-    print(f"5. statistics: open={stats.connectionsOpen} busy={stats.busy} idle={stats.idle} "
-          f"waiting={stats.waiting} calls={stats.calls} errors={stats.errors} cancelled={stats.cancelled} "
-          f"longestWait={stats.longestWait * 1000:.1f} ms reconnects={stats.reconnects}")
+    print(
+        f"5. statistics: open={stats.connectionsOpen} busy={stats.busy} idle={stats.idle} "
+        f"waiting={stats.waiting} calls={stats.calls} errors={stats.errors} cancelled={stats.cancelled} "
+        f"longestWait={stats.longestWait * 1000:.1f} ms reconnects={stats.reconnects}"
+    )
     await pool.close()
     print(f"closed: {pool!r}")
 
