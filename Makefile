@@ -28,8 +28,11 @@ pytest: $(STAMP)
 
 test: lint pytest
 
+# The tour, then the web backend until Ctrl-C (`make demo WEBAPP_ARGS=--serve-for=10` bounds it).
+WEBAPP_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/webapp.py $(WEBAPP_ARGS)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
