@@ -1,5 +1,46 @@
-"""(being written) The deferthreads package."""
+"""deferthreads: the bridge between blocking code in threads and the reactor.
+
+* :class:`ThreadPool`: a Twisted-compatible thread pool (grows on demand,
+  retires idle workers, optional queue bound, per-worker init/exit hooks,
+  cheap :meth:`~ThreadPool.statistics`).
+* :func:`deferToThread` / :func:`deferToThreadPool`: run a blocking function in
+  a worker thread and get a Deferred that fires in the reactor thread.
+* :func:`blockingCallFromThread`: the other way round, from a worker thread.
+* Each reactor's shared pool starts when the reactor runs and is drained (every
+  Deferred fired) before ``run()`` returns.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from deferthreads._blocking import blockingCallFromThread, blockingCallFromThreadWithTimeout
+from deferthreads._bridge import deferToThreadPool, drainThreadPool
+from deferthreads._errors import QueueFull, ReactorThreadError, ThreadPoolStopped
+from deferthreads._interfaces import IThreadPool, IWorker
+from deferthreads._shared import (
+    callMultipleInThread,
+    deferToThread,
+    getThreadPool,
+    setShutdownTimeout,
+    suggestThreadPoolSize,
+)
+from deferthreads._team import ThreadPoolStatistics
+from deferthreads._threadpool import ThreadPool
+
+__all__ = [
+    "IThreadPool",
+    "IWorker",
+    "QueueFull",
+    "ReactorThreadError",
+    "ThreadPool",
+    "ThreadPoolStatistics",
+    "ThreadPoolStopped",
+    "blockingCallFromThread",
+    "blockingCallFromThreadWithTimeout",
+    "callMultipleInThread",
+    "deferToThread",
+    "deferToThreadPool",
+    "drainThreadPool",
+    "getThreadPool",
+    "setShutdownTimeout",
+    "suggestThreadPoolSize",
+]

@@ -1,0 +1,282 @@
+"""``ThreadPool``: the Twisted-compatible facade over a :class:`~deferthreads._team.Team`."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextvars import copy_context
+from typing import Any, Protocol
+
+from zope.interface import implementer
+
+from deferthreads._interfaces import IThreadPool, IWorker
+from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abandonAll
+from deferthreads._threadworker import ThreadWorker
+from deferthreads._work import CallbackWorkItem, OnResult, WorkItem
+
+__all__ = ["ThreadPool"]
+
+_poolSerial = itertools.count(1)
+
+
+class _HasSeconds(Protocol):
+    def seconds(self) -> float: ...
+
+
+def _checkCount(value: object, argName: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argName} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argName} must be >= {minimum}, got {value}")
+    return value
+
+
+def _checkHook(value: object, argName: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{argName} must be callable or None, not {type(value).__name__}")
+
+
+def checkCallable(value: object, argName: str) -> None:
+    """Raise ``TypeError`` naming ``argName`` unless ``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{argName} must be callable, not {type(value).__name__}")
+
+
+def checkTimeout(value: object, argName: str) -> float | None:
+    """Accept ``None`` or a finite number > 0 (seconds); raise naming ``argName`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{argName} must be a number of seconds or None, not {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{argName} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+@implementer(IThreadPool)
+class ThreadPool:
+    """A pool of between ``minthreads`` and ``maxthreads`` worker threads running queued calls.
+
+    Twisted's ``twisted.python.threadpool.ThreadPool`` API (``start``, ``stop``,
+    ``callInThread``, ``callInThreadWithCallback``, ``adjustPoolsize``, ``min``,
+    ``max``, ``name``, ``started``, ``joined``, ``workers``), plus:
+
+    * ``queueLimit``: past this many waiting calls, submitting raises
+      :class:`~deferthreads.QueueFull` at once instead of growing memory.
+    * ``idleTimeout``: workers above ``minthreads`` that waited this many seconds
+      for work exit (``None``: never).
+    * ``workerInit`` / ``workerExit``: called with no arguments inside each
+      worker thread as it starts and just before it exits (idle retirement or
+      ``stop``), e.g. to open and close one DB connection per thread. Their
+      exceptions are logged and otherwise ignored.
+    * ``workerFactory`` / ``clock``: inject fake workers and time (tests).
+    * ``statistics()``: a frozen :class:`ThreadPoolStatistics` snapshot.
+    * The submitter's ``contextvars`` context is copied into the worker.
+
+    Threads are named ``{name}-worker-{n}``. Calls may be submitted before
+    ``start``; they run once it is called. Every method may be called from any
+    thread (``stop`` must not be called from one of the pool's own workers).
+    """
+
+    def __init__(
+        self,
+        minthreads: int = 5,
+        maxthreads: int = 20,
+        name: str | None = None,
+        *,
+        queueLimit: int | None = None,
+        idleTimeout: float | None = 60.0,
+        workerInit: Callable[[], object] | None = None,
+        workerExit: Callable[[], object] | None = None,
+        workerFactory: WorkerFactory | None = None,
+        clock: _HasSeconds | None = None,
+    ) -> None:
+        _checkCount(minthreads, "minthreads", 0)
+        _checkCount(maxthreads, "maxthreads", 1)
+        if minthreads > maxthreads:
+            raise ValueError(f"minthreads ({minthreads}) must be <= maxthreads ({maxthreads})")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        if queueLimit is not None:
+            _checkCount(queueLimit, "queueLimit", 1)
+        idleTimeout = checkTimeout(idleTimeout, "idleTimeout")
+        _checkHook(workerInit, "workerInit")
+        _checkHook(workerExit, "workerExit")
+        _checkHook(workerFactory, "workerFactory")
+        if clock is not None and not callable(getattr(clock, "seconds", None)):
+            raise TypeError(f"clock must have a seconds() method, not {type(clock).__name__}")
+        self.name = name
+        self._team = Team(
+            workerFactory if workerFactory is not None else ThreadWorker,
+            name if name is not None else f"threadpool-{next(_poolSerial)}",
+            minthreads,
+            maxthreads,
+            queueLimit=queueLimit,
+            idleTimeout=idleTimeout,
+            now=clock.seconds if clock is not None else time.monotonic,
+            workerInit=workerInit,
+            workerExit=workerExit,
+        )
+        self._stopLock = threading.Lock()  # serialises stop() callers
+
+    # -- Twisted's attributes ------------------------------------------------------------------
+
+    @property
+    def min(self) -> int:
+        """The minimum number of worker threads."""
+        return self._team.minWorkers
+
+    @property
+    def max(self) -> int:
+        """The maximum number of worker threads."""
+        return self._team.maxWorkers
+
+    @property
+    def started(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._team.state == "running"
+
+    @property
+    def joined(self) -> bool:
+        """True once ``stop()`` has been called (until the next ``start()``)."""
+        return self._team.state in ("stopping", "stopped")
+
+    @property
+    def workers(self) -> int:
+        """The number of live worker threads."""
+        return self._team.statistics().workers
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"running"``, ``"stopping"`` or ``"stopped"``."""
+        return self._team.state
+
+    @property
+    def queueLimit(self) -> int | None:
+        """The bound on waiting calls (``None``: unbounded)."""
+        return self._team.queueLimit
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start ``minthreads`` workers (more if calls are already queued); a stopped pool restarts.
+
+        Raises ``RuntimeError`` if the pool is still stopping (a ``beginStop``
+        whose workers have not all exited).
+        """
+        self._team.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the pool and wait for it (blocks the calling thread; never call it in the reactor).
+
+        Calls already running finish; calls still queued run too (the workers
+        drain the queue before exiting); then every worker runs ``workerExit``
+        and is joined, so no thread of the pool is left. With a ``timeout`` (in
+        seconds), calls that have not started when it expires never run: they
+        are abandoned (``onResult(False, Failure(CancelledError))`` for
+        ``callInThreadWithCallback``, an errback for ``deferToThreadPool``), and
+        ``stop`` returns without waiting for calls still running; their threads
+        exit when those calls return. Submitting to a stopped pool raises
+        :class:`~deferthreads.ThreadPoolStopped`; ``start()`` makes it usable again.
+        """
+        timeout = checkTimeout(timeout, "timeout")
+        for worker in self._team.liveWorkers():
+            isCurrent = getattr(worker, "isCurrentThread", None)
+            if isCurrent is not None and isCurrent():
+                raise RuntimeError(
+                    f"stop() was called in {worker.name}, a worker of this pool: it would wait for "
+                    "itself; use beginStop() there"
+                )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._stopLock:
+            done = threading.Event()
+            self._team.beginStop(done.set)
+            if not done.wait(timeout):
+                abandonAll(self._team.cancelQueued(), f"{self._team.name} stopped before the call could run")
+            for worker in self._team.takeExited():
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                worker.join(remaining)
+
+    def beginStop(self, onStopped: Callable[[], object] | None = None) -> None:
+        """Begin stopping without blocking: workers drain the queue, run ``workerExit`` and exit.
+
+        ``onStopped()`` is then called in the last exiting worker's thread (or at
+        once in this thread if no worker is alive). Use :func:`drainThreadPool`
+        from the reactor thread to get a Deferred instead.
+        """
+        _checkHook(onStopped, "onStopped")
+        self._team.beginStop(onStopped)
+
+    def cancelQueued(self) -> int:
+        """Abandon every call that has not started (with ``CancelledError``); return how many."""
+        items = self._team.cancelQueued()
+        abandonAll(items, f"{self._team.name}: queued call cancelled")
+        return len(items)
+
+    def joinStoppedWorkers(self, timeout: float | None = None) -> bool:
+        """Join the workers that exited while stopping; True if all of them have ended."""
+        allEnded = True
+        for worker in self._team.takeExited():
+            allEnded = worker.join(timeout) and allEnded
+        return allEnded
+
+    # -- submitting work -----------------------------------------------------------------------
+
+    def callInThread(self, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
+        """Queue ``f(*args, **kwargs)`` for a worker thread; an exception it raises is logged.
+
+        Raises :class:`~deferthreads.QueueFull` / :class:`~deferthreads.ThreadPoolStopped`
+        at once when the call cannot be queued, ``TypeError`` if ``f`` is not callable.
+        """
+        if not callable(f):
+            raise TypeError(f"f must be callable, not {type(f).__name__}")
+        self._team.submit(WorkItem(f, args, kwargs, copy_context()))
+
+    def callInThreadWithCallback(
+        self, onResult: OnResult | None, f: Callable[..., object], /, *args: Any, **kwargs: Any
+    ) -> None:
+        """Queue ``f(*args, **kwargs)``; then call ``onResult(True, result)`` or
+        ``onResult(False, failure)`` in the same worker thread.
+
+        ``onResult`` may be ``None`` (then this is :meth:`callInThread`). If the
+        call is abandoned before it starts (``stop`` timeout, ``cancelQueued``),
+        ``onResult(False, Failure(CancelledError))`` is called in the thread that
+        abandoned it. An exception raised by ``onResult`` is logged.
+        """
+        if onResult is not None and not callable(onResult):
+            raise TypeError(f"onResult must be callable or None, not {type(onResult).__name__}")
+        if not callable(f):
+            raise TypeError(f"f must be callable, not {type(f).__name__}")
+        if onResult is None:
+            self._team.submit(WorkItem(f, args, kwargs, copy_context()))
+        else:
+            self._team.submit(CallbackWorkItem(onResult, f, args, kwargs, copy_context()))
+
+    def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
+        """Change the bounds (``None`` keeps one); workers start or exit to honour them."""
+        newMin = self._team.minWorkers if minthreads is None else _checkCount(minthreads, "minthreads", 0)
+        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 1)
+        if newMin > newMax:
+            raise ValueError(f"minthreads ({newMin}) must be <= maxthreads ({newMax})")
+        self._team.adjust(newMin, newMax)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def statistics(self) -> ThreadPoolStatistics:
+        """A frozen snapshot of the pool's counters (cheap: one short lock)."""
+        return self._team.statistics()
+
+    def liveWorkers(self) -> list[IWorker]:
+        """The pool's workers that have not exited yet."""
+        return self._team.liveWorkers()
+
+    def __repr__(self) -> str:
+        s = self._team.statistics()
+        return (
+            f"<ThreadPool {self._team.name!r} {self._team.state} workers={s.workers} "
+            f"(busy={s.busy} idle={s.idle}) queued={s.queued} min={self.min} max={self.max}"
+            f"{'' if self.queueLimit is None else f' queueLimit={self.queueLimit}'}>"
+        )
