@@ -35,7 +35,14 @@ def deferredAsFuture(d: Deferred[_T], loop: asyncio.AbstractEventLoop) -> asynci
 
     def failed(failure: Failure) -> None:
         if not future.cancelled():
-            future.set_exception(failure.value)
+            error = failure.value
+            if isinstance(error, StopIteration):
+                # asyncio refuses StopIteration in a Future (it would end the
+                # awaiting coroutine's frame); like an asyncio Task, wrap it.
+                wrapped = RuntimeError(f"the Deferred failed with StopIteration: {error!r}")
+                wrapped.__cause__ = error
+                error = wrapped
+            future.set_exception(error)
 
     def futureDone(f: asyncio.Future[_T]) -> None:
         if f.cancelled():

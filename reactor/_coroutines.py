@@ -27,6 +27,9 @@ __all__: list[str] = []
 
 _T = TypeVar("_T")
 
+# What _CoroutineRunner._send returns once the coroutine has ended.
+_FINISHED: Any = object()
+
 
 class _CoroutineRunner:
     """The state of one running coroutine: what it waits on and which Deferred gets its result.
@@ -34,7 +37,7 @@ class _CoroutineRunner:
     Owned by the reactor thread. ``deferred`` is the Deferred that gets the
     coroutine's outcome; a cancel while suspended swaps in a fresh one (see
     :meth:`cancel`). ``waitingOn`` is the Deferred the coroutine is suspended
-    on, or ``None`` while it runs. ``inStep`` is true while :meth:`step` is
+    on, or ``None`` while it runs. ``inStep`` is true while :meth:`carryOn` is
     adding its callback to a Deferred, so that a Deferred which fires at once
     hands its result back through ``syncResult`` instead of recursing.
     """
@@ -49,26 +52,29 @@ class _CoroutineRunner:
         self.inStep = False
         self.syncResult: Any = None
 
-    def step(self, result: Any) -> None:
-        """Resume the coroutine with ``result`` and keep it going until it suspends or ends."""
+    def _send(self, result: Any) -> Any:
+        """Resume the coroutine with ``result`` (a Failure is thrown in); return what it yields next.
+
+        Returns ``_FINISHED`` once the coroutine has returned or raised (its
+        Deferred has then been given the outcome).
+        """
+        outcome: Any
         try:
             if isinstance(result, Failure):
-                yielded = self.context.run(self.coro.throw, result.value.with_traceback(result.tb))
-            else:
-                yielded = self.context.run(self.coro.send, result)
+                return self.context.run(self.coro.throw, result.value.with_traceback(result.tb))
+            return self.context.run(self.coro.send, result)
         except StopIteration as e:
-            self._finish(e.value)
-            return
+            outcome = e.value
         except BaseException:
-            self._finish(Failure())
-            return
-        self.carryOn(yielded)
+            outcome = Failure()
+        # Outside the except blocks: the outcome's callbacks must not run with
+        # the coroutine's exception as the one "being handled".
+        self._finish(outcome)
+        return _FINISHED
 
     def carryOn(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it, or feed it straight back, until it suspends."""
-        coro = self.coro
-        run = self.context.run
-        while True:
+        while yielded is not _FINISHED:
             if type(yielded) not in _deferredTypes:
                 if type(yielded) is CoroutineType or type(yielded) is GeneratorType or (
                     inspect.iscoroutine(yielded) or inspect.isgenerator(yielded)
@@ -76,38 +82,27 @@ class _CoroutineRunner:
                     yielded = runCoroutine(yielded)
                 else:
                     # A plain value (inlineCallbacks allows it): send it straight back.
-                    result: Any = yielded
-                    yielded = None
-            if yielded is not None:
-                self.inStep = True
-                yielded.addBoth(self.resume)
-                if self.inStep:
-                    # Not fired yet: resume() carries on when it does.
-                    self.inStep = False
-                    self.waitingOn = yielded
-                    return
-                result = self.syncResult
-                self.syncResult = None
-            try:
-                if isinstance(result, Failure):
-                    yielded = run(coro.throw, result.value.with_traceback(result.tb))
-                else:
-                    yielded = run(coro.send, result)
-            except StopIteration as e:
-                self._finish(e.value)
+                    yielded = self._send(yielded)
+                    continue
+            self.inStep = True
+            yielded.addBoth(self.resume)
+            if self.inStep:
+                # Not fired yet: resume() carries on when it does.
+                self.inStep = False
+                self.waitingOn = yielded
                 return
-            except BaseException:
-                self._finish(Failure())
-                return
+            result = self.syncResult
+            self.syncResult = None
+            yielded = self._send(result)
 
     def resume(self, result: Any) -> None:
-        """The awaited Deferred fired: continue the coroutine (or hand the result to :meth:`step`)."""
+        """The awaited Deferred fired: continue the coroutine (or hand the result to :meth:`carryOn`)."""
         if self.inStep:
             self.inStep = False
             self.syncResult = result
             return
         self.waitingOn = None
-        self.step(result)
+        self.carryOn(self._send(result))
 
     def _finish(self, outcome: Any) -> None:
         self.coro = None
@@ -115,6 +110,8 @@ class _CoroutineRunner:
         if deferred.called:
             # Cancelled from inside the coroutine itself; the cancel already fired it.
             return
+        if type(outcome) in _deferredTypes:
+            outcome = _returnedDeferred(outcome)
         if isinstance(outcome, Failure):
             deferred.errback(outcome)
         else:
@@ -138,6 +135,11 @@ class _CoroutineRunner:
         waiting.cancel()
 
 
+def _returnedDeferred(d: Deferred[Any]) -> Failure:
+    """The failure for a coroutine that returned Deferred ``d`` instead of awaiting it."""
+    return Failure(TypeError(f"a coroutine returned {d!r}; await it instead"))
+
+
 def _waitOn(outer: Deferred[Any], inner: Deferred[Any]) -> None:
     """Put unfired ``outer`` in the state "a callback returned unfired ``inner``".
 
@@ -148,7 +150,7 @@ def _waitOn(outer: Deferred[Any], inner: Deferred[Any]) -> None:
     outer._canceller = None
     outer.result = inner
     outer.paused += 1
-    inner._callbacks.append((_CONTINUE, outer, None, _CONTINUE, outer, None))
+    inner._callbacks.append((_CONTINUE, outer, _CONTINUE, _CONTINUE, outer, _CONTINUE))
 
 
 def runCoroutine(coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T]) -> Deferred[_T]:

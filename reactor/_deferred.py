@@ -10,8 +10,10 @@ a fresh implementation tuned for the common case:
   from Failures and Deferreds with one set lookup per callback;
 * a callback that returns an unfired Deferred pauses this one, which resumes
   when the inner one fires. Long chains of Deferreds waiting on each other are
-  run by one loop with an explicit stack, never by recursion (Twisted's
-  iterative chaining), so 100,000 of them fire without ``RecursionError``;
+  run by one loop, never by recursion (Twisted's iterative chaining), so
+  100,000 of them fire without ``RecursionError``; a link that has nothing left
+  to run after handing its result on is not revisited, so the loop's stack
+  holds only the links that still have callbacks;
 * the bookkeeping for "a Deferred was garbage-collected holding an unhandled
   Failure" is a separate small object, created only when a chain ends in a
   Failure (as Twisted does), so successful Deferreds pay nothing for it.
@@ -58,8 +60,7 @@ class NotACoroutineError(TypeError):
     """``Deferred.fromCoroutine``/``ensureDeferred`` was given something that is not a coroutine."""
 
 
-# Marks a callback-list entry that hands this Deferred's result to another
-# Deferred which is waiting on it (a callback of that one returned this one).
+# Marks a continuation entry (see _Entry).
 _CONTINUE: Any = object()
 
 # Types whose instances the runner treats as Deferreds; ``type(x) in`` a set is
@@ -74,7 +75,11 @@ _failureTypeSets.append(_resultTypes)
 # ``None`` callable means "pass the result through unchanged" and costs no call;
 # args is None when there are no extra arguments, kwargs None when no keywords.
 # The commonest entry, a callback with no extra arguments and no errback, is
-# stored as the bare function instead of a tuple.
+# stored as the bare function instead of a tuple. A continuation, the entry that
+# hands this Deferred's result to another Deferred waiting on it (a callback of
+# that one returned this one), is ``(_CONTINUE, waiter, _CONTINUE, _CONTINUE,
+# waiter, _CONTINUE)``: the runner meets it only where keyword arguments would
+# be, so callbacks without keywords pay nothing to tell it apart.
 _Entry = tuple[Any, Any, Any, Any, Any, Any] | Callable[..., Any]
 
 
@@ -459,15 +464,7 @@ class Deferred(Generic[_T]):
     # -- the runner ----------------------------------------------------------------------
 
     def _runCallbacks(self) -> None:
-        """Run this Deferred's callbacks, and those of Deferreds waiting on it, as far as possible.
-
-        Deferreds waiting on each other are handled with an explicit stack,
-        created only when a result is handed over: when this Deferred's result
-        goes to one that was waiting on it (a ``_CONTINUE`` entry), that one is
-        pushed and run next, and we come back afterwards for any callbacks that
-        were added to this one after the hand-over. No recursion, so chains of
-        any length work (Twisted's iterative chaining).
-        """
+        """Run this Deferred's callbacks, and those of Deferreds waiting on it, as far as possible."""
         if self._runningCallbacks or self.paused:
             # Paused: nothing to give. Running: the loop further up the stack
             # sees the new entries.
@@ -477,58 +474,75 @@ class Deferred(Generic[_T]):
             self._runChain(waiter)
 
     def _runChain(self, waiter: Deferred[Any]) -> None:
-        """Run ``waiter`` (just handed this Deferred's result), and so on up the chain, then return here.
+        """This Deferred just handed its result to ``waiter``: run that one, and so on up the chain.
 
-        The two steps that dominate long chains, handing a result straight on
-        to the next waiter and finishing a Deferred with nothing left to run,
-        are done inline here rather than through :meth:`_runOwnCallbacks`.
+        Deferreds waiting on each other are run by this one loop, never by
+        recursion (Twisted's iterative chaining), so chains of any length work.
+        A Deferred that still has entries after its hand-over (callbacks added
+        to it later) is stacked and resumed once the waiters above it are done;
+        one that has none is simply left behind, so a long chain of Deferreds
+        returned from callbacks costs one step per link and no stack at all.
+        As in Twisted, reaching a paused Deferred ends the whole run.
         """
-        chain = [self, waiter]
-        while chain:
-            current = chain[-1]
+        current: Deferred[Any] = self
+        stack: list[Deferred[Any]] | None = None
+        while True:
+            # ``current`` has just handed its result to ``waiter``.
+            if current._callbacks:
+                if stack is None:
+                    stack = [current]
+                else:
+                    stack.append(current)
+            current = waiter
             if current.paused or current._runningCallbacks:
-                # No result to give; whoever waits on this one keeps waiting.
                 return
             callbacks = current._callbacks
-            if not callbacks:
-                if current._failureReporter is not None or type(current.result) in _resultTypes:
-                    current._runOwnCallbacks()  # only to record or clear an unhandled failure
-                chain.pop()
-                continue
-            first = callbacks[0]
-            if type(first) is tuple and first[0] is _CONTINUE:
-                # (_handOver, inlined: this is most of the work in long chains.)
-                del callbacks[0]
-                waiter = first[1]
-                waiter.result = current.result
-                current.result = None
-                if current._failureReporter is not None:
-                    current._failureReporter.failResult = None
-                waiter.paused -= 1
-                chain.append(waiter)
-                continue
-            nextWaiter = current._runOwnCallbacks()
-            if nextWaiter is None:
-                chain.pop()
-            else:
-                chain.append(nextWaiter)
+            if callbacks:
+                first = callbacks[0]
+                if type(first) is tuple and first[0] is _CONTINUE:
+                    # The next link waits on this one: hand the result
+                    # straight on (most of the work in long chains).
+                    del callbacks[0]
+                    waiter = first[1]
+                    waiter.result = current.result
+                    current.result = None
+                    if current._failureReporter is not None:
+                        current._failureReporter.failResult = None
+                    waiter.paused -= 1
+                    continue
+                nextWaiter = current._runOwnCallbacks()
+                if nextWaiter is not None:
+                    waiter = nextWaiter
+                    continue
+            elif current._failureReporter is not None or type(current.result) in _resultTypes:
+                current._runOwnCallbacks()  # only to record or clear an unhandled failure
+            # ``current`` is done for now: resume the stacked Deferreds.
+            while True:
+                if not stack:
+                    return
+                current = stack.pop()
+                if current.paused or current._runningCallbacks:
+                    return
+                nextWaiter = current._runOwnCallbacks()
+                if nextWaiter is not None:
+                    waiter = nextWaiter
+                    break
 
     def _runOwnCallbacks(self) -> Deferred[Any] | None:
         """Run this Deferred's callbacks (it has a result and is not paused).
 
         Stops at the end of the list (returning ``None``), when a callback
         returns an unfired Deferred (this one then pauses until that one hands
-        its result over; returns ``None``), or at a ``_CONTINUE`` entry: the
+        its result over; returns ``None``), or at a continuation entry: the
         result is handed to the Deferred waiting on this one, which is
         returned for the caller to run next.
 
         The hot path of the module: locals only, one type test per callback,
-        and ``self.result`` is written once at the end rather than after every
-        callback.
+        ``failed`` changes only when the result's kind does, and ``self.result``
+        is written once at the end rather than after every callback.
         """
         result = self.result
-        special = _resultTypes
-        failed = type(result) in special and isinstance(result, Failure)
+        failed = type(result) in _resultTypes and isinstance(result, Failure)
         callbacks = self._callbacks
         if callbacks:
             self._runningCallbacks = True
@@ -536,70 +550,83 @@ class Deferred(Generic[_T]):
             # early exit the iterator holds exactly the entries not run yet.
             entries = iter(callbacks)
             function: Any
+            entry: Any
             try:
                 for entry in entries:
-                    if type(entry) is not tuple:
-                        # A bare function: addCallback(f) with no extra arguments.
-                        if failed:
-                            continue
-                        function = entry
-                        args = None
-                    else:
-                        function, args, kwargs, errFunction, errArgs, errKwargs = entry
-                        if failed:
-                            function = errFunction
-                            args = errArgs
-                            kwargs = errKwargs
-                        if function is None:
-                            continue
+                    # One try for the whole step: entering it costs nothing,
+                    # and the commonest entry is called without unpacking.
                     try:
-                        if args is None:
-                            result = function(result)
-                        elif function is _CONTINUE:
-                            self._callbacks = list(entries)
-                            return self._handOver(result, args)
-                        elif kwargs is None:
-                            result = function(result, *args)
+                        if type(entry) is not tuple:
+                            # A bare function: addCallback(f) with no extra arguments.
+                            if failed:
+                                continue
+                            result = entry(result)
                         else:
-                            result = function(result, *args, **kwargs)
+                            function, args, kwargs, errFunction, errArgs, errKwargs = entry
+                            if failed:
+                                if errFunction is None:
+                                    continue
+                                function = errFunction
+                                args = errArgs
+                                kwargs = errKwargs
+                                # Until the errback's outcome says otherwise.
+                                failed = False
+                            elif function is None:
+                                continue
+                            if args is None:
+                                result = function(result)
+                            elif kwargs is None:
+                                result = function(result, *args)
+                            elif kwargs is _CONTINUE:
+                                # A continuation: hand the result to ``args``, the
+                                # Deferred waiting on this one, and let it run next.
+                                self._callbacks = list(entries)
+                                args.result = result
+                                self.result = None
+                                if self._failureReporter is not None:
+                                    self._failureReporter.failResult = None
+                                args.paused -= 1
+                                return args  # type: ignore[no-any-return]
+                            else:
+                                result = function(result, *args, **kwargs)
                     except BaseException as e:
                         if isinstance(e, Failure):
                             result = e
-                        elif not (failed and e is result.value):
+                        elif not (isinstance(result, Failure) and e is result.value):
                             # (An errback that re-raised the failure's own
                             # exception, e.g. an unmatched trap(), passes that
                             # same Failure on.)
                             result = Failure._fromException(e)
                         failed = True
                         continue
-                    if type(result) in special:
+                    if type(result) in _resultTypes:
                         if isinstance(result, Failure):
                             failed = True
                             continue
                         inner: Deferred[Any] = result
-                        if inner.called and not inner.paused and not inner._runningCallbacks:
-                            # It already has a result: take it and go on.
-                            result = inner.result
-                            inner.result = None
-                            if inner._failureReporter is not None:
-                                inner._failureReporter.failResult = None
-                            failed = isinstance(result, Failure)
-                            continue
-                        if inner is self:
-                            result = Failure._fromException(
-                                TypeError(f"a callback of {self!r} returned that same Deferred")
-                            )
-                            failed = True
-                            continue
+                        if inner.called:
+                            if inner is self:
+                                result = Failure._fromException(
+                                    TypeError(f"a callback of {self!r} returned that same Deferred")
+                                )
+                                failed = True
+                                continue
+                            if not inner.paused and not inner._runningCallbacks:
+                                # It already has a result: take it and go on.
+                                result = inner.result
+                                inner.result = None
+                                if inner._failureReporter is not None:
+                                    inner._failureReporter.failResult = None
+                                failed = isinstance(result, Failure)
+                                continue
                         # Wait for it: pause, and have it hand its result to us.
                         self._callbacks = list(entries)
                         self.paused += 1
                         self.result = inner
-                        inner._callbacks.append((_CONTINUE, self, None, _CONTINUE, self, None))
+                        inner._callbacks.append((_CONTINUE, self, _CONTINUE, _CONTINUE, self, _CONTINUE))
                         if self._failureReporter is not None:
                             self._failureReporter.failResult = None
                         return None
-                    failed = False
                 else:
                     del callbacks[:]
             finally:
@@ -617,15 +644,6 @@ class Deferred(Generic[_T]):
             self._failureReporter.failResult = None
         return None
 
-    def _handOver(self, result: Any, waiter: Deferred[Any]) -> Deferred[Any]:
-        """Give ``result`` to ``waiter`` (which was waiting on this Deferred) and return it."""
-        waiter.result = result
-        self.result = None
-        if self._failureReporter is not None:
-            self._failureReporter.failResult = None
-        waiter.paused -= 1
-        return waiter
-
     # -- awaiting ------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, Any, _T]:
@@ -636,10 +654,14 @@ class Deferred(Generic[_T]):
         (:meth:`fromCoroutine`), which sends the result back when it arrives.
         """
         if self.called and not self.paused:
+            reporter = self._failureReporter
+            if reporter is None and not self._runningCallbacks:
+                # At rest, only a Deferred whose chain ended in a Failure has a
+                # reporter: no type test needed.
+                return self.result  # type: ignore[no-any-return]
             result = self.result
             if not isinstance(result, Failure):
                 return result  # type: ignore[no-any-return]
-            reporter = self._failureReporter
             if reporter is not None:
                 reporter.failResult = None
             result.raiseException()
@@ -674,13 +696,19 @@ class Deferred(Generic[_T]):
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as e:
-            d: Deferred[_U] = Deferred()
-            d.called = True
-            d.result = e.value
-            return d
+            value = e.value
         except BaseException:
             return fail(Failure())
-        return _continueCoroutine(coro, context, yielded)
+        else:
+            return _continueCoroutine(coro, context, yielded)
+        if type(value) in _resultTypes:
+            # A Failure fails the Deferred, as callback(aFailure) does; a
+            # Deferred is a mistake (it should have been awaited).
+            return fail(_returnedDeferred(value) if type(value) in _deferredTypes else value)
+        d: Deferred[_U] = Deferred()
+        d.called = True
+        d.result = value
+        return d
 
     # -- asyncio -------------------------------------------------------------------------
 
@@ -746,21 +774,21 @@ def fail(result: Failure | BaseException | None = None) -> Deferred[Any]:
 
 @overload
 def maybeDeferred(
-    f: Callable[_P, Deferred[_T]], *args: _P.args, **kwargs: _P.kwargs
+    f: Callable[_P, Deferred[_T]], /, *args: _P.args, **kwargs: _P.kwargs
 ) -> Deferred[_T]: ...
 
 
 @overload
 def maybeDeferred(
-    f: Callable[_P, Coroutine[Any, Any, _T]], *args: _P.args, **kwargs: _P.kwargs
+    f: Callable[_P, Coroutine[Any, Any, _T]], /, *args: _P.args, **kwargs: _P.kwargs
 ) -> Deferred[_T]: ...
 
 
 @overload
-def maybeDeferred(f: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
+def maybeDeferred(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
 
 
-def maybeDeferred(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+def maybeDeferred(f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Deferred[Any]:
     """Call ``f(*args, **kwargs)`` and return its outcome as a Deferred.
 
     A Deferred result is returned as is; a coroutine is run with
@@ -795,4 +823,5 @@ def ensureDeferred(
 
 
 # The coroutine driver needs Deferred, so it is imported once Deferred exists.
+from reactor._coroutines import _returnedDeferred  # noqa: E402
 from reactor._coroutines import continueCoroutine as _continueCoroutine  # noqa: E402

@@ -122,3 +122,14 @@ def test_fromFutureOfTask(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(task)
     loop.run_until_complete(asyncio.sleep(0))
     assert d.result == "task done"
+
+
+def test_asFutureWrapsStopIterationInRuntimeError(loop: asyncio.AbstractEventLoop) -> None:
+    """A StopIteration failure reaches the Future as RuntimeError (asyncio refuses StopIteration)."""
+    d: Deferred[int] = Deferred()
+    future = d.asFuture(loop)
+    d.errback(StopIteration(3))
+    with pytest.raises(RuntimeError) as info:
+        loop.run_until_complete(future)
+    assert isinstance(info.value.__cause__, StopIteration)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -362,3 +363,86 @@ def test_awaitedDeferredTypeIsInferred() -> None:
         return value
 
     assert Deferred.fromCoroutine(co()).result == 1
+
+
+def test_coroutineReturningFailureErrbacks() -> None:
+    """A coroutine returning a Failure (without suspending) fails its Deferred, as callback(Failure) does."""
+
+    async def co() -> Failure:
+        return Failure(MyError("returned"))
+
+    d = Deferred.fromCoroutine(co())
+    assert isinstance(d.result, Failure) and d.result.check(MyError)
+    d.addErrback(lambda f: None)
+
+
+def test_suspendedCoroutineReturningFailureErrbacks() -> None:
+    """A coroutine that returns a Failure after suspending fails its Deferred too."""
+    waitFor: Deferred[None] = Deferred()
+
+    async def co() -> Failure:
+        await waitFor
+        return Failure(MyError("returned"))
+
+    d = Deferred.fromCoroutine(co())
+    waitFor.callback(None)
+    assert isinstance(d.result, Failure) and d.result.check(MyError)
+    d.addErrback(lambda f: None)
+
+
+def test_coroutineReturningDeferredFailsWithTypeError() -> None:
+    """A coroutine that returns a Deferred instead of awaiting it fails with TypeError."""
+    returned: Deferred[int] = succeed(1)
+
+    async def co() -> Deferred[int]:
+        return returned
+
+    d = Deferred.fromCoroutine(co())
+    assert isinstance(d.result, Failure) and d.result.check(TypeError)
+    d.addErrback(lambda f: None)
+
+
+def test_suspendedCoroutineReturningDeferredFailsWithTypeError() -> None:
+    """After suspending, returning a Deferred still fails the coroutine's Deferred (it does not hang)."""
+    waitFor: Deferred[None] = Deferred()
+
+    async def co() -> Deferred[int]:
+        await waitFor
+        return succeed(1)
+
+    d = Deferred.fromCoroutine(co())
+    waitFor.callback(None)
+    assert isinstance(d.result, Failure) and d.result.check(TypeError)
+    d.addErrback(lambda f: None)
+
+
+def test_callbacksOfFinishedCoroutineRunOutsideExceptBlock() -> None:
+    """The coroutine's Deferred fires outside any except block (no stray StopIteration context)."""
+    waitFor: Deferred[None] = Deferred()
+    seen: list[Any] = []
+
+    async def co() -> int:
+        await waitFor
+        return 5
+
+    d = Deferred.fromCoroutine(co())
+    d.addCallback(lambda r: seen.append((r, sys.exc_info()[1])))
+    waitFor.callback(None)
+    assert seen == [(5, None)]
+
+
+def test_awaitingFailedDeferredTwiceRaisesBothTimes() -> None:
+    """A failure consumed by one await is raised again by the next await of the same Deferred."""
+    failed = fail(MyError("twice"))
+    raised: list[str] = []
+
+    async def co() -> None:
+        for _ in range(2):
+            try:
+                await failed
+            except MyError as e:
+                raised.append(str(e))
+
+    Deferred.fromCoroutine(co())
+    assert raised == ["twice", "twice"]
+

@@ -274,6 +274,41 @@ def test_pausePreventsCallbacksUntilUnpause() -> None:
     assert d.paused == 0
 
 
+def test_pauseInsideCallbackHoldsLaterCallbacks() -> None:
+    """A callback pausing its own Deferred lets the current run finish (as Twisted) and holds later ones."""
+    seen: list[Any] = []
+    d: Deferred[int] = Deferred()
+
+    def pauseHere(result: int) -> int:
+        d.pause()
+        seen.append(("paused", result))
+        return result + 1
+
+    d.addCallback(pauseHere).addCallback(seen.append)
+    d.callback(1)
+    assert seen == [("paused", 1), 2]
+    d.addCallback(seen.append)
+    assert seen == [("paused", 1), 2]
+    d.unpause()
+    assert seen == [("paused", 1), 2, None]
+
+
+def test_unpauseInsideCallbackDoesNotReenterTheChain() -> None:
+    """pause() then unpause() inside a callback lets the same run go on, each callback once."""
+    seen: list[Any] = []
+    d: Deferred[int] = Deferred()
+
+    def pauseAndUnpause(result: int) -> int:
+        d.pause()
+        d.unpause()
+        seen.append("first")
+        return result
+
+    d.addCallback(pauseAndUnpause).addCallback(seen.append)
+    d.callback(7)
+    assert seen == ["first", 7]
+
+
 def test_nestedPausesNeedMatchingUnpauses() -> None:
     """Two pauses need two unpauses before callbacks run."""
     seen: list[int] = []
@@ -341,14 +376,36 @@ def test_waiterCallbacksRunBeforeLaterInnerCallbacks() -> None:
     assert order == ["outer"]
 
 
-def test_longChainOfWaitingDeferredsHasNoRecursionError() -> None:
-    """100,000 Deferreds each waiting on the next fire without hitting the recursion limit."""
-    count = 100_000
+def _waitingChain(count: int) -> tuple[list[Deferred[Any]], list[Any]]:
+    """``count`` Deferreds, each callback returning the next, and a list that gets the first's result."""
     deferreds: list[Deferred[Any]] = [Deferred() for _ in range(count)]
     for i in range(count - 1):
         deferreds[i].addCallback(returnSecond, deferreds[i + 1])
     seen: list[Any] = []
     deferreds[0].addCallback(seen.append)
+    return deferreds, seen
+
+
+def test_innerCallbacksAddedAfterHandOverRunOnceTheWaitersAreDone() -> None:
+    """Each link's later callbacks run after the waiters above it (getting None), innermost last."""
+    order: list[Any] = []
+    top: Deferred[Any] = Deferred()
+    middle: Deferred[Any] = Deferred()
+    bottom: Deferred[Any] = Deferred()
+    top.addCallback(returnSecond, middle).addCallback(lambda r: order.append(("top", r)))
+    middle.addCallback(returnSecond, bottom)
+    top.callback(None)
+    middle.callback(None)
+    middle.addCallback(lambda r: order.append(("middle", r)))
+    bottom.addCallback(lambda r: order.append(("bottom", r)))
+    bottom.callback("x")
+    assert order == [("top", "x"), ("middle", None), ("bottom", None)]
+
+
+def test_longChainOfWaitingDeferredsHasNoRecursionError() -> None:
+    """100,000 Deferreds each waiting on the next fire without hitting the recursion limit."""
+    count = 100_000
+    deferreds, seen = _waitingChain(count)
     for d in deferreds[:-1]:
         d.callback(None)
     assert count > sys.getrecursionlimit()
@@ -358,12 +415,7 @@ def test_longChainOfWaitingDeferredsHasNoRecursionError() -> None:
 
 def test_longChainFiredInReverseOrder() -> None:
     """A long chain built from the inside out (inner Deferreds fired first) also works."""
-    count = 100_000
-    deferreds: list[Deferred[Any]] = [Deferred() for _ in range(count)]
-    for i in range(count - 1):
-        deferreds[i].addCallback(returnSecond, deferreds[i + 1])
-    seen: list[Any] = []
-    deferreds[0].addCallback(seen.append)
+    deferreds, seen = _waitingChain(100_000)
     deferreds[-1].callback("bottom")
     for d in reversed(deferreds[:-1]):
         d.callback(None)
@@ -576,3 +628,12 @@ def test_successfulDeferredHasNoFailureReporter() -> None:
     """A Deferred that never failed carries no unhandled-failure bookkeeping object."""
     d = succeed(1).addCallback(lambda x: x)
     assert d._failureReporter is None
+
+
+def test_maybeDeferredPassesAKeywordNamedF() -> None:
+    """maybeDeferred's own parameter is positional-only, so a keyword called ``f`` reaches the function."""
+    from reactor import maybeDeferred
+
+    results: list[object] = []
+    maybeDeferred(lambda f: f * 2, f=21).addCallback(results.append)
+    assert results == [42]

@@ -14,32 +14,18 @@ from reactor import (
     CancelledError,
     Deferred,
     DeferredList,
-    Failure,
     FailureGroup,
     FirstError,
     gatherResults,
     race,
     succeed,
 )
-
-
-def _result(d: Deferred[Any]) -> Any:
-    """The result a fired Deferred holds now (consuming it)."""
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, f"{d!r} has not fired"
-    return box[0]
-
-
-def _failure(d: Deferred[Any]) -> Failure:
-    result = _result(d)
-    assert isinstance(result, Failure), f"expected a Failure, got {result!r}"
-    return result
+from tests.deferred_support import failureOf, resultOf
 
 
 def _error(d: Deferred[Any], errorType: type[BaseException]) -> Any:
     """The exception a failed Deferred holds, checked to be an ``errorType``."""
-    f = _failure(d)
+    f = failureOf(d)
     assert isinstance(f.value, errorType), f"expected {errorType.__name__}, got {f!r}"
     return f.value
 
@@ -66,7 +52,7 @@ def test_deferredListFiresWithPairsInInputOrder() -> None:
     ds[1].errback(err)
     assert not dl.called
     ds[0].callback("a")
-    result = _result(dl)
+    result = resultOf(dl)
     assert result[0] == (SUCCESS, "a")
     assert result[2] == (SUCCESS, "c")
     assert result[1][0] is FAILURE
@@ -76,12 +62,12 @@ def test_deferredListFiresWithPairsInInputOrder() -> None:
 def test_deferredListOfFiredDeferredsFiresAtOnce() -> None:
     """Inputs that already fired make the list fire during construction."""
     dl = DeferredList([succeed(1), succeed(2)])
-    assert _result(dl) == [(True, 1), (True, 2)]
+    assert resultOf(dl) == [(True, 1), (True, 2)]
 
 
 def test_deferredListEmptyFiresAtOnce() -> None:
     """An empty DeferredList fires at once with an empty list."""
-    assert _result(DeferredList([])) == []
+    assert resultOf(DeferredList([])) == []
 
 
 def test_deferredListEmptyWithFireOnOneCallbackNeverFires() -> None:
@@ -94,7 +80,7 @@ def test_deferredListFireOnOneCallback() -> None:
     ds: list[Deferred[Any]] = [Deferred(), Deferred()]
     dl = DeferredList(ds, fireOnOneCallback=True)
     ds[1].callback("x")
-    assert _result(dl) == ("x", 1)
+    assert resultOf(dl) == ("x", 1)
     ds[0].callback("late")  # ignored by the list, no AlreadyCalledError
 
 
@@ -105,7 +91,7 @@ def test_deferredListFireOnOneCallbackIgnoresFailures() -> None:
     ds[0].errback(ValueError("no"))
     assert not dl.called
     ds[1].callback("yes")
-    assert _result(dl) == ("yes", 1)
+    assert resultOf(dl) == ("yes", 1)
 
 
 def test_deferredListFireOnOneErrback() -> None:
@@ -124,8 +110,8 @@ def test_deferredListWithoutConsumeErrorsPassesFailureOn() -> None:
     d: Deferred[Any] = Deferred()
     dl = DeferredList([d])
     d.errback(ValueError("kept"))
-    assert _failure(d).check(ValueError)
-    assert _result(dl)[0][0] is FAILURE
+    assert failureOf(d).check(ValueError)
+    assert resultOf(dl)[0][0] is FAILURE
 
 
 def test_deferredListConsumeErrorsTurnsFailureIntoNone() -> None:
@@ -133,7 +119,7 @@ def test_deferredListConsumeErrorsTurnsFailureIntoNone() -> None:
     d: Deferred[Any] = Deferred()
     DeferredList([d], consumeErrors=True)
     d.errback(ValueError("eaten"))
-    assert _result(d) is None
+    assert resultOf(d) is None
 
 
 def test_deferredListConsumeErrorsLogsNothing(caplog: pytest.LogCaptureFixture) -> None:
@@ -142,7 +128,7 @@ def test_deferredListConsumeErrorsLogsNothing(caplog: pytest.LogCaptureFixture) 
     d: Deferred[Any] = Deferred()
     dl = DeferredList([d], consumeErrors=True)
     d.errback(ValueError("quiet please"))
-    _result(dl)
+    resultOf(dl)
     del d, dl
     gc.collect()
     assert "quiet please" not in caplog.text
@@ -154,7 +140,7 @@ def test_deferredListWithoutConsumeErrorsLogsUnhandled(caplog: pytest.LogCapture
     d: Deferred[Any] = Deferred()
     dl = DeferredList([d])
     d.errback(ValueError("loud failure"))
-    _result(dl)
+    resultOf(dl)
     del d, dl
     gc.collect()
     assert "loud failure" in caplog.text
@@ -167,7 +153,7 @@ def test_deferredListCancelCancelsPending() -> None:
     dl = DeferredList(ds, consumeErrors=True)
     dl.cancel()
     assert counts == [0, 1, 1]
-    result = _result(dl)
+    result = resultOf(dl)
     assert result[0] == (True, "done")
     assert result[1][1].check(CancelledError)
 
@@ -191,7 +177,7 @@ def test_deferredListCancelWhenInputIgnoresCancel() -> None:
 
     dl = DeferredList([Stubborn()])
     dl.cancel()
-    assert _failure(dl).check(CancelledError)
+    assert failureOf(dl).check(CancelledError)
 
 
 def test_deferredListCancelReachesInputWaitingOnAnother() -> None:
@@ -202,7 +188,7 @@ def test_deferredListCancelReachesInputWaitingOnAnother() -> None:
     dl = DeferredList([outer], consumeErrors=True)
     dl.cancel()
     assert inner.called
-    assert _result(dl)[0][1].check(CancelledError)
+    assert resultOf(dl)[0][1].check(CancelledError)
 
 
 def test_deferredListCancellerErrorIsLogged(caplog: pytest.LogCaptureFixture) -> None:
@@ -218,7 +204,7 @@ def test_deferredListCancellerErrorIsLogged(caplog: pytest.LogCaptureFixture) ->
         dl.cancel()
     assert counts == [1]
     assert "canceller broke" in caplog.text
-    assert _failure(dl).check(CancelledError)
+    assert failureOf(dl).check(CancelledError)
 
 
 def test_deferredListRejectsNonDeferred() -> None:
@@ -239,12 +225,12 @@ def test_gatherResultsFiresWithValues() -> None:
     g = gatherResults(ds)
     ds[1].callback(2)
     ds[0].callback(1)
-    assert _result(g) == [1, 2]
+    assert resultOf(g) == [1, 2]
 
 
 def test_gatherResultsEmptyFiresAtOnce() -> None:
     """gatherResults of nothing fires at once with []."""
-    assert _result(gatherResults([])) == []
+    assert resultOf(gatherResults([])) == []
 
 
 def test_gatherResultsFirstError() -> None:
@@ -262,8 +248,8 @@ def test_gatherResultsConsumeErrors() -> None:
     d: Deferred[int] = Deferred()
     g = gatherResults([d], consumeErrors=True)
     d.errback(ValueError())
-    assert _result(d) is None
-    _failure(g)
+    assert resultOf(d) is None
+    failureOf(g)
 
 
 def test_gatherResultsKeepsErrorsByDefault() -> None:
@@ -271,8 +257,8 @@ def test_gatherResultsKeepsErrorsByDefault() -> None:
     d: Deferred[int] = Deferred()
     g = gatherResults([d])
     d.errback(ValueError("mine"))
-    _failure(g)
-    assert _failure(d).check(ValueError)
+    failureOf(g)
+    assert failureOf(d).check(ValueError)
 
 
 def test_gatherResultsCancelCancelsPending() -> None:
@@ -296,7 +282,7 @@ def test_raceFirstSuccessWinsAndCancelsRest() -> None:
     counts, ds = _cancellable(4)
     r = race(ds)
     ds[2].callback("win")
-    assert _result(r) == (2, "win")
+    assert resultOf(r) == (2, "win")
     assert counts == [1, 1, 0, 1]
 
 
@@ -307,7 +293,7 @@ def test_raceSkipsFailuresBeforeSuccess() -> None:
     ds[0].errback(ValueError())
     assert not r.called
     ds[1].callback("b")
-    assert _result(r) == (1, "b")
+    assert resultOf(r) == (1, "b")
 
 
 def test_raceAllFailGivesFailureGroup() -> None:
@@ -338,7 +324,7 @@ def test_raceResultAfterCancelGoesNowhere(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.DEBUG):
         ds[1].callback(None)
         gc.collect()
-    assert _result(r) == (0, None)
+    assert resultOf(r) == (0, None)
     assert "Unhandled" not in caplog.text
 
 
@@ -348,7 +334,7 @@ def test_raceLoserCancellerThatSucceedsIsIgnored() -> None:
     loser: Deferred[object] = Deferred(canceller=lambda d: d.callback("from cancel"))
     r = race([winner, loser])
     winner.callback("real")
-    assert _result(r) == (0, "real")
+    assert resultOf(r) == (0, "real")
 
 
 def test_raceEmptyFailsAtOnce() -> None:

@@ -137,18 +137,30 @@ def test_chainsAgreeWithTwisted(firing: tuple[Any, ...], steps: list[Any], split
 
 # Operations on a small web of Deferreds: ("link", i, j) adds to d[i] a callback
 # that returns d[j] (j > i, so no cycles); ("log", i) adds a recording callback
-# to d[i]; ("fire", i) fires d[i] if it has not fired; ("pause", i)/("unpause", i)
-# pause and unpause d[i] (unpause only after a matching pause).
+# to d[i]; ("catch", i) a recording errback that recovers; ("fire", i) and
+# ("fail", i) fire d[i] with a value or an error if the web has not fired it;
+# ("cancel", i) cancels d[i]; ("pause", i)/("unpause", i) pause and unpause
+# d[i] (unpause only after a matching pause).
 _webOps = st.lists(
     st.one_of(
         st.tuples(st.just("link"), st.integers(0, 4), st.integers(1, 5)),
         st.tuples(st.just("log"), st.integers(0, 5)),
+        st.tuples(st.just("catch"), st.integers(0, 5)),
         st.tuples(st.just("fire"), st.integers(0, 5)),
+        st.tuples(st.just("fail"), st.integers(0, 5)),
+        st.tuples(st.just("cancel"), st.integers(0, 5)),
         st.tuples(st.just("pause"), st.integers(0, 5)),
         st.tuples(st.just("unpause"), st.integers(0, 5)),
     ),
     max_size=25,
 )
+
+
+def _shown(result: Any) -> Any:
+    """A result as both implementations log it alike (a Failure by its exception's class name)."""
+    if type(result).__name__ == "Failure":
+        return ("F", result.type.__name__, result.getErrorMessage())
+    return result
 
 
 def _runWeb(deferredClass: Any, ops: list[tuple[Any, ...]], fireOrder: list[int]) -> list[Any]:
@@ -165,6 +177,10 @@ def _runWeb(deferredClass: Any, ops: list[tuple[Any, ...]], fireOrder: list[int]
         log.append(("log", i, n, result))
         return (result, n) if not isinstance(result, tuple) else n
 
+    def catch(failure: Any, i: int, n: int) -> Any:
+        log.append(("catch", i, n, _shown(failure)))
+        return f"caught{n}"
+
     for n, op in enumerate(ops):
         kind, i = op[0], op[1]
         if kind == "link":
@@ -173,9 +189,16 @@ def _runWeb(deferredClass: Any, ops: list[tuple[Any, ...]], fireOrder: list[int]
                 ds[i].addCallback(returnOther, i, j)
         elif kind == "log":
             ds[i].addCallback(record, i, n)
+        elif kind == "catch":
+            ds[i].addErrback(catch, i, n)
+        elif kind == "cancel":
+            ds[i].cancel()
         elif kind == "fire" and not fired[i]:
             fired[i] = True
             ds[i].callback(f"v{i}")
+        elif kind == "fail" and not fired[i]:
+            fired[i] = True
+            ds[i].errback(ValueError(f"e{i}"))
         elif kind == "pause":
             pauses[i] += 1
             ds[i].pause()
@@ -190,13 +213,16 @@ def _runWeb(deferredClass: Any, ops: list[tuple[Any, ...]], fireOrder: list[int]
         if not fired[i]:
             fired[i] = True
             ds[i].callback(f"late{i}")
-    log.append(("final", [(d.called, d.paused, repr(getattr(d, "result", None))[:0]) for d in ds]))
+    log.append(("final", [(d.called, d.paused) for d in ds]))
+    for d in ds:
+        # Compare the final results too, and handle them so no failure is logged.
+        d.addBoth(lambda result: log.append(("result", _shown(result))))
     return log
 
 
 @settings(max_examples=300, deadline=None)
 @given(ops=_webOps, fireOrder=st.permutations(range(6)))
 def test_websOfWaitingDeferredsAgreeWithTwisted(ops: list[tuple[Any, ...]], fireOrder: list[int]) -> None:
-    """Deferreds returning each other, paused and fired in any order, behave exactly as Twisted's."""
+    """Deferreds returning each other, paused, cancelled, fired or failed in any order, act as Twisted's."""
     defer = pytest.importorskip("twisted.internet.defer")
     assert _runWeb(Deferred, ops, fireOrder) == _runWeb(defer.Deferred, ops, fireOrder)

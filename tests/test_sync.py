@@ -12,25 +12,11 @@ from reactor import (
     DeferredLock,
     DeferredQueue,
     DeferredSemaphore,
-    Failure,
     QueueOverflow,
     QueueUnderflow,
     succeed,
 )
-
-
-def _result(d: Deferred[Any]) -> Any:
-    """The result a fired Deferred holds now (consuming it)."""
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, f"{d!r} has not fired"
-    return box[0]
-
-
-def _failure(d: Deferred[Any]) -> Failure:
-    result = _result(d)
-    assert isinstance(result, Failure), f"expected a Failure, got {result!r}"
-    return result
+from tests.deferred_support import failureOf, resultOf
 
 
 def _appendTo(seen: list[int], i: int) -> Any:
@@ -49,7 +35,7 @@ def test_lockAcquireWhenFreeFiresAtOnce() -> None:
     """acquire() on a free lock fires at once with the lock and marks it locked."""
     lock = DeferredLock()
     assert not lock.locked
-    assert _result(lock.acquire()) is lock
+    assert resultOf(lock.acquire()) is lock
     assert lock.locked
 
 
@@ -60,7 +46,7 @@ def test_lockAcquireWhenHeldWaits() -> None:
     d = lock.acquire()
     assert not d.called
     lock.release()
-    assert _result(d) is lock
+    assert resultOf(d) is lock
     assert lock.locked
 
 
@@ -111,10 +97,10 @@ def test_lockCancelWaitingAcquireRemovesIt() -> None:
     d1 = lock.acquire()
     d2 = lock.acquire()
     d1.cancel()
-    assert _failure(d1).check(CancelledError)
+    assert failureOf(d1).check(CancelledError)
     assert list(lock.waiting) == [d2]
     lock.release()
-    assert _result(d2) is lock
+    assert resultOf(d2) is lock
 
 
 def test_lockCancelAcquiredIsNoop() -> None:
@@ -122,7 +108,7 @@ def test_lockCancelAcquiredIsNoop() -> None:
     lock = DeferredLock()
     d = lock.acquire()
     d.cancel()
-    assert _result(d) is lock
+    assert resultOf(d) is lock
     assert lock.locked
 
 
@@ -136,7 +122,7 @@ def test_lockRunCallsAndReleases() -> None:
     """run() acquires, calls f with the arguments, releases, and fires with f's result."""
     lock = DeferredLock()
     d = lock.run(lambda a, b=0: a + b, 1, b=2)
-    assert _result(d) == 3
+    assert resultOf(d) == 3
     assert not lock.locked
 
 
@@ -164,7 +150,7 @@ def test_lockRunWithCoroutineFunction() -> None:
     d = lock.run(work, 1)
     assert lock.locked
     inner.callback(41)
-    assert _result(d) == 42
+    assert resultOf(d) == 42
     assert not lock.locked
 
 
@@ -175,7 +161,7 @@ def test_lockRunReleasesOnException() -> None:
     def boom() -> None:
         raise ValueError("boom")
 
-    assert _failure(lock.run(boom)).check(ValueError)
+    assert failureOf(lock.run(boom)).check(ValueError)
     assert not lock.locked
 
 
@@ -212,7 +198,7 @@ def test_lockAsyncWith() -> None:
             seen.append(lock.locked)
         return "out"
 
-    assert _result(Deferred.fromCoroutine(body())) == "out"
+    assert resultOf(Deferred.fromCoroutine(body())) == "out"
     assert seen == [True]
     assert not lock.locked
 
@@ -229,7 +215,7 @@ def test_lockAsyncWithWaitsAndReleasesOnError() -> None:
     d = Deferred.fromCoroutine(body())
     assert not d.called
     lock.release()
-    assert _failure(d).check(KeyError)
+    assert failureOf(d).check(KeyError)
     assert not lock.locked
 
 
@@ -246,7 +232,7 @@ def test_lockAsyncWithCancelledWhileWaiting() -> None:
     d = Deferred.fromCoroutine(body())
     assert len(lock.waiting) == 1
     d.cancel()
-    assert _failure(d).check(CancelledError)
+    assert failureOf(d).check(CancelledError)
     assert not lock.waiting and lock.locked
     lock.release()
     assert not lock.locked and entered == []
@@ -259,13 +245,13 @@ def test_semaphoreAllowsLimitHolders() -> None:
     """Up to `limit` acquires fire at once; the next one waits."""
     sem = DeferredSemaphore(2)
     assert sem.limit == 2 and sem.tokens == 2
-    assert _result(sem.acquire()) is sem
-    assert _result(sem.acquire()) is sem
+    assert resultOf(sem.acquire()) is sem
+    assert resultOf(sem.acquire()) is sem
     assert sem.tokens == 0
     d = sem.acquire()
     assert not d.called
     sem.release()
-    assert _result(d) is sem
+    assert resultOf(d) is sem
     assert sem.tokens == 0
 
 
@@ -295,7 +281,7 @@ def test_semaphoreCancelWaitingAcquire() -> None:
     sem.acquire()
     d = sem.acquire()
     d.cancel()
-    assert _failure(d).check(CancelledError)
+    assert failureOf(d).check(CancelledError)
     assert not sem.waiting
     sem.release()
     assert sem.tokens == 1
@@ -350,7 +336,7 @@ def test_semaphoreAsyncWith() -> None:
         async with sem:
             seen.append(sem.tokens)
 
-    _result(Deferred.fromCoroutine(body()))
+    resultOf(Deferred.fromCoroutine(body()))
     assert seen == [2]
     assert sem.tokens == 3
 
@@ -363,7 +349,7 @@ def test_queueGetAfterPut() -> None:
     q: DeferredQueue[int] = DeferredQueue()
     q.put(1)
     assert list(q.pending) == [1]
-    assert _result(q.get()) == 1
+    assert resultOf(q.get()) == 1
     assert not q.pending
 
 
@@ -373,7 +359,7 @@ def test_queueGetBeforePut() -> None:
     d = q.get()
     assert not d.called and list(q.waiting) == [d]
     q.put("x")
-    assert _result(d) == "x"
+    assert resultOf(d) == "x"
     assert not q.waiting and not q.pending
 
 
@@ -383,10 +369,10 @@ def test_queueItemsAndGetsInOrder() -> None:
     gets = [q.get() for _ in range(3)]
     for i in range(3):
         q.put(i)
-    assert [_result(g) for g in gets] == [0, 1, 2]
+    assert [resultOf(g) for g in gets] == [0, 1, 2]
     for i in range(3):
         q.put(i + 10)
-    assert [_result(q.get()) for _ in range(3)] == [10, 11, 12]
+    assert [resultOf(q.get()) for _ in range(3)] == [10, 11, 12]
 
 
 def test_queueOverflowPastSize() -> None:
@@ -404,7 +390,7 @@ def test_queueSizeDoesNotCountWaitingGets() -> None:
     q: DeferredQueue[int] = DeferredQueue(size=0)
     d = q.get()
     q.put(5)
-    assert _result(d) == 5
+    assert resultOf(d) == 5
     with pytest.raises(QueueOverflow):
         q.put(6)
 
@@ -423,7 +409,7 @@ def test_queueBacklogZeroRefusesToWait() -> None:
     with pytest.raises(QueueUnderflow):
         q.get()
     q.put(1)
-    assert _result(q.get()) == 1
+    assert resultOf(q.get()) == 1
 
 
 def test_queueCancelPendingGetRemovesIt() -> None:
@@ -432,9 +418,9 @@ def test_queueCancelPendingGetRemovesIt() -> None:
     d1 = q.get()
     d2 = q.get()
     d1.cancel()
-    assert _failure(d1).check(CancelledError)
+    assert failureOf(d1).check(CancelledError)
     q.put(7)
-    assert _result(d2) == 7
+    assert resultOf(d2) == 7
 
 
 def test_queueCancelFreesBacklogSlot() -> None:
@@ -442,7 +428,7 @@ def test_queueCancelFreesBacklogSlot() -> None:
     q: DeferredQueue[int] = DeferredQueue(backlog=1)
     d = q.get()
     d.cancel()
-    _failure(d)
+    failureOf(d)
     q.get()
 
 
@@ -474,4 +460,4 @@ def test_acquireFiresWithSubclassInstance() -> None:
         pass
 
     lock = MyLock()
-    assert _result(succeed(None).addCallback(lambda _: lock.acquire())) is lock
+    assert resultOf(succeed(None).addCallback(lambda _: lock.acquire())) is lock

@@ -7,24 +7,10 @@ from typing import Any
 import pytest
 from zope.interface.verify import verifyObject
 
-from reactor import AlreadyCalled, AlreadyCancelled, CancelledError, Deferred, DelayedCall, Failure, succeed
+from reactor import AlreadyCalled, AlreadyCancelled, CancelledError, Deferred, DelayedCall, succeed
 from reactor.interfaces import IDelayedCall, IReactorTime
 from reactor.task import Clock, LoopingCall, deferLater, react
-
-
-def _result(d: Deferred[Any]) -> Any:
-    """The result a fired Deferred holds now (consuming it)."""
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, f"{d!r} has not fired"
-    return box[0]
-
-
-def _failure(d: Deferred[Any]) -> Failure:
-    result = _result(d)
-    assert isinstance(result, Failure), f"expected a Failure, got {result!r}"
-    return result
-
+from tests.deferred_support import failureOf, resultOf
 
 # Clock
 
@@ -235,7 +221,7 @@ def test_loopingCallStopFiresStartDeferred() -> None:
     assert lc.running
     lc.stop()
     assert not lc.running
-    assert _result(d) is lc
+    assert resultOf(d) is lc
     clock.advance(5)
     assert calls == [1]
     assert clock.getDelayedCalls() == []
@@ -258,7 +244,7 @@ def test_loopingCallStopFromInsideF() -> None:
     d = lc.start(1)
     clock.pump([1] * 5)
     assert count == 3
-    assert _result(d) is lc
+    assert resultOf(d) is lc
 
 
 def test_loopingCallStartTwiceRaises() -> None:
@@ -333,7 +319,7 @@ def test_loopingCallExceptionStopsAndErrbacks() -> None:
     d = lc.start(1)
     clock.advance(1)
     assert not lc.running
-    assert _failure(d).check(ValueError)
+    assert failureOf(d).check(ValueError)
     clock.advance(5)
     assert count == 2
 
@@ -347,7 +333,7 @@ def test_loopingCallExceptionOnFirstCall() -> None:
     lc = _loop(Clock(), f)
     d = lc.start(1)
     assert not lc.running
-    assert _failure(d).check(KeyError)
+    assert failureOf(d).check(KeyError)
 
 
 def test_loopingCallWaitsForDeferred() -> None:
@@ -416,7 +402,7 @@ def test_loopingCallFailingDeferredErrbacks() -> None:
     d = lc.start(1)
     inner.errback(OSError("gone"))
     assert not lc.running
-    assert _failure(d).check(OSError)
+    assert failureOf(d).check(OSError)
 
 
 def test_loopingCallStopWhileDeferredPending() -> None:
@@ -427,7 +413,7 @@ def test_loopingCallStopWhileDeferredPending() -> None:
     lc.stop()
     assert not d.called
     inner.callback(None)
-    assert _result(d) is lc
+    assert resultOf(d) is lc
 
 
 def test_loopingCallRestartAfterStop() -> None:
@@ -552,7 +538,7 @@ def test_deferLaterFiresWithCallableResult() -> None:
     clock.advance(1.9)
     assert not d.called
     clock.advance(0.1)
-    assert _result(d) == 42
+    assert resultOf(d) == 42
 
 
 def test_deferLaterWithoutCallableFiresNone() -> None:
@@ -560,7 +546,7 @@ def test_deferLaterWithoutCallableFiresNone() -> None:
     clock = Clock()
     d: Deferred[None] = deferLater(clock, 1)
     clock.advance(1)
-    assert _result(d) is None
+    assert resultOf(d) is None
 
 
 def test_deferLaterCallableException() -> None:
@@ -572,7 +558,7 @@ def test_deferLaterCallableException() -> None:
     clock = Clock()
     d = deferLater(clock, 1, boom)
     clock.advance(1)
-    assert _failure(d).check(ValueError)
+    assert failureOf(d).check(ValueError)
 
 
 def test_deferLaterCallableReturningDeferred() -> None:
@@ -580,7 +566,7 @@ def test_deferLaterCallableReturningDeferred() -> None:
     clock = Clock()
     d = deferLater(clock, 1, lambda: succeed("inner"))
     clock.advance(1)
-    assert _result(d) == "inner"
+    assert resultOf(d) == "inner"
 
 
 def test_deferLaterCancelRemovesCall() -> None:
@@ -591,7 +577,7 @@ def test_deferLaterCancelRemovesCall() -> None:
     assert len(clock.getDelayedCalls()) == 1
     d.cancel()
     assert clock.getDelayedCalls() == []
-    assert _failure(d).check(CancelledError)
+    assert failureOf(d).check(CancelledError)
     clock.advance(2)
     assert ran == []
 
