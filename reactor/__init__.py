@@ -1,40 +1,99 @@
 """The reactor package: Deferred, Failure, the event loop, and their helpers.
 
-The public API keeps Twisted's names and meaning; see README.md for a tour.
+The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
+``twisted.python.failure``, the reactor); see README.md for a tour. Submodules:
+``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
+``reactor.protocol``, ``reactor.error`` and ``reactor.ssl``.
 """
 
 from __future__ import annotations
 
-# Star imports while the modules are being written; the final list is explicit.
-from reactor import (
-    _default,
-    _deferred,
-    _deferredlist,
-    _delayed,
-    _errors,
-    _failure,
-    _inline,
-    _loop,
-    _sync,
+from reactor._default import (
+    getReactor,
 )
-from reactor._default import *  # noqa: F403
-from reactor._deferred import *  # noqa: F403
-from reactor._deferredlist import *  # noqa: F403
-from reactor._delayed import *  # noqa: F403
-from reactor._errors import *  # noqa: F403
-from reactor._failure import *  # noqa: F403
-from reactor._inline import *  # noqa: F403
-from reactor._loop import *  # noqa: F403
-from reactor._sync import *  # noqa: F403
+from reactor._deferred import (
+    Deferred,
+    NotACoroutineError,
+    ensureDeferred,
+    fail,
+    maybeDeferred,
+    passthru,
+    succeed,
+)
+from reactor._deferredlist import (
+    FAILURE,
+    SUCCESS,
+    DeferredList,
+    FailureGroup,
+    gatherResults,
+    race,
+)
+from reactor._delayed import (
+    DelayedCall,
+    TimerQueue,
+)
+from reactor._errors import (
+    AlreadyCalled,
+    AlreadyCalledError,
+    AlreadyCancelled,
+    CancelledError,
+    FirstError,
+    ReactorAlreadyRunning,
+    ReactorNotRestartable,
+    ReactorNotRunning,
+    TimeoutError,
+)
+from reactor._failure import (
+    Failure,
+    NoCurrentExceptionError,
+)
+from reactor._inline import (
+    inlineCallbacks,
+)
+from reactor._loop import (
+    Reactor,
+)
+from reactor._sync import (
+    DeferredLock,
+    DeferredQueue,
+    DeferredSemaphore,
+    QueueOverflow,
+    QueueUnderflow,
+)
 
 __all__ = [
-    *_errors.__all__,
-    *_failure.__all__,
-    *_deferred.__all__,
-    *_inline.__all__,
-    *_deferredlist.__all__,
-    *_sync.__all__,
-    *_delayed.__all__,
-    *_loop.__all__,
-    *_default.__all__,
+    "FAILURE",
+    "SUCCESS",
+    "AlreadyCalled",
+    "AlreadyCalledError",
+    "AlreadyCancelled",
+    "CancelledError",
+    "Deferred",
+    "DeferredList",
+    "DeferredLock",
+    "DeferredQueue",
+    "DeferredSemaphore",
+    "DelayedCall",
+    "Failure",
+    "FailureGroup",
+    "FirstError",
+    "NoCurrentExceptionError",
+    "NotACoroutineError",
+    "QueueOverflow",
+    "QueueUnderflow",
+    "Reactor",
+    "ReactorAlreadyRunning",
+    "ReactorNotRestartable",
+    "ReactorNotRunning",
+    "TimeoutError",
+    "TimerQueue",
+    "ensureDeferred",
+    "fail",
+    "gatherResults",
+    "getReactor",
+    "inlineCallbacks",
+    "maybeDeferred",
+    "passthru",
+    "race",
+    "succeed",
 ]
