@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -213,13 +214,15 @@ def test_reusedDescriptorNumberReplacesStaleObject(reactor: Reactor) -> None:
     a, b = socket.socketpair()
     stale = Selectable(a, reactor)
     reactor.addReader(stale)
-    fd = a.fileno()
-    a.close()
+    fd = a.detach()  # the stale object now reports -1, as a closed socket does
     b.close()
-    c, d = socket.socketpair()
+    c, peer = socket.socketpair()
+    # Put the new socket on the old number atomically (closing the old one), so no other
+    # descriptor opened meanwhile can take that number first.
+    os.dup2(c.fileno(), fd)
+    c.close()
+    fresh = Selectable(socket.socket(fileno=fd), reactor)
     try:
-        fresh = Selectable(c if c.fileno() == fd else d, reactor)
-        peer = d if fresh.sock is c else c
         assert fresh.fileno() == fd
         reactor.addReader(fresh)
         assert reactor.getReaders() == [fresh]
@@ -227,8 +230,8 @@ def test_reusedDescriptorNumberReplacesStaleObject(reactor: Reactor) -> None:
         runBounded(reactor)
         assert fresh.data == b"new"
     finally:
-        c.close()
-        d.close()
+        fresh.sock.close()
+        peer.close()
 
 
 def test_addReaderBadObjects(reactor: Reactor) -> None:
