@@ -8,6 +8,11 @@ Leaving the block normally commits; leaving it with an exception rolls back.
 Cancelling an operation's Deferred stops its statement on the server, as for
 ``runQuery``, and aborts the transaction: later operations errback
 ``CancelledError`` without reaching the database and the block's exit rolls back.
+
+Closing the pool (``close()`` or reactor shutdown) must not wait for a block that
+may never be left: from that moment an open transaction refuses new operations
+(``PoolClosedError`` at once), runs the ones already issued, then rolls back and
+gives its connection back; the block's exit raises ``PoolClosedError``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from adbapi._errors import PoolClosedError
 from adbapi._worker import RESERVED, _Call, _Worker, waitForCancel
-from reactor import CancelledError, Deferred, Failure
+from reactor import CancelledError, Deferred, Failure, fail
 
 if TYPE_CHECKING:
     from adbapi._pool import ConnectionPool
@@ -29,6 +34,7 @@ _Op = tuple[str, tuple[Any, ...], dict[str, Any], "Deferred[Any] | None"]
 
 _COMMIT = "commit"
 _ROLLBACK = "rollback"
+_CLOSE = "close"  # the pool is closing: roll back and end the transaction
 
 
 def _fire(d: Deferred[Any], ok: bool, value: Any) -> None:
@@ -55,8 +61,11 @@ class AsyncTransaction:
         # Reactor thread -> worker thread: (kind, args, kw, Deferred).
         self._ops: SimpleQueue[_Op] = SimpleQueue()
         self._call: _Call | None = None
-        self._started: Deferred[None] = Deferred()
+        # Fires when the worker holds the connection; cancelling it gives the transaction up.
+        self._started: Deferred[None] = Deferred(self._cancelStart)
+        # Reactor thread only:
         self._finished = False
+        self._closedByPool = False
 
     # -- the reactor side -------------------------------------------------------------
 
@@ -72,11 +81,38 @@ class AsyncTransaction:
         call = _Call(pool, RESERVED, self._serve, (), {})
         self._call = call
         call.deferred.addErrback(self._failedBeforeStart)
+        pool._transactions.add(self)
+        call.deferred.addBoth(self._ended)
         if pool._dispatch(call):
             await self._started
         else:
             await call.deferred  # refused (cp_max_waiting): raises
         return self
+
+    def _cancelStart(self, started: Deferred[None]) -> None:
+        """Entering was given up (reactor thread): the transaction must not keep a connection.
+
+        Still waiting: it is unqueued and never runs. Already on its worker (the
+        "started" notice in flight): a rollback op ends it there.
+        """
+        call = self._call
+        if call is None or self._finished:
+            return
+        self._finished = True
+        self._ops.put((_ROLLBACK, (), {}, None))
+        call.deferred.addErrback(lambda failure: None)  # nobody awaits it any more
+        call.deferred.cancel()
+
+    def _ended(self, result: Any) -> Any:
+        self._pool._transactions.discard(self)
+        return result
+
+    def _closeByPool(self) -> None:
+        """The pool is closing (reactor thread): refuse new operations, then roll back and end."""
+        if self._finished or self._closedByPool:
+            return
+        self._closedByPool = True
+        self._ops.put((_CLOSE, (), {}, None))
 
     def _failedBeforeStart(self, failure: Failure) -> Failure:
         if not self._started.called:
@@ -92,7 +128,7 @@ class AsyncTransaction:
         self._ops.put((_COMMIT if excType is None else _ROLLBACK, (), {}, None))
         try:
             await call.deferred
-        except CancelledError:
+        except (CancelledError, PoolClosedError):
             if excType is None:
                 raise
         # An exception from the block propagates unchanged.
@@ -100,6 +136,8 @@ class AsyncTransaction:
     def _op(self, kind: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
         if self._call is None or self._finished:
             raise RuntimeError("use the transaction inside its 'async with' block")
+        if self._closedByPool:
+            return fail(PoolClosedError(f"{self._pool._label} is closing; this transaction was rolled back"))
         d: Deferred[Any] = Deferred(self._cancelOp)
         self._ops.put((kind, args, kw, d))
         return d
@@ -146,7 +184,7 @@ class AsyncTransaction:
         try:
             while True:
                 kind, args, kw, d = self._ops.get()
-                if kind == _COMMIT or kind == _ROLLBACK:
+                if kind == _COMMIT or kind == _ROLLBACK or kind == _CLOSE:
                     if call.cancelRequested:
                         waitForCancel(call)  # no cancel request may land on the rollback
                     break
@@ -190,5 +228,7 @@ class AsyncTransaction:
             conn.rollback()
         except Exception:
             worker.discardConnection(broken=True)
+        if kind == _CLOSE:
+            raise PoolClosedError(f"{pool._label} closed while this transaction was open; it was rolled back")
         if call.cancelRequested and kind == _COMMIT:
             raise CancelledError("the transaction was cancelled; it was rolled back")

@@ -7,9 +7,12 @@ statement atomically in the fewest round trips. :func:`adapterFor` picks the
 adapter by module name; unknown modules get the conservative generic adapter.
 
 Threads: ``connect``, ``ping``, ``runSingle`` and ``discard`` run in the worker
-thread that owns the connection. ``cancel`` runs in another thread (the reactor
-a short-lived side thread, repeated until the statement ends) while the owner is
-blocked in the driver; it only uses the thread-safe parts of each driver.
+thread that owns the connection. ``cancel`` runs in a short-lived side thread
+(repeated until the statement ends) while the owner is blocked in the driver,
+holding the worker's ``connLock`` so the owner cannot close the connection under
+it; it only uses what each driver documents as callable from another thread:
+psycopg2's ``connection.cancel()`` (libpq ``PQcancel``), sqlite3's
+``Connection.interrupt()``, and for MySQL a separate connection sending ``KILL QUERY``.
 """
 
 from __future__ import annotations

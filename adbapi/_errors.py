@@ -15,10 +15,11 @@ __all__ = [
 class ConnectionLost(Exception):
     """The database connection died under a call (Twisted's name and meaning).
 
-    Raised only when the pool was built with ``cp_reconnect=True``: the call that
-    met the dead connection errbacks with this (the driver's error is its
+    Raised only when the pool was built with ``cp_reconnect=True``: a call whose
+    error was the dead connection errbacks with this (the driver's error is its
     ``__cause__``), the connection is discarded, and the next call reconnects.
-    Client code may try again.
+    (A call that failed for another reason keeps its own error even if the
+    rollback then finds the connection dead.) Client code may try again.
     """
 
 

@@ -212,7 +212,9 @@ class ConnectionPool:
         self._reconnects = 0
         self._recycled = 0
         self._workerCount = 0
-        # Worker -> reactor hand-off:
+        # Worker -> reactor hand-off (no lock: deque appends/pops are atomic; _flushScheduled is set by
+        # workers and cleared by the reactor before it drains, so a race costs an empty flush, never a
+        # stranded outcome):
         self._results: collections.deque[Any] = collections.deque()
         self._flushScheduled = False
         # Wake the reactor for each outcome only when fewer calls than this are waiting.
@@ -223,6 +225,7 @@ class ConnectionPool:
         self._state = _NEW
         self._closeWaiters: list[Deferred[None]] = []
         self._backingOff: set[_Call] = set()
+        self._transactions: set[AsyncTransaction] = set()  # open ``async with pool.transaction()`` blocks
         self._idleCheck: Any = None
         self._calls = 0
         self._errors = 0
@@ -314,6 +317,9 @@ class ConnectionPool:
         self._idleCheck = None
         for call in list(self._backingOff):
             self._finishBackoffOnClose(call)
+        # A transaction's block may never be left (its coroutine stuck): end it rather than wait forever.
+        for txn in list(self._transactions):
+            txn._closeByPool()
         with self._lock:
             self._stopping = True
             idle, self._idle[:] = self._idle[:], []
@@ -492,7 +498,13 @@ class ConnectionPool:
             waitForCancel(call)
 
     def _recover(self, conn: Connection, error: BaseException) -> None:
-        """After ``error`` in a call: roll back, or discard a broken connection (may raise ConnectionLost)."""
+        """After ``error`` in a call: roll back, or discard a broken connection.
+
+        Raises ConnectionLost (with ``cp_reconnect``) only when ``error`` itself is the
+        lost connection. When the rollback fails the connection is discarded and the
+        caller's ``raise`` re-raises ``error``: the caller always learns what went
+        wrong first, as in Twisted.
+        """
         worker: _Worker | None = getattr(self._local, "worker", None)
         self._waitForCancel(worker)
         raw = getattr(conn, "_connection", None)
@@ -506,14 +518,13 @@ class ConnectionPool:
         try:
             conn.rollback()
         except ConnectionLost:
-            raise
+            # cp_reconnect's rollback found the connection dead and discarded it (and logged why).
+            return
         except Exception as e:
             _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
                          self._redactor.scrub(f"{type(e).__name__}: {e}"))
             if worker is not None and raw is worker.conn:
                 worker.discardConnection(broken=True)
-            if self.reconnect:
-                raise ConnectionLost("the database connection was lost") from error
 
     def _recoverRaw(self, raw: Any, error: BaseException) -> None:
         """``_recover`` for the fast path, which works on the raw connection."""
@@ -521,20 +532,20 @@ class ConnectionPool:
         self._waitForCancel(worker)
         if worker is None:
             return
-        broken = self._adapter.isDisconnect(error, raw)
-        if not broken:
-            try:
-                raw.rollback()
-                if self.reconnect:
-                    self._adapter.ping(raw, self.good_sql)
-            except Exception as e:
-                _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
-                             self._redactor.scrub(f"{type(e).__name__}: {e}"))
-                broken = True
-        if broken:
+        if self._adapter.isDisconnect(error, raw):
             worker.discardConnection(broken=True)
             if self.reconnect:
                 raise ConnectionLost("the database connection was lost") from error
+            return
+        try:
+            raw.rollback()
+            if self.reconnect:
+                self._adapter.ping(raw, self.good_sql)
+        except Exception as e:
+            # The caller re-raises ``error``, as _recover does.
+            _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
+                         self._redactor.scrub(f"{type(e).__name__}: {e}"))
+            worker.discardConnection(broken=True)
 
     def _classify(self, error: BaseException, committing: bool) -> int:
         """Flags for the retry policy (worker thread, right after the error)."""
@@ -632,7 +643,7 @@ class ConnectionPool:
                 if worker is not None and self._adapter.canCancel:
                     call.statementOver = threading.Event()
                     call.cancelDone = threading.Event()
-                    side = threading.Thread(
+                    side = call.cancelThread = threading.Thread(
                         target=sendCancel, args=(self, worker, call),
                         name=f"{self._threadPrefix}-cancel", daemon=True,
                     )
@@ -726,6 +737,7 @@ class ConnectionPool:
         call.worker = None
         call.cancelRequested = False
         call.statementOver = call.cancelDone = None
+        call.cancelThread = None
         self._retries += 1
         self._backingOff.add(call)
         call.retryTimer = self._clock.callLater(delay, self._retryNow, call)

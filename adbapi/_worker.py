@@ -8,9 +8,15 @@ through the reactor while calls are queued) or puts itself on the pool's idle
 stack, then reports the outcome to the reactor thread.
 
 Locking: the pool's ``_lock`` guards the call states, the waiting queue, the idle
-stack and the worker set (see ``_pool.py``). A worker's connection fields are
-written only by its thread; other threads read them (statistics, cancellation)
-without the lock, which is safe for single attribute reads.
+stack and the worker set (see ``_pool.py``). A worker's connection fields
+(``conn``, ``connInfo``) are written only by its thread. Statistics read ``conn``
+without a lock (a single attribute read). The cancel side thread is the one
+other thread that *uses* the connection: it holds the worker's ``connLock``
+while it reads ``conn``/``connInfo`` and sends the cancel, and the worker holds
+the same lock while it installs or removes its connection, so a connection is
+never closed (freeing, in psycopg2, the cancel key ``PQcancel`` is reading) while
+a cancel request on it is being sent, and the cancel never pairs one
+connection with another's server id.
 """
 
 from __future__ import annotations
@@ -56,13 +62,19 @@ class _Call:
     query, in the reactor thread) sets only what every call needs.
     """
 
+    # Under the pool lock (``state`` too): set by the worker that takes the call / by the canceller.
     worker: _Worker | None = None
-    cancelRequested = False
-    # Created by the canceller (under the pool lock) when it starts a side thread:
+    cancelRequested = False  # the worker also reads it unlocked (a stale False only delays the check)
+    # Created by the canceller (under the pool lock) when it starts a side thread; the Events
+    # themselves are the hand-off between the worker and the side thread:
     statementOver: threading.Event | None = None
     cancelDone: threading.Event | None = None
+    cancelThread: threading.Thread | None = None
+    # enqueuedAt: reactor thread, before the call is visible to workers; waited: the worker that takes
+    # it, under the pool lock, read by the reactor after the outcome is handed back.
     enqueuedAt = 0.0
     waited = 0.0
+    # Reactor thread only:
     attempt = 1
     waitTimer: Any = None
     retryTimer: Any = None
@@ -91,9 +103,12 @@ class _Worker:
         self.pool = pool
         self.inbox: SimpleQueue[Any] = SimpleQueue()
         self.thread = threading.Thread(target=self._main, name=f"{pool._threadPrefix}-{number}", daemon=True)
-        # Owned by the worker thread (others only read them):
+        # Written by the worker thread only, under connLock (held by the cancel side thread while it
+        # sends a cancel, so the connection cannot be closed under it):
+        self.connLock = threading.Lock()
         self.conn: Any = None
         self.connInfo: Any = None
+        # Owned by the worker thread (others only read them):
         self.openedAt = 0.0
         self.lastUsed = 0.0
         self.current: _Call | None = None
@@ -178,6 +193,10 @@ class _Worker:
                 return True, pool._runWithConnection(call.func, *call.args, **call.kw), 0
             return True, call.func(self), 0
         except BaseException as e:
+            if call.kind == RESERVED:
+                # An async transaction's operations came from its coroutine and are gone: it cannot
+                # be re-run, so the retry policy never applies (the error reaches the block's exit).
+                return False, e, 0
             return False, e, pool._classify(e, self.committing)
 
     # -- the connection (worker thread only) -----------------------------------------
@@ -219,8 +238,9 @@ class _Worker:
         except BaseException:
             pool._adapter.discard(conn)
             raise
-        self.connInfo = info
-        self.conn = conn
+        with self.connLock:
+            self.connInfo = info
+            self.conn = conn
         if pool._timed:
             self.openedAt = self.lastUsed = pool._clock.seconds()
         with pool._lock:
@@ -228,8 +248,9 @@ class _Worker:
         return conn
 
     def discardConnection(self, broken: bool) -> None:
-        """Close this worker's connection because it is (or may be) broken."""
-        conn, self.conn, self.connInfo = self.conn, None, None
+        """Close this worker's connection because it is (or may be) broken (worker thread)."""
+        with self.connLock:  # waits for a cancel being sent on it
+            conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
             return
         if self.pool.noisy:
@@ -240,7 +261,8 @@ class _Worker:
                 self.pool._reconnects += 1
 
     def _closeConnection(self, recycled: bool) -> None:
-        conn, self.conn, self.connInfo = self.conn, None, None
+        with self.connLock:  # waits for a cancel being sent on it
+            conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
             return
         if self.pool.noisy:
@@ -256,11 +278,16 @@ class _Worker:
 
 
 def waitForCancel(call: _Call) -> None:
-    """In the worker: say the call's statements are over, then wait for its canceller to stop."""
-    over, done = call.statementOver, call.cancelDone
+    """In the worker: say the call's statements are over, then wait for its canceller to stop.
+
+    The side thread is joined too (it sets ``cancelDone`` as its last act), so once
+    the pool's workers have exited no thread of the pool is left.
+    """
+    over, done, side = call.statementOver, call.cancelDone, call.cancelThread
     if over is not None and done is not None:
         over.set()
-        done.wait(_CANCEL_SEND_WAIT * 2)
+        if done.wait(_CANCEL_SEND_WAIT * 2) and side is not None and side is not threading.current_thread():
+            side.join(1.0)
 
 
 def sendCancel(pool: ConnectionPool, worker: _Worker, call: _Call) -> None:
@@ -277,13 +304,15 @@ def sendCancel(pool: ConnectionPool, worker: _Worker, call: _Call) -> None:
     waited = 0.0
     try:
         while not over.is_set() and waited < _CANCEL_SEND_WAIT:
-            conn = worker.conn
-            if conn is not None:
-                try:
-                    pool._adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
-                except Exception as e:
-                    _log.warning("adbapi: %s: cancelling a statement failed: %s", pool._label,
-                                 pool._redactor.scrub(f"{type(e).__name__}: {e}"))
+            # Held while sending: the worker cannot close or replace the connection meanwhile.
+            with worker.connLock:
+                conn = worker.conn
+                if conn is not None:
+                    try:
+                        pool._adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
+                    except Exception as e:
+                        _log.warning("adbapi: %s: cancelling a statement failed: %s", pool._label,
+                                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
             over.wait(pause)
             waited += pause
             pause = min(pause * 2, 0.5)

@@ -87,7 +87,8 @@ class Backend:
     def killSession(self, serverId: int) -> None:
         """End a server session the way an administrator would."""
         if self.name == "postgres":
-            self.admin("SELECT pg_terminate_backend(?)", serverId)
+            # With a timeout (PostgreSQL >= 14) it returns once the backend is gone, not just signalled.
+            self.admin("SELECT pg_terminate_backend(?, 5000)", serverId)
         elif self.name == "mysql":
             self.admin(f"KILL {int(serverId)}")
         else:

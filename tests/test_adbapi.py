@@ -258,7 +258,7 @@ def test_closeWaitsForRunningAndQueuedCalls(backend: Backend) -> None:
 
 
 def test_reactorShutdownDrainsThePool(backend: Backend) -> None:
-    """Stopping the reactor lets a running call finish and leaves no worker thread behind."""
+    """Stopping the reactor lets running and queued calls finish, refuses later ones, leaves no thread."""
     outcome: list[Any] = []
     release = threading.Event()
 
@@ -267,20 +267,28 @@ def test_reactorShutdownDrainsThePool(backend: Backend) -> None:
         return "finished"
 
     reactor = Reactor()
-    pool = backend.pool(reactor, cp_min=2, cp_max=2, cp_name="drain")
+    pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_name="drain")
 
     def start() -> None:
-        d = pool.runInteraction(hold)
-        d.addBoth(outcome.append)
+        pool.runInteraction(hold).addBoth(outcome.append)
+        for i in range(3):  # queued behind the running call
+            pool.runQuery(backend.sql("SELECT ?"), (i,)).addBoth(lambda r: outcome.append(r[0][0]))
         reactor.stop()
+        reactor.addSystemEventTrigger("during", "shutdown", lateCall)
         reactor.callLater(0, release.set)
+
+    def lateCall() -> None:
+        # After "before shutdown" the pool is closed: a call is refused at once, not lost.
+        d = pool.runQuery("SELECT 1")
+        d.addErrback(lambda f: outcome.append(f.check(PoolClosedError)))
+        outcome.append(d.called)
 
     reactor.callWhenRunning(start)
     guard = reactor.callLater(20, reactor.crash)
     reactor.run(installSignalHandlers=False)
     assert guard.active()
     guard.cancel()
-    assert outcome == ["finished"]
+    assert outcome == ["finished", 0, 1, 2, PoolClosedError, True]
     assert not [t for t in threading.enumerate() if t.name.startswith("PoolThread-drain")]
     assert pool.statistics().state == "closed"
 

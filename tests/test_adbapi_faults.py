@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -14,10 +15,33 @@ from reactor.task import deferLater
 from tests.adbapi_support import Backend, backendFixture, runReactor, serverBackendFixture  # noqa: F401
 
 
-async def _startedOnServer(reactor: Reactor, backend: Backend, serverId: int | None) -> None:
-    """Wait (bounded) until the long statement is running on the server (sqlite: a short fixed grace)."""
+class _SqliteProbe:
+    """sqlite3 has no server to ask: a progress handler says when a long statement is running."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.running: Deferred[None] = Deferred()
+        self._reactor = reactor
+        self._seen = threading.Event()
+
+    def openfun(self, conn: Any) -> None:
+        if hasattr(conn, "set_progress_handler"):
+            conn.set_progress_handler(self._tick, 100_000)  # short statements never get this far
+
+    def _tick(self) -> int:
+        if not self._seen.is_set():
+            self._seen.set()
+            self._reactor.callFromThread(self.running.callback, None)
+        return 0  # go on
+
+
+async def _startedOnServer(reactor: Reactor, backend: Backend, serverId: int | None,
+                           probe: _SqliteProbe | None = None) -> None:
+    """Wait (bounded) until the long statement is running on the server (sqlite: in the worker)."""
     if backend.name == "sqlite" or serverId is None:
-        await deferLater(reactor, 0.1)
+        if probe is not None:
+            await probe.running.addTimeout(10, reactor)
+        else:
+            await deferLater(reactor, 0.1)
         return
     if backend.name == "postgres":
         query = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
@@ -48,23 +72,32 @@ def _isRunningOnServer(backend: Backend, serverId: int) -> bool:
 def test_cancelRunningQueryStopsItOnTheServer(backend: Backend) -> None:
     """Cancelling runQuery of a long statement errbacks CancelledError in 1 s and stops it on the server."""
 
+    name = f"cancelled-{backend.name}"
+
     async def body(reactor: Reactor) -> Any:
-        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        probe = _SqliteProbe(reactor)
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_name=name, cp_openfun=probe.openfun)
         serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
         d = pool.runQuery(backend.longQuery)
-        await _startedOnServer(reactor, backend, serverId)
+        await _startedOnServer(reactor, backend, serverId, probe)
         began = time.monotonic()
         d.cancel()
         with pytest.raises(CancelledError):
             await d
         elapsed = time.monotonic() - began
         # The same (only) connection serves the next call: it is reusable and the statement is gone.
-        after = await pool.runQuery(backend.serverIdQuery) if serverId is not None else None
+        after = await pool.runQuery(backend.serverIdQuery if serverId is not None else "SELECT 1")
+        reusedWithin = time.monotonic() - began
         gone = not _isRunningOnServer(backend, serverId) if serverId is not None else True
-        return elapsed, serverId, after, gone, pool.statistics()
+        stats = pool.statistics()
+        await pool.close()
+        return elapsed, reusedWithin, serverId, after, gone, stats
 
-    elapsed, serverId, after, gone, stats = runReactor(body)
+    elapsed, reusedWithin, serverId, after, gone, stats = runReactor(body)
+    # The worker and the side thread that sent the cancel are both gone.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}")]
     assert elapsed < 1.0
+    assert reusedWithin < 1.0  # the statement really ended on the server: its connection answered again
     assert gone
     if serverId is not None:
         assert after[0][0] == serverId
@@ -101,18 +134,25 @@ def test_cancelRunningInteractionRollsBack(backend: Backend, uniqueTableName: st
         txn.execute(backend.longQuery)
 
     async def body(reactor: Reactor) -> Any:
-        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        probe = _SqliteProbe(reactor)
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_openfun=probe.openfun)
         serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
         d = pool.runInteraction(interaction)
-        await _startedOnServer(reactor, backend, serverId)
+        await _startedOnServer(reactor, backend, serverId, probe)
+        began = time.monotonic()
         d.cancel()
         with pytest.raises(CancelledError):
             await d
-        return await pool.runQuery(f"SELECT count(*) FROM {table}"), pool.statistics()
+        rows = await pool.runQuery(f"SELECT count(*) FROM {table}")
+        reusedWithin = time.monotonic() - began
+        sameSession = (await pool.runQuery(backend.serverIdQuery))[0][0] == serverId if serverId else True
+        gone = not _isRunningOnServer(backend, serverId) if serverId is not None else True
+        return rows, reusedWithin, sameSession, gone, pool.statistics()
 
-    rows, stats = runReactor(body)
-    assert rows[0][0] == 0
-    assert stats.reconnects == 0
+    rows, reusedWithin, sameSession, gone, stats = runReactor(body)
+    assert rows[0][0] == 0  # the insert before the long statement was rolled back
+    assert reusedWithin < 1.0 and sameSession and gone
+    assert stats.reconnects == 0 and stats.connectionsOpened == 1
 
 
 def test_cancelQueuedCallJustRemovesIt(backend: Backend, uniqueTableName: str) -> None:
@@ -257,6 +297,33 @@ def test_failedRollbackDiscardsConnectionKeepsOriginalError(backend: Backend) ->
     assert stats.reconnects == 1 and stats.connectionsOpened == 2
 
 
+@pytest.mark.parametrize("reconnect", [False, True], ids=["plain", "cp_reconnect"])
+def test_failedRollbackOnKilledSessionKeepsOriginalError(serverBackend: Backend, reconnect: bool,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A session killed before the rollback: the rollback fails, the connection is discarded, the caller
+    gets the interaction's own error (with cp_reconnect too) and the next call runs on a new session."""
+    backend = serverBackend
+
+    def interaction(txn: Transaction, sid: int) -> None:
+        txn.execute("SELECT 1")
+        txn.fetchall()
+        backend.killSession(sid)  # the client has not noticed yet: the rollback is what fails
+        raise LookupError("original")
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_reconnect=reconnect)
+        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        with pytest.raises(LookupError, match="original"):
+            await pool.runInteraction(interaction, sid)
+        newSid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        return sid, newSid, pool.statistics()
+
+    with caplog.at_level(logging.DEBUG, logger="adbapi"):
+        sid, newSid, stats = runReactor(body)
+    assert "rollback failed" in caplog.text or "rollback or check failed" in caplog.text
+    assert newSid != sid and stats.reconnects == 1 and stats.connectionsOpened == 2
+
+
 def test_retryPolicyRerunsAfterSerializationFailure(backend: Backend, uniqueTableName: str) -> None:
     """With cp_retry an interaction that hits a serialization failure / lock conflict runs again."""
     table = backend.createTable(uniqueTableName)
@@ -335,6 +402,28 @@ def test_retryPolicyRerunsAfterLostConnection(serverBackend: Backend) -> None:
     result, stats = runReactor(body)
     assert result == 2 and attempts[0] != attempts[1]
     assert stats.retries == 1 and stats.reconnects == 1
+
+
+def test_connectionLostDuringCommitIsNotRetried(serverBackend: Backend) -> None:
+    """A connection that dies when the commit is sent is never retried (the outcome is unknown)."""
+    backend = serverBackend
+    attempts: list[int] = []
+
+    def interaction(txn: Transaction) -> None:
+        txn.execute(backend.serverIdQuery)
+        sid = txn.fetchall()[0][0]
+        attempts.append(sid)
+        backend.killSession(sid)  # the interaction's statements are done: the commit meets the dead session
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=RetryPolicy(attempts=3, backoff=0.0))
+        with pytest.raises(backend.module.Error):
+            await pool.runInteraction(interaction)
+        return await pool.runQuery("SELECT 1"), pool.statistics()
+
+    rows, stats = runReactor(body)
+    assert len(attempts) == 1 and stats.retries == 0 and stats.reconnects == 1
+    assert [tuple(r) for r in rows] == [(1,)]
 
 
 def test_retryPolicyIsBoundedAndIgnoresOtherErrors(tmp_path: Any) -> None:

@@ -12,7 +12,7 @@ import pytest
 from adbapi import ConnectionPool, PoolOverloadedError, PoolStatistics, PoolTimeoutError, Transaction
 from adbapi._redact import Redactor, redactDSN
 from reactor import Deferred, Reactor
-from reactor.task import Clock
+from reactor.task import Clock, deferLater
 from tests.adbapi_support import Backend, backendFixture, runReactor, serverBackendFixture  # noqa: F401
 
 
@@ -108,7 +108,8 @@ def test_maxLifetimeRecyclesOldConnections(backend: Backend) -> None:
     assert stats.recycled == 1 and stats.reconnects == 0
 
 
-def test_idleTimeoutRetiresIdleConnectionsDownToMin(backend: Backend) -> None:
+def test_idleTimeoutRetiresIdleConnectionsDownToMin(backend: Backend,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Connections idle for cp_idle_timeout are closed in their threads, keeping cp_min of them."""
     clock = Clock()
 
@@ -127,12 +128,19 @@ def test_idleTimeoutRetiresIdleConnectionsDownToMin(backend: Backend) -> None:
         half = pool.statistics()
         clock.advance(15)
         after = pool.statistics()
-        return busy, half, after
+        for _ in range(500):  # bounded: the retired workers close their connections and exit
+            if pool.statistics().workers == 1:
+                break
+            await deferLater(reactor, 0.01)
+        return busy, half, after, pool.statistics(), await pool.runQuery("SELECT 1")
 
-    busy, half, after = runReactor(body)
+    with caplog.at_level(logging.WARNING, logger="adbapi"):
+        busy, half, after, settled, rows = runReactor(body)
     assert busy.connectionsOpen == 3 and busy.idle == 3
     assert half.idle == 3 and half.recycled == 0
     assert after.idle == 1 and after.recycled == 2
+    assert settled.workers == 1 and settled.connectionsOpen == 1 and [tuple(r) for r in rows] == [(1,)]
+    assert "closing a connection failed" not in caplog.text  # sqlite3 refuses a close from another thread
 
 
 def test_maxWaitingFailsFast(backend: Backend) -> None:
@@ -284,3 +292,48 @@ def test_passwordNeverInConnectErrors() -> None:
 
     error = runReactor(body)
     assert type(error).__name__ == "Error" and secret not in str(error) and "password=***" in str(error)
+
+
+def test_passwordNeverShownWithRealDrivers(postgresDSN: str, mysqlConnectKw: dict[str, Any],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Real drivers, real secrets (connect keyword and DSN), cp_noisy logging: no repr, statistics, log
+    line, error message or traceback shows them, including errors raised while connecting."""
+    import psycopg2
+    import pymysql
+
+    secret = "Kw5ecretPw"
+    shown: list[str] = []
+
+    async def body(reactor: Reactor) -> Any:
+        # psycopg2 with the password as a keyword (the server trusts us, so the call succeeds).
+        good = ConnectionPool("psycopg2", postgresDSN, password=secret, cp_reactor=reactor, cp_noisy=True,
+                              cp_min=1, cp_max=1)
+        rows = await good.runQuery("SELECT 1")
+        shown.extend([repr(good), str(good.statistics())])
+        # psycopg2 with the password in a URI that libpq rejects and echoes in its message.
+        badDSN = ConnectionPool("psycopg2", f"postgresql://me:{secret}@[::1/test", cp_reactor=reactor,
+                                cp_noisy=True, cp_min=0, cp_max=1)
+        shown.append(repr(badDSN))
+        d1 = badDSN.runQuery("SELECT 1")
+        # PyMySQL with a wrong password as a keyword: the server refuses the login.
+        kw = dict(mysqlConnectKw, password=secret)
+        badKw = ConnectionPool("pymysql", cp_reactor=reactor, cp_noisy=True, cp_min=0, cp_max=1, **kw)
+        shown.append(repr(badKw))
+        d2 = badKw.runQuery("SELECT 1")
+        errors = []
+        for d in (d1, d2):
+            (failure,) = await d.addErrback(lambda f: (f,))  # the Failure, as an errback sees it
+            errors.append(failure.type)
+            shown.extend([failure.getErrorMessage(), failure.getTraceback(), repr(failure.value)])
+        await good.close()
+        return rows, errors
+
+    with caplog.at_level(logging.DEBUG):
+        rows, errors = runReactor(body)
+    assert [tuple(r) for r in rows] == [(1,)]
+    assert errors == [psycopg2.ProgrammingError, pymysql.err.OperationalError]  # the drivers' own classes
+    assert any("***" in text for text in shown)
+    assert any("invalid dsn" in text and "me:***@" in text for text in shown)  # libpq's echo, masked
+    for text in shown:
+        assert secret not in text, text
+    assert "connecting" in caplog.text and secret not in caplog.text
