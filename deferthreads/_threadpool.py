@@ -56,13 +56,25 @@ def checkTimeout(value: object, argName: str) -> float | None:
     return float(value)
 
 
+class _QueueSize:
+    """Twisted's ``ThreadPool.q`` stand-in: only ``qsize()``, read from the team's statistics."""
+
+    def __init__(self, team: Team) -> None:
+        self._team = team
+
+    def qsize(self) -> int:
+        """The number of calls queued and not yet started."""
+        return self._team.statistics().queued
+
+
 @implementer(IThreadPool)
 class ThreadPool:
     """A pool of between ``minthreads`` and ``maxthreads`` worker threads running queued calls.
 
     Twisted's ``twisted.python.threadpool.ThreadPool`` API (``start``, ``stop``,
     ``callInThread``, ``callInThreadWithCallback``, ``adjustPoolsize``, ``min``,
-    ``max``, ``name``, ``started``, ``joined``, ``workers``), plus:
+    ``max``, ``name``, ``started``, ``joined``, ``workers``, ``threads``, ``working``,
+    ``waiters``, ``q``), plus:
 
     * ``queueLimit``: past this many waiting calls, submitting raises
       :class:`~deferthreads.QueueFull` at once instead of growing memory.
@@ -148,6 +160,26 @@ class ThreadPool:
     def workers(self) -> int:
         """The number of live worker threads."""
         return self._team.statistics().workers
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The live worker threads (Twisted's list also keeps threads that have exited)."""
+        return [w.thread for w in self._team.liveWorkers() if isinstance(w, ThreadWorker)]
+
+    @property
+    def working(self) -> list[None]:
+        """One ``None`` per busy worker: Twisted's legacy shape for "how many are working"."""
+        return [None] * self._team.statistics().busy
+
+    @property
+    def waiters(self) -> list[None]:
+        """One ``None`` per idle worker: Twisted's legacy shape for "how many are waiting"."""
+        return [None] * self._team.statistics().idle
+
+    @property
+    def q(self) -> _QueueSize:
+        """An object whose ``qsize()`` is the number of calls not yet started (Twisted's ``q``)."""
+        return _QueueSize(self._team)
 
     @property
     def state(self) -> str:

@@ -30,6 +30,11 @@ class ThreadWorker:
         self._wakeLock.acquire()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The ``threading.Thread`` this worker runs in (for ``ThreadPool.threads``)."""
+        return self._thread
+
     def start(self) -> None:
         """Start the thread (called by the team)."""
         self._thread.start()

@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionRefusedError",
     "DNSLookupError",
     "MessageLengthError",
+    "NotConnectingError",
     "NotTLSTransportError",
     "UserError",
 ]
@@ -95,6 +96,10 @@ class DNSLookupError(ConnectError):
 
 class UserError(ConnectError):
     """The connection attempt was stopped by the user."""
+
+
+class NotConnectingError(RuntimeError):
+    """``stopConnecting()`` was called on a connector that is not connecting (Twisted's name)."""
 
 
 class CannotListenError(OSError):

@@ -12,6 +12,8 @@ here so that protocol code needs a single import.
 from __future__ import annotations
 
 import logging
+import math
+import random
 from typing import Any, ClassVar
 
 from zope.interface import implementer
@@ -30,6 +32,7 @@ from reactor._neterrors import (
     ConnectTimeoutError,
     DNSLookupError,
     MessageLengthError,
+    NotConnectingError,
     NotTLSTransportError,
     UserError,
 )
@@ -52,8 +55,10 @@ __all__ = [
     "IPv4Address",
     "IPv6Address",
     "MessageLengthError",
+    "NotConnectingError",
     "NotTLSTransportError",
     "Protocol",
+    "ReconnectingClientFactory",
     "ServerFactory",
     "UNIXAddress",
     "UserError",
@@ -170,6 +175,103 @@ class ClientFactory(Factory):
 
     def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
         """An established connection ended (after its protocol's ``connectionLost``)."""
+
+
+class ReconnectingClientFactory(ClientFactory):
+    """A client factory that connects again, after a growing delay, whenever a connection fails or ends.
+
+    Each retry waits ``delay`` seconds, first blurred by ``jitter`` (a normal spread of that
+    fraction of the delay, so many clients of one server do not retry in lockstep); then the
+    delay is multiplied by ``factor``, capped at ``maxDelay``. Call :meth:`resetDelay` once a
+    connection is good (typically in ``buildProtocol``) so the next outage starts from
+    ``initialDelay`` again, and :meth:`stopTrying` to give up (it also abandons an attempt in
+    progress).
+    ``maxRetries`` (``None``: no limit) bounds the retries since the last reset.
+
+    ``clock`` is what schedules the retries (anything with ``callLater``); when it is
+    ``None`` the connector's reactor is used. Reactor thread only.
+    """
+
+    maxDelay: float = 3600.0
+    initialDelay: float = 1.0
+    factor: float = math.e
+    jitter: float = 0.11962656472
+    delay: float = initialDelay
+    retries: int = 0
+    maxRetries: int | None = None
+    continueTrying: int = 1
+    connector: Any = None
+    clock: Any = None
+    _callID: Any = None
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        """Schedule another attempt, unless :meth:`stopTrying` was called."""
+        if self.continueTrying:
+            self.connector = connector
+            self.retry()
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        """Schedule a reconnection, unless :meth:`stopTrying` was called."""
+        if self.continueTrying:
+            self.connector = connector
+            self.retry()
+
+    def retry(self, connector: Any = None) -> None:
+        """Schedule ``connector.connect()`` (default: the last connector) after ``delay``, then grow it."""
+        if not self.continueTrying:
+            if self.noisy:
+                log.info("Abandoning %r on explicit request", connector)
+            return
+        if connector is None:
+            connector = self.connector
+            if connector is None:
+                raise ValueError("retry() needs a connector: none was given and none has failed yet")
+        self.retries += 1
+        if self.maxRetries is not None and self.retries > self.maxRetries:
+            if self.noisy:
+                log.info("Abandoning %r after %d retries", connector, self.maxRetries)
+            return
+        if self.jitter:
+            # A normal spread can come out negative in theory; never schedule in the past.
+            self.delay = max(0.0, random.normalvariate(self.delay, self.delay * self.jitter))
+        if self.noisy:
+            log.info("%r will retry in %d seconds", connector, self.delay)
+
+        def reconnect() -> None:
+            self._callID = None
+            connector.connect()
+
+        clock = self.clock if self.clock is not None else connector.reactor
+        self._callID = clock.callLater(self.delay, reconnect)
+        # This retry waits the current delay; the next one waits longer.
+        self.delay = min(self.delay * self.factor, self.maxDelay)
+
+    def stopTrying(self) -> None:
+        """Give up: cancel a scheduled retry and abandon an attempt in progress."""
+        if self._callID is not None:
+            self._callID.cancel()
+            self._callID = None
+        self.continueTrying = 0
+        if self.connector is not None:
+            try:
+                self.connector.stopConnecting()
+            except RuntimeError:
+                # NotConnectingError (a RuntimeError): nothing was in progress.
+                pass
+
+    def resetDelay(self) -> None:
+        """Start over: the next failure waits ``initialDelay``-ish again, with a fresh retry count."""
+        self.delay = self.initialDelay
+        self.retries = 0
+        self._callID = None
+        self.continueTrying = 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled factory must not drag its live connector or timer along.
+        state = self.__dict__.copy()
+        state.pop("connector", None)
+        state.pop("_callID", None)
+        return state
 
 
 @implementer(IDatagramProtocol)

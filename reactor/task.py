@@ -161,6 +161,11 @@ class LoopingCall:
         self._realLastTime: float | None = None
 
     @property
+    def deferred(self) -> Deferred[LoopingCall] | None:
+        """The Deferred :meth:`start` returned, while the loop runs; ``None`` once it has fired."""
+        return self._deferred
+
+    @property
     def clock(self) -> Any:
         """The IReactorTime provider used for scheduling (default: ``reactor.getReactor()``)."""
         if self._clock is None:

@@ -24,11 +24,14 @@ from reactor.protocol import (
     Factory,
     IPv4Address,
     IPv6Address,
+    NotConnectingError,
     Protocol,
+    ReconnectingClientFactory,
     ServerFactory,
     UNIXAddress,
     connectionDone,
 )
+from reactor.task import Clock
 from tests.netsupport import FakeTransport
 
 
@@ -155,8 +158,15 @@ def test_errorModuleMatchesProtocolModule() -> None:
     import reactor.error
     import reactor.protocol
 
+    reactorErrors = {"AlreadyCalled", "AlreadyCancelled", "ReactorAlreadyRunning", "ReactorNotRestartable"}
+    reactorErrors |= {"ReactorNotRunning"}
     for name in reactor.error.__all__:
-        assert getattr(reactor.error, name) is getattr(reactor.protocol, name)
+        if name in reactorErrors:
+            assert getattr(reactor.error, name) is getattr(reactor, name)
+        elif name in ("TimeoutError", "TCPTimedOutError"):
+            assert getattr(reactor.error, name) is ConnectTimeoutError
+        else:
+            assert getattr(reactor.error, name) is getattr(reactor.protocol, name)
 
 
 def test_reactorNetworkMethodsCheckArguments() -> None:
@@ -170,3 +180,91 @@ def test_reactorNetworkMethodsCheckArguments() -> None:
         r.listenUDP(0, DatagramProtocol(), maxPacketSize=0)
     with pytest.raises(TypeError, match="address"):
         r.listenUNIX(12, Factory.forProtocol(Hello))
+
+
+class _Connector:
+    """A connector double: counts connect() calls; stopConnecting() raises unless connecting."""
+
+    def __init__(self, reactor: Any = None) -> None:
+        self.reactor = reactor
+        self.connects = 0
+        self.connecting = False
+        self.stopped = 0
+
+    def connect(self) -> None:
+        self.connects += 1
+
+    def stopConnecting(self) -> None:
+        if not self.connecting:
+            raise NotConnectingError("not connecting")
+        self.stopped += 1
+
+
+def _reconnecting(clock: Clock) -> ReconnectingClientFactory:
+    factory = ReconnectingClientFactory()
+    factory.clock = clock
+    factory.jitter = 0
+    factory.initialDelay = factory.delay = 1.0
+    factory.factor = 2.0
+    return factory
+
+
+def test_reconnectingClientFactoryRetriesWithGrowingDelay() -> None:
+    """Each failure schedules connect() after the current delay, then multiplies the delay by factor."""
+    clock = Clock()
+    factory = _reconnecting(clock)
+    connector = _Connector()
+    reason = Failure(ConnectionRefusedError())
+    for expected in (1.0, 2.0, 4.0):
+        factory.clientConnectionFailed(connector, reason)
+        assert [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()] == [expected]
+        clock.advance(expected)
+    assert connector.connects == 3 and factory.retries == 3 and factory.delay == 8.0
+    factory.maxDelay = 5.0
+    factory.clientConnectionLost(connector, Failure(ConnectionLost()))
+    assert factory.delay == 5.0 and factory.connector is connector
+
+
+def test_reconnectingClientFactoryMaxRetriesAndReset() -> None:
+    """Past maxRetries nothing is scheduled; resetDelay() restores initialDelay and the retry budget."""
+    clock = Clock()
+    factory = _reconnecting(clock)
+    factory.maxRetries = 1
+    connector = _Connector()
+    factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+    clock.advance(1)
+    factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+    assert clock.getDelayedCalls() == [] and connector.connects == 1
+    factory.resetDelay()
+    assert (factory.delay, factory.retries, factory.continueTrying) == (1.0, 0, 1)
+    factory.retry()
+    assert len(clock.getDelayedCalls()) == 1
+
+
+def test_reconnectingClientFactoryStopTrying() -> None:
+    """stopTrying() cancels the pending retry, stops an attempt in progress and ends retrying."""
+    clock = Clock()
+    factory = _reconnecting(clock)
+    connector = _Connector()
+    factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+    factory.stopTrying()
+    assert clock.getDelayedCalls() == [] and factory.continueTrying == 0 and connector.stopped == 0
+    factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+    clock.advance(100)
+    assert connector.connects == 0
+    factory.resetDelay()
+    connector.connecting = True
+    factory.stopTrying()
+    assert connector.stopped == 1
+
+
+def test_reconnectingClientFactoryUsesConnectorsReactorAndNeedsAConnector() -> None:
+    """Without a clock the connector's reactor schedules; retry() with no connector ever raises ValueError."""
+    clock = Clock()
+    factory = ReconnectingClientFactory()
+    factory.clientConnectionFailed(_Connector(clock), Failure(ConnectionRefusedError()))
+    assert len(clock.getDelayedCalls()) == 1
+    with pytest.raises(ValueError, match="connector"):
+        ReconnectingClientFactory().retry()
+    state = factory.__getstate__()
+    assert "connector" not in state and "_callID" not in state

@@ -793,3 +793,16 @@ def test_docSnippetsRun(capsys: pytest.CaptureFixture[str]) -> None:
         exec(compile(code, f"{doc.name} snippet {i}", "exec"), {"__name__": "docsnippet"})
     out = capsys.readouterr().out
     assert "[1, 2]" in out and "(0, 'fast')" in out and "1024" in out and "full:" in out
+
+
+def test_loopingCallDeferredAttributeIsStartsDeferredWhileRunning() -> None:
+    """LoopingCall.deferred is what start() returned while running, None once it fired (as in Twisted)."""
+    clock = Clock()
+    loop = LoopingCall(lambda: None)
+    loop.clock = clock
+    assert loop.deferred is None
+    d = loop.start(1)
+    assert loop.deferred is d
+    loop.stop()
+    assert loop.deferred is None
+    assert resultOf(d) is loop

@@ -234,3 +234,27 @@ def test_stopFromOneOfItsOwnWorkersRaisesInsteadOfDeadlocking() -> None:
     [(ok, failure)] = outcomes
     assert ok is False and failure.check(RuntimeError) and "beginStop" in failure.getErrorMessage()
     p.stop(timeout=WAIT)
+
+
+def test_twistedLegacyAttributesThreadsWorkingWaitersQueue() -> None:
+    """threads, working, waiters and q.qsize() report the pool's live threads, busy, idle and queued work."""
+    p = ThreadPool(1, 1, "legacy")
+    release = threading.Event()
+    started = threading.Event()
+    assert p.threads == [] and p.q.qsize() == 0
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    p.start()
+    try:
+        p.callInThread(hold)
+        assert started.wait(WAIT)
+        p.callInThread(lambda: None)
+        assert p.threads == _poolThreads("legacy")
+        assert len(p.working) == 1 and p.waiters == [] and p.q.qsize() == 1
+    finally:
+        release.set()
+        p.stop(timeout=WAIT)
+    assert p.threads == [] and p.working == [] and p.q.qsize() == 0
