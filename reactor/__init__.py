@@ -49,6 +49,7 @@ from reactor._failure import (
 )
 from reactor._inline import (
     inlineCallbacks,
+    returnValue,
 )
 from reactor._loop import (
     Reactor,
@@ -95,5 +96,6 @@ __all__ = [
     "maybeDeferred",
     "passthru",
     "race",
+    "returnValue",
     "succeed",
 ]

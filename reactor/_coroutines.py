@@ -31,6 +31,18 @@ _T = TypeVar("_T")
 _FINISHED: Any = object()
 
 
+class ReturnValue(BaseException):
+    """Raised by :func:`reactor.returnValue` to end an ``inlineCallbacks`` generator with ``value``.
+
+    A ``BaseException`` (as in Twisted) so that ``except Exception`` in the
+    generator does not swallow it.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value
+
+
 class _CoroutineRunner:
     """The state of one running coroutine: what it waits on and which Deferred gets its result.
 
@@ -64,6 +76,8 @@ class _CoroutineRunner:
                 return self.context.run(self.coro.throw, result.value.with_traceback(result.tb))
             return self.context.run(self.coro.send, result)
         except StopIteration as e:
+            outcome = e.value
+        except ReturnValue as e:
             outcome = e.value
         except BaseException:
             outcome = Failure()

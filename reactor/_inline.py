@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator
 from types import GeneratorType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
-from reactor._coroutines import runCoroutine
+from reactor._coroutines import ReturnValue, runCoroutine
 from reactor._deferred import Deferred
 
-__all__ = ["inlineCallbacks"]
+__all__ = ["inlineCallbacks", "returnValue"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -42,3 +42,13 @@ def inlineCallbacks(f: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, De
         return runCoroutine(gen)
 
     return unwindGenerator
+
+
+def returnValue(val: Any) -> NoReturn:
+    """End the running ``inlineCallbacks`` generator; its Deferred fires with ``val``.
+
+    For code written before generators could ``return`` a value (Twisted still
+    accepts it, deprecated): a plain ``return val`` does the same and is
+    preferred. Call it only in the generator itself, not in a function it calls.
+    """
+    raise ReturnValue(val)

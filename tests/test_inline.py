@@ -221,3 +221,37 @@ def test_contextIsKeptAcrossYields() -> None:
     inner.callback(None)
     assert seen == ["mine"]
     assert tag.get() == "none"
+
+
+def test_returnValueFiresWithItsArgument() -> None:
+    """returnValue(v) in an inlineCallbacks generator fires its Deferred with v (Twisted's older style)."""
+    from reactor import inlineCallbacks, returnValue, succeed
+
+    @inlineCallbacks
+    def legacy() -> Any:
+        x = yield succeed(20)
+        returnValue(x + 1)
+
+    results: list[object] = []
+    legacy().addCallback(results.append)
+    assert results == [21]
+
+
+def test_returnValueIsNotSwallowedByExceptException() -> None:
+    """returnValue is a BaseException, so a broad ``except Exception`` in the generator lets it through."""
+    from reactor import Deferred, inlineCallbacks, returnValue
+
+    waiting: Deferred[int] = Deferred()
+
+    @inlineCallbacks
+    def legacy() -> Any:
+        x = yield waiting
+        try:
+            returnValue(x * 2)
+        except Exception:  # pragma: no cover - must not happen
+            returnValue(-1)
+
+    results: list[object] = []
+    legacy().addCallback(results.append)
+    waiting.callback(5)
+    assert results == [10]
