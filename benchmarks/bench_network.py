@@ -1,16 +1,21 @@
 """Network benchmarks: TCP echo against our reactor, Twisted's epoll reactor and asyncio; HTTP via wrk.
 
 Every server runs in its own subprocess (``benchmarks/_netservers.py``); the load comes from one
-client program identical for every server (``benchmarks/_echoclient.py``: 100 connections, each
-sending a 1 KiB message and waiting for its echo, for a fixed duration). HTTP: ``wrk`` against a
-minimal JSON endpoint on our server (``examples/_http.py``, h11) and on ``twisted.web``; skipped
-with a note when wrk is not installed. Each round of a side measures messages (or requests) per
-second; the harness reports the median over rounds. The side returns ``ops / rate`` as its elapsed
-time, so the harness's ops/s is exactly the measured rate.
+client program identical for every server (100 connections, each sending a 1 KiB message and
+waiting for its echo, for a fixed duration): ``benchmarks/_echoclient.c``, built with the system C
+compiler, or ``benchmarks/_echoclient.py`` when there is none (or ``BENCH_NETWORK_CLIENT=python``).
+The Python client spends about as much CPU per message as the servers it measures, so on a 2-core
+machine it sets the pace for any server faster than it and the ratios drift towards 1.0.
+
+HTTP: ``wrk`` against a minimal JSON endpoint on our server (``examples/_http.py``, h11) and on
+``twisted.web``; skipped with a note when wrk is not installed. Each round of a side measures
+messages (or requests) per second; the harness reports the median over rounds. The side returns
+``ops / rate`` as its elapsed time, so the harness's ops/s is exactly the measured rate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +39,23 @@ NOMINAL_OPS = 100_000  # only scales the harness's arithmetic; the rate is what 
 DURATION = float(os.environ.get("BENCH_NETWORK_SECONDS", "3"))
 
 
+def echoClientCommand() -> tuple[list[str], str]:
+    """The command line of the echo client (without its arguments) and a word saying which one it is."""
+    source = HERE / "_echoclient.c"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if os.environ.get("BENCH_NETWORK_CLIENT") != "python" and cc is not None:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+        binary = Path(tempfile.gettempdir()) / f"deferthreads-echoclient-{digest}"
+        if not binary.exists():
+            partial = binary.with_suffix(f".{os.getpid()}")
+            command = [cc, "-O2", "-o", str(partial), str(source)]
+            if subprocess.run(command, capture_output=True).returncode == 0:
+                partial.replace(binary)
+        if binary.exists():
+            return [str(binary)], "C client"
+    return [PYTHON, str(HERE / "_echoclient.py")], "Python client"
+
+
 @dataclass
 class ServerHandle:
     """A running benchmark server: its port, its pid, and the server CPU time per message measured."""
@@ -40,6 +63,8 @@ class ServerHandle:
     port: int
     pid: int
     cpuPerMessage: list[float] = field(default_factory=list)
+    # Messages (or requests) per second of each run, warm-up included, in run order.
+    rates: list[float] = field(default_factory=list)
 
     def cpuSeconds(self) -> float:
         """User + system CPU time the server process has used so far (Linux /proc)."""
@@ -68,13 +93,14 @@ def serverProcess(kind: str) -> Iterator[ServerHandle]:
         proc.wait(timeout=10)
 
 
-def echoSide(server: ServerHandle, connections: int, size: int, seconds: float) -> Callable[[], float]:
+def echoSide(
+    server: ServerHandle, client: list[str], connections: int, size: int, seconds: float
+) -> Callable[[], float]:
     def side() -> float:
         cpuBefore = server.cpuSeconds()
         out = subprocess.run(
             [
-                PYTHON,
-                str(HERE / "_echoclient.py"),
+                *client,
                 str(server.port),
                 str(connections),
                 str(size),
@@ -89,6 +115,7 @@ def echoSide(server: ServerHandle, connections: int, size: int, seconds: float) 
         # Includes the client's warm-up and connection setup, the same for every server.
         server.cpuPerMessage.append((server.cpuSeconds() - cpuBefore) / max(1, result["messages"]))
         rate = float(result["messages"]) / float(result["seconds"])
+        server.rates.append(rate)
         return NOMINAL_OPS / rate
 
     return side
@@ -126,10 +153,22 @@ def cpuLine(handles: dict[str, ServerHandle], unit: str) -> str:
     return f"server CPU per {unit}: {line}"
 
 
+def pairedLine(ours: ServerHandle, reference: ServerHandle, name: str, warmup: int) -> str:
+    """The ratio of ours to ``reference`` round by round (the two ran seconds apart, under the same load)."""
+    ratios = sorted(o / r for o, r in zip(ours.rates[warmup:], reference.rates[warmup:], strict=True))
+    line = (
+        f"per-round ratio vs {name}: median {statistics.median(ratios):.2f}x, "
+        f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} rounds"
+    )
+    print(f"    {line}", flush=True)
+    return line
+
+
 def run(quick: bool) -> list[Comparison]:
     seconds = 1.0 if quick else DURATION
-    rounds = 2 if quick else 5
+    rounds = 2 if quick else 7
     results: list[Comparison] = []
+    client, clientName = echoClientCommand()
     with (
         serverProcess("ours-echo") as ours,
         serverProcess("twisted-echo") as twisted,
@@ -138,20 +177,24 @@ def run(quick: bool) -> list[Comparison]:
         echo = compare(
             "TCP echo, 100 connections x 1 KiB messages (messages/s)",
             {
-                "deferthreads": echoSide(ours, 100, 1024, seconds),
-                "twisted-epoll": echoSide(twisted, 100, 1024, seconds),
-                "asyncio": echoSide(aio, 100, 1024, seconds),
+                "deferthreads": echoSide(ours, client, 100, 1024, seconds),
+                "twisted-epoll": echoSide(twisted, client, 100, 1024, seconds),
+                "asyncio": echoSide(aio, client, 100, 1024, seconds),
             },
             ops=NOMINAL_OPS,
             rounds=rounds,
             warmup=1,
             targets=[Target("twisted-epoll", 1.5), Target("asyncio", 1.0)],
-            note=f"{seconds:g} s per side per round; servers in subprocesses, one selectors client",
+            note=f"{seconds:g} s per side per round; servers in subprocesses, one epoll {clientName}",
         )
         # Server CPU per message is far less sensitive to a busy machine than throughput.
         echo.note += "; " + cpuLine(
             {"deferthreads": ours, "twisted-epoll": twisted, "asyncio": aio}, "message"
         )
+        # Load from other processes drifts over a run; a round's sides run back to back, so the
+        # ratio within each round is steadier than the ratio of the medians.
+        echo.note += "; " + pairedLine(ours, aio, "asyncio", warmup=1)
+        echo.note += "; " + pairedLine(ours, twisted, "twisted-epoll", warmup=1)
         results.append(echo)
     if shutil.which("wrk") is None:
         print("HTTP benchmark skipped: wrk is not installed (apt-get install wrk)", flush=True)

@@ -1,4 +1,4 @@
-"""The event loop: :class:`Reactor`, a ``selectors`` (epoll on Linux) reactor with Twisted's semantics.
+"""The event loop: :class:`Reactor`, an epoll reactor (``selectors`` elsewhere) with Twisted's semantics.
 
 One iteration of the loop does, in order: fire ``shutdown`` if ``stop()`` was called
 since the last iteration; run the thread calls queued so far (a bounded batch, so a
@@ -16,13 +16,20 @@ I/O with a zero timeout or handles results, cleared just before it may block, an
 queue is re-checked *after* clearing it. So a caller that sees ``_awake`` true knows
 the loop will look at the queue before sleeping again, and a burst of calls costs at
 most one pipe write however many threads make them.
+
+The I/O path
+------------
+The loop polls ``select.epoll`` directly (``reactor._poller``): ``poll()`` returns ``(fd,
+events)`` pairs and one dict lookup finds the ``[reader, writer]`` slot of each. The kernel's
+interest mask changes only when a descriptor's reader or writer set really changes, and
+transports send at once when nothing is queued, so a request/response exchange costs one
+``recv``, one ``send`` and a share of one ``epoll_wait``, with no ``epoll_ctl``.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import selectors
 import threading
 import time
 from collections import deque
@@ -45,6 +52,7 @@ from reactor._events import SystemEvents
 from reactor._failure import Failure
 from reactor._neterrors import ConnectionLost
 from reactor._network import ReactorNetworkMixin
+from reactor._poller import POLLIN, POLLOUT, makePoller
 from reactor._signals import SignalHandlers
 from reactor._waker import Waker
 
@@ -52,8 +60,10 @@ __all__ = ["Reactor"]
 
 _log = logging.getLogger("reactor.loop")
 
-_EVENT_READ = selectors.EVENT_READ
-_EVENT_WRITE = selectors.EVENT_WRITE
+# Anything but plain writability (input, hang-up, error) goes to the reader, anything but plain
+# readability to the writer (what selectors did too).
+_READABLE = ~POLLOUT
+_WRITABLE = ~POLLIN
 _monotonic = time.monotonic
 _heappush = heapq.heappush
 _newObject = object.__new__
@@ -63,8 +73,7 @@ class FileDescriptorGone(ConnectionLost):
     """A watched object's ``fileno()`` returned -1 (or failed): its descriptor was closed."""
 
 
-# What the per-fd slot holds: [reader or None, writer or None]. A list, mutated in place,
-# so the selector's key.data always points at the current pair.
+# What the per-fd slot holds: [reader or None, writer or None], mutated in place.
 _Slot = list[Any]
 
 
@@ -89,7 +98,7 @@ def _currentFd(obj: Any) -> int:
 
 
 def _eventsOf(slot: _Slot) -> int:
-    return (_EVENT_READ if slot[0] is not None else 0) | (_EVENT_WRITE if slot[1] is not None else 0)
+    return (POLLIN if slot[0] is not None else 0) | (POLLOUT if slot[1] is not None else 0)
 
 
 @implementer(IReactorCore, IReactorTime, IReactorFromThreads, IReactorFDSet, IReactorThreadAffinity)
@@ -105,8 +114,11 @@ class Reactor(ReactorNetworkMixin):
 
     def __init__(self) -> None:
         super().__init__()
-        # Reactor thread.
+        # Reactor thread. The queue's dict, heap and counter are never replaced: callLater uses them directly.
         self._timers = TimerQueue(_monotonic)
+        self._timerCalls = self._timers._calls
+        self._timerHeap = self._timers._heap
+        self._timerSeqs = self._timers._seqs
         # Extended by any thread, three items per call (f, args, kw) in one atomic extend();
         # popped by the reactor thread only. Flat, so that a backlog of calls is not a backlog
         # of GC-tracked tuples (which made the cyclic GC dominate a burst of 200,000 calls).
@@ -116,10 +128,11 @@ class Reactor(ReactorNetworkMixin):
         self._awake = False
         # Immutable after __init__ (closed only by close()).
         self._waker = Waker()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._waker.readFD, _EVENT_READ, None)
-        # Reactor thread: fd -> [reader, writer]; and each watched object -> its fd.
-        self._selectables: dict[int, _Slot] = {}
+        self._poller = makePoller()
+        self._poller.register(self._waker.readFD, POLLIN)
+        # Reactor thread: fd -> [reader, writer] (the waker is the reader of its own slot, in no
+        # registry below); and each watched object -> its fd.
+        self._selectables: dict[int, _Slot] = {self._waker.readFD: [self._waker, None]}
         self._readers: dict[Any, int] = {}
         self._writers: dict[Any, int] = {}
         # Reactor thread.
@@ -191,16 +204,19 @@ class Reactor(ReactorNetworkMixin):
             raise TypeError(f"callable must be callable, got {f!r}")
         # TimerQueue.schedule, inlined: this is the hot path of every timeout.
         # (object.__new__ plus slot stores skips an __init__ frame: ~50 ns of ~500.)
-        timers = self._timers
         when = _monotonic() + delay
         call = _newObject(DelayedCall)
         call.time = when
         call.func = f
         call.args = args
         call.kw = kw
-        call._queue = timers
-        call._entry = entry = [when, next(timers._seqs), call]
-        _heappush(timers._heap, entry)
+        call._queue = self._timers
+        call._seq = next(self._timerSeqs)
+        if self._timerCalls.setdefault(when, call) is call:
+            call._entry = when
+            _heappush(self._timerHeap, when)
+        else:
+            self._timers._share(call, when)
         return call
 
     def getDelayedCalls(self) -> list[IDelayedCall]:
@@ -356,16 +372,56 @@ class Reactor(ReactorNetworkMixin):
     def _mainLoop(self) -> None:
         while self._started:
             try:
-                while self._started:
-                    self._iterate(None)
+                self._runLoop()
             except Exception:
                 _log.exception("Unexpected error in the reactor loop")
+
+    def _runLoop(self) -> None:
+        # _iterate(None), unrolled with everything it touches bound to locals: this loop runs once
+        # per wake-up, so its fixed cost is paid per message when traffic is light.
+        queue = self._threadCalls
+        timers = self._timers
+        heap = timers._heap  # mutated in place only, never replaced
+        runDue = timers.runDue
+        onError = self._timedCallFailed
+        poll = self._poller.poll
+        dispatch = self._dispatch
+        while self._started:
+            if self._justStopped:
+                self._justStopped = False
+                self._events.fire("shutdown")
+            if queue:
+                self._runThreadCalls()
+            if heap:
+                runDue(_monotonic(), onError=onError)
+            # About to (maybe) block: from here on a thread that calls in must write the waker.
+            self._awake = False
+            timeout: float
+            if queue or self._justStopped or not self._started:
+                timeout = 0
+            elif heap:
+                nextTime = timers.nextTime()
+                if nextTime is None:
+                    timeout = -1
+                else:
+                    timeout = nextTime - _monotonic()
+                    if timeout < 0:
+                        timeout = 0
+            else:
+                timeout = -1
+            try:
+                ready = poll(timeout)
+            finally:
+                self._awake = True
+            if ready:
+                dispatch(ready)
 
     def iterate(self, delay: float = 0) -> None:
         """Run one iteration: due thread and timed calls, then wait up to ``delay`` seconds for I/O."""
         self._iterate(delay)
 
     def _iterate(self, maxTimeout: float | None) -> None:
+        # One turn of _runLoop (kept in step with it), with an upper bound on the wait.
         if self._justStopped:
             self._justStopped = False
             self._events.fire("shutdown")
@@ -375,50 +431,58 @@ class Reactor(ReactorNetworkMixin):
         timers = self._timers
         if timers._heap:
             timers.runDue(_monotonic(), onError=self._timedCallFailed)
-
-        # About to (maybe) block: from here on a thread that calls in must write the waker.
         self._awake = False
-        timeout: float | None
+        timeout: float
         if queue or self._justStopped or (maxTimeout is None and not self._started):
             timeout = 0
         else:
             nextTime = timers.nextTime()
-            timeout = None if nextTime is None else max(0.0, nextTime - _monotonic())
-            if maxTimeout is not None and (timeout is None or timeout > maxTimeout):
-                timeout = maxTimeout
+            timeout = -1 if nextTime is None else max(0.0, nextTime - _monotonic())
+            if maxTimeout is not None and (timeout < 0 or timeout > maxTimeout):
+                timeout = max(0.0, maxTimeout)
         try:
-            events = self._selector.select(timeout)
+            ready = self._poller.poll(timeout)
         finally:
             self._awake = True
-        for key, mask in events:
-            slot = key.data
-            if slot is None:
-                self._waker.drain()
-                continue
-            if mask & _EVENT_READ:
-                reader = slot[0]
-                if reader is not None:
-                    self._doReadOrWrite(reader, True)
-            if mask & _EVENT_WRITE:
-                # Read again: doRead may have removed the writer.
-                writer = slot[1]
-                if writer is not None:
-                    self._doReadOrWrite(writer, False)
+        if ready:
+            self._dispatch(ready)
 
-    def _doReadOrWrite(self, selectable: Any, isRead: bool) -> None:
-        why: object
-        try:
-            if selectable.fileno() < 0:
-                why = FileDescriptorGone("the file descriptor was closed")
-            elif isRead:
-                why = selectable.doRead()
-            else:
-                why = selectable.doWrite()
-        except Exception:
-            _log.exception("Error in %s.%s", type(selectable).__name__, "doRead" if isRead else "doWrite")
-            why = Failure()
-        if why is not None:
-            self._disconnectSelectable(selectable, why)
+    def _dispatch(self, ready: list[tuple[int, int]]) -> None:
+        """Call doRead/doWrite on the objects whose descriptors ``poll`` reported."""
+        get = self._selectables.get
+        for fd, events in ready:
+            # Looked up now, not at poll time: an earlier callback may have removed or replaced it.
+            slot = get(fd)
+            if slot is None:
+                continue
+            if events & _READABLE:
+                obj = slot[0]
+                if obj is not None:
+                    why: object
+                    try:
+                        if obj.fileno() < 0:
+                            why = FileDescriptorGone("the file descriptor was closed")
+                        else:
+                            why = obj.doRead()
+                    except Exception:
+                        _log.exception("Error in %s.doRead", type(obj).__name__)
+                        why = Failure()
+                    if why is not None:
+                        self._disconnectSelectable(obj, why)
+            if events & _WRITABLE:
+                # Read again: doRead may have removed the writer.
+                obj = slot[1]
+                if obj is not None:
+                    try:
+                        if obj.fileno() < 0:
+                            why = FileDescriptorGone("the file descriptor was closed")
+                        else:
+                            why = obj.doWrite()
+                    except Exception:
+                        _log.exception("Error in %s.doWrite", type(obj).__name__)
+                        why = Failure()
+                    if why is not None:
+                        self._disconnectSelectable(obj, why)
 
     def _disconnectSelectable(self, selectable: Any, why: object) -> None:
         self.removeReader(selectable)
@@ -503,12 +567,12 @@ class Reactor(ReactorNetworkMixin):
         if slot is None:
             slot = [None, None]
             slot[index] = obj
+            mask = POLLIN if index == 0 else POLLOUT
             try:
-                self._selector.register(fd, _EVENT_READ if index == 0 else _EVENT_WRITE, slot)
-            except KeyError:
-                # The selector still has a registration nobody owns any more (a stale closed fd).
-                self._selector.unregister(fd)
-                self._selector.register(fd, _EVENT_READ if index == 0 else _EVENT_WRITE, slot)
+                self._poller.register(fd, mask)
+            except FileExistsError:
+                # The kernel still has a registration nobody owns any more (a dup of a closed fd).
+                self._poller.modify(fd, mask)
             self._selectables[fd] = slot
         else:
             # A watcher whose descriptor no longer is `fd` closed it without removing itself and the
@@ -553,24 +617,24 @@ class Reactor(ReactorNetworkMixin):
 
     def _modify(self, fd: int, slot: _Slot) -> None:
         try:
-            self._selector.modify(fd, _eventsOf(slot), slot)
-        except (KeyError, OSError):
+            self._poller.modify(fd, _eventsOf(slot))
+        except OSError:
             # The kernel dropped the registration (fd closed and maybe reused): start afresh.
             self._reregister(fd, slot)
 
     def _reregister(self, fd: int, slot: _Slot) -> None:
         self._unregisterQuietly(fd)
-        self._selector.register(fd, _eventsOf(slot), slot)
+        self._poller.register(fd, _eventsOf(slot))
 
     def _unregisterQuietly(self, fd: int) -> None:
         try:
-            self._selector.unregister(fd)
-        except (KeyError, ValueError, OSError):
-            pass
+            self._poller.unregister(fd)
+        except (ValueError, OSError):
+            pass  # closed already (the kernel forgot it), or never registered
 
     def close(self) -> None:
-        """Release the selector and the waker pipe. The reactor must not be running and is unusable after."""
+        """Release the poller and the waker pipe. The reactor must not be running and is unusable after."""
         if self._started:
             raise RuntimeError("close() on a running reactor")
-        self._selector.close()
+        self._poller.close()
         self._waker.close()

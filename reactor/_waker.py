@@ -54,6 +54,13 @@ class Waker:
         except (BlockingIOError, InterruptedError):
             pass
 
+    def doRead(self) -> None:
+        """The loop's reader callback (the waker sits in the loop's table like any reader): drain."""
+        self.drain()
+
+    def connectionLost(self, reason: object) -> None:
+        """Never lost while the reactor lives; present so the waker is a complete reader."""
+
     def __del__(self) -> None:
         if self.readFD >= 0:
             self.close()
