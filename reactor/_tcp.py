@@ -31,6 +31,7 @@ from reactor._neterrors import (
     ConnectError,
     ConnectTimeoutError,
     DNSLookupError,
+    NotConnectingError,
     UserError,
     connectErrorFromOSError,
 )
@@ -244,7 +245,13 @@ class Port:
             transport = self._buildConnection(sock, protocol, addr)
             if self.contextFactory is not None:
                 transport.startTLS(self.contextFactory, normal=True)
-            protocol.makeConnection(transport)
+            try:
+                protocol.makeConnection(transport)
+            except Exception:
+                # One protocol's bug must not stop the port accepting (as in Twisted): log it and
+                # keep the connection, which the protocol may still use or close.
+                name = type(protocol).__name__
+                log.exception("%s: unhandled error in %s.connectionMade", self.logPrefix(), name)
             if not transport.disconnecting and not transport.disconnected and not transport._readPaused:
                 transport.startReading()
 
@@ -464,7 +471,14 @@ class Connector:
         self.transport = transport
         if self.contextFactory is not None:
             transport.startTLS(self.contextFactory, normal=True)
-        protocol.makeConnection(transport)
+        try:
+            protocol.makeConnection(transport)
+        except Exception:
+            # As Twisted's loop does for an error in a client's connectionMade: log it and close
+            # the connection with that error as the reason (the factory hears clientConnectionLost).
+            log.exception("unhandled error in %s.connectionMade", type(protocol).__name__)
+            transport.connectionLost(Failure())
+            return
         if not transport.disconnecting and not transport.disconnected and not transport._readPaused:
             transport.startReading()
 
@@ -525,7 +539,7 @@ class Connector:
     def stopConnecting(self) -> None:
         """Abandon the attempt; the factory gets ``clientConnectionFailed(UserError)``."""
         if self.state != "connecting":
-            raise RuntimeError(f"stopConnecting() in state {self.state!r}: not connecting")
+            raise NotConnectingError(f"stopConnecting() in state {self.state!r}: not connecting")
         self._abandon(UserError("stopConnecting() was called"))
 
     def disconnect(self) -> None:

@@ -569,3 +569,34 @@ def test_manyConnectionsNoThreads(reactor: Any) -> None:
     assert [c.data for c in clients] == [b"%d" % i for i in range(200)]
     assert threading.active_count() == before
     port.stopListening()
+
+
+def test_clientConnectionMadeErrorClosesWithThatReason() -> None:
+    """A client protocol raising in connectionMade is logged, and its connection closes with that error."""
+    from reactor import Reactor
+    from reactor.protocol import ClientFactory, Factory, Protocol
+
+    class Boom(Exception):
+        pass
+
+    class Buggy(Protocol):
+        def connectionMade(self) -> None:
+            raise Boom("client bug")
+
+    reactor = Reactor()
+    port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    seen: list[Failure] = []
+
+    class Watch(ClientFactory):
+        protocol = Buggy
+
+        def clientConnectionLost(self, connector: object, reason: Failure) -> None:
+            seen.append(reason)
+            reactor.stop()
+
+    reactor.connectTCP("127.0.0.1", port.getHost().port, Watch())
+    reactor.callLater(5, reactor.stop)
+    reactor.run(installSignalHandlers=False)
+    port.stopListening()
+    reactor.close()
+    assert len(seen) == 1 and seen[0].check(Boom)

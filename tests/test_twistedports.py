@@ -940,19 +940,7 @@ task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))
 """
 
 
-@pytest.mark.parametrize(
-    "flavour",
-    [
-        "twisted",
-        pytest.param(
-            "ours",
-            marks=pytest.mark.xfail(
-                reason="reactor/_tcp.py Connector.stopConnecting raises RuntimeError, not NotConnectingError",
-                strict=True,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("flavour", ["twisted", "ours"])
 def test_stopConnectingWhenConnectedRaisesNotConnectingError(flavour: str) -> None:
     """connector.stopConnecting() on a connected connector raises error.NotConnectingError."""
     checkProgram(STOP_CONNECTING, "NotConnectingError\n", flavour)
@@ -999,13 +987,9 @@ async def main(reactor, kind, address):
 task.react(lambda reactor, *argv: defer.Deferred.fromCoroutine(main(reactor, *argv)), sys.argv[1:])
 """
 
-_PORT_DIES = pytest.mark.xfail(
-    reason="reactor/_tcp.py and _unix.py Port.doRead let makeConnection's exception kill the listening port",
-    strict=True,
-)
 
 
-@pytest.mark.parametrize("flavour", ["twisted", pytest.param("ours", marks=_PORT_DIES)])
+@pytest.mark.parametrize("flavour", ["twisted", "ours"])
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_exceptionInConnectionMadeKeepsServing(flavour: str, kind: str, tmp_path: pathlib.Path) -> None:
     """A server protocol raising in connectionMade is logged; its connection and the port keep working."""
