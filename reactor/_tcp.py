@@ -24,7 +24,6 @@ from typing import Any
 from zope.interface import implementer
 
 from reactor._address import IPv4Address, IPv6Address, UNIXAddress, addressFromSockaddr
-from reactor._deferred import Deferred
 from reactor._failure import Failure
 from reactor._neterrors import (
     CannotListenError,
@@ -36,6 +35,7 @@ from reactor._neterrors import (
     connectErrorFromOSError,
 )
 from reactor._netinterfaces import IConnector, IListeningPort, ISSLTransport, ITCPTransport, ITLSTransport
+from reactor._portstop import PortStopper
 from reactor._stream import SelectReactor, StreamConnection
 
 __all__: list[str] = []
@@ -135,7 +135,7 @@ class TCPClientConnection(TCPServerConnection):
 
 
 @implementer(IListeningPort)
-class Port:
+class Port(PortStopper):
     """A listening TCP socket (the object ``listenTCP``/``listenSSL`` return)."""
 
     family = socket.AF_INET
@@ -171,7 +171,6 @@ class Port:
         self.socket: socket.socket | None = None
         self._fileno = -1
         self.connected = False
-        self._stopDeferred: Deferred[None] | None = None
 
     def fileno(self) -> int:
         """The listening socket's descriptor (-1 when not listening)."""
@@ -273,28 +272,13 @@ class Port:
             try:
                 self.factory.doStop()
             finally:
-                d, self._stopDeferred = self._stopDeferred, None
-                if d is not None:
-                    d.callback(None)
+                self._stopped()
 
     def _cleanup(self, sock: socket.socket) -> None:
         """Subclasses remove what they created (a Unix socket file)."""
 
-    def stopListening(self) -> Deferred[None]:
-        """Stop accepting and close the socket; the Deferred fires with None, on the next loop turn."""
-        d: Deferred[None] = Deferred()
-        if self.socket is None:
-            d.callback(None)
-            return d
-        if self._stopDeferred is not None:
-            self._stopDeferred.chainDeferred(d)
-            return d
-        self._stopDeferred = d
-        self.reactor.removeReader(self)
-        self.reactor.callLater(0, self.connectionLost, Failure(ConnectError("port stopped listening")))
-        return d
-
-    loseConnection = stopListening
+    def _stopReason(self) -> Failure:
+        return Failure(ConnectError("port stopped listening"))
 
     def getHost(self) -> Any:
         """The bound address (with the real port number when 0 was asked)."""

@@ -21,6 +21,7 @@ from reactor._deferred import Deferred
 from reactor._failure import Failure
 from reactor._neterrors import CannotListenError, MessageLengthError
 from reactor._netinterfaces import IListeningPort, IMulticastTransport, IUDPTransport
+from reactor._portstop import PortStopper
 from reactor._tcp import isIPLiteral, isIPv6Literal
 
 __all__: list[str] = []
@@ -29,7 +30,7 @@ _READ_BATCH = 64
 
 
 @implementer(IUDPTransport, IMulticastTransport, IListeningPort)
-class UDPPort:
+class UDPPort(PortStopper):
     """A UDP socket bound to ``interface:port``; ``listenMultiple`` allows sharing the port (multicast)."""
 
     def __init__(
@@ -61,7 +62,6 @@ class UDPPort:
         self.socket: socket.socket | None = None
         self._fileno = -1
         self._connectedAddr: tuple[str, int] | None = None
-        self._stopDeferred: Deferred[None] | None = None
 
     def fileno(self) -> int:
         """The socket's descriptor (-1 when closed)."""
@@ -196,25 +196,7 @@ class UDPPort:
         try:
             self.protocol.doStop()
         finally:
-            d, self._stopDeferred = self._stopDeferred, None
-            if d is not None:
-                d.callback(None)
-
-    def stopListening(self) -> Deferred[None]:
-        """Close the port; the Deferred fires with None on the next loop turn."""
-        d: Deferred[None] = Deferred()
-        if self.socket is None:
-            d.callback(None)
-            return d
-        if self._stopDeferred is not None:
-            self._stopDeferred.chainDeferred(d)
-            return d
-        self._stopDeferred = d
-        self.reactor.removeReader(self)
-        self.reactor.callLater(0, self.connectionLost, None)
-        return d
-
-    loseConnection = stopListening
+            self._stopped()
 
     # -- multicast (IPv4) ----------------------------------------------------------------------
 
