@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
+
+from tests.deferred_support import mypyErrors
 
 SNIPPET = '''
 from typing import assert_type
@@ -23,19 +23,6 @@ deferToThread(add, "one", 2)  # line 12: the one expected error
 
 def test_deferToThreadIsTypedWithParamSpec(tmp_path: pathlib.Path) -> None:
     """deferToThread(f, 1, 2) is Deferred[R] for f: Callable[P, R]; a wrong argument type is an error."""
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(SNIPPET)
-    root = pathlib.Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental"]
-    result = subprocess.run(
-        [*command, str(snippet)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=110,
-        check=False,
-    )
-    lines = result.stdout.splitlines()
-    errors = [line for line in lines if line.startswith(str(snippet)) and ": error:" in line]
-    assert len(errors) == 1, result.stdout
-    assert ":12: error: Argument 2 to \"deferToThread\" has incompatible type \"str\"" in errors[0]
+    errors, output = mypyErrors(SNIPPET, tmp_path)
+    assert len(errors) == 1, output
+    assert ':12: error: Argument 2 to "deferToThread" has incompatible type "str"' in errors[0]
