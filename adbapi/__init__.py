@@ -10,7 +10,7 @@ passwords kept out of every repr, log line and error message.
 from __future__ import annotations
 
 from adbapi._async import AsyncTransaction
-from adbapi._drivers import DriverAdapter
+from adbapi._drivers import DriverAdapter, SingleRunner
 from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
 from adbapi._interfaces import IDriverAdapter
 from adbapi._pool import ConnectionPool
@@ -30,5 +30,6 @@ __all__ = [
     "PoolStatistics",
     "PoolTimeoutError",
     "RetryPolicy",
+    "SingleRunner",
     "Transaction",
 ]

@@ -31,9 +31,35 @@ __all__ = [
     "GenericAdapter",
     "MySQLAdapter",
     "Psycopg2Adapter",
+    "SingleRunner",
     "Sqlite3Adapter",
     "adapterFor",
 ]
+
+
+class SingleRunner:
+    """Runs the single statements of ``runQuery``/``runOperation`` on one connection (its worker thread).
+
+    One per open connection, made by :meth:`DriverAdapter.singleRunner`. This
+    base runs :meth:`DriverAdapter.runSingle` for each statement. A driver's runner
+    may keep state between statements (a cursor, a session mode); :meth:`leave`
+    ends that state and hands the connection back as the DB-API default expects
+    it (no transaction open, the driver's default commit mode), and the worker
+    calls it before any other use of the connection.
+    """
+
+    __slots__ = ("adapter", "conn")
+
+    def __init__(self, adapter: DriverAdapter, conn: Any) -> None:
+        self.adapter = adapter
+        self.conn = conn
+
+    def run(self, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
+        """Run one statement as its own transaction: ``fetchall()`` when ``fetch``, else None."""
+        return self.adapter.runSingle(self.conn, args, kw, fetch)
+
+    def leave(self) -> None:
+        """Drop any state kept between statements (nothing here)."""
 
 
 @implementer(IDriverAdapter)
@@ -74,6 +100,10 @@ class DriverAdapter:
             conn.close()
         except Exception:
             pass
+
+    def singleRunner(self, conn: Any) -> SingleRunner:
+        """The runner of single statements for a newly opened ``conn``."""
+        return SingleRunner(self, conn)
 
     def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
         """Run one statement as its own transaction; the fast path of runQuery/runOperation.
@@ -146,13 +176,6 @@ class Psycopg2Adapter(DriverAdapter):
     canCancel = True
     _conflictStates = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
-    def __init__(self, module: ModuleType) -> None:
-        super().__init__(module)
-        import psycopg2.extensions as ext
-
-        self._idle = ext.TRANSACTION_STATUS_IDLE
-        self._intrans = ext.TRANSACTION_STATUS_INTRANS
-
     def ping(self, conn: Any, goodSql: str | None) -> None:
         # One round trip: run the check outside a transaction.
         conn.autocommit = True
@@ -164,32 +187,16 @@ class Psycopg2Adapter(DriverAdapter):
             if not conn.closed:
                 conn.autocommit = False
 
+    def singleRunner(self, conn: Any) -> SingleRunner:
+        return _Psycopg2Runner(self, conn)
+
     def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
-        # In autocommit mode the server runs the statement (or a multi-statement
-        # string) as one implicit transaction: committed on success, rolled back on
-        # error -- Twisted's execute+commit without the BEGIN and COMMIT round trips.
-        if conn.get_transaction_status() != self._idle:
-            return super().runSingle(conn, args, kw, fetch)
-        conn.autocommit = True
+        # One statement in autocommit mode, leaving the connection as it found it.
+        runner = _Psycopg2Runner(self, conn)
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(*args, **kw)
-                result = cursor.fetchall() if fetch else None
-            finally:
-                cursor.close()
-                if not conn.closed:
-                    status = conn.get_transaction_status()
-                    if status != self._idle:
-                        # The statement itself opened a transaction ("BEGIN; ..."):
-                        # end it as Twisted's commit/rollback would have.
-                        end = conn.cursor()
-                        end.execute("COMMIT" if status == self._intrans else "ROLLBACK")
-                        end.close()
+            return runner.run(args, kw, fetch)
         finally:
-            if not conn.closed:
-                conn.autocommit = False
-        return result
+            runner.leave()
 
     def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
         if conn is not None and bool(getattr(conn, "closed", False)):
@@ -209,6 +216,75 @@ class Psycopg2Adapter(DriverAdapter):
             conn.cancel()
         except Exception:  # the connection died meanwhile: nothing left to stop
             pass
+
+
+# A cursor whose last result had more rows than this is replaced rather than kept (its result
+# stays in memory until the cursor's next execute).
+_KEEP_RESULT_ROWS = 256
+
+
+class _Psycopg2Runner(SingleRunner):
+    """psycopg2's single statements: autocommit mode, one kept cursor.
+
+    In autocommit mode the server runs the statement (or a multi-statement
+    string) as one implicit transaction, committed on success and rolled back on
+    error: Twisted's execute + commit without the BEGIN and COMMIT round trips.
+    The connection stays in that mode, with one cursor, across consecutive
+    single statements; :meth:`leave` (called before any other kind of call, and
+    after an error) puts back the mode it found. Worker thread only.
+    """
+
+    __slots__ = ("cursor", "wasAutocommit")
+
+    def __init__(self, adapter: DriverAdapter, conn: Any) -> None:
+        super().__init__(adapter, conn)
+        # Not None exactly while the runner holds the connection in single-statement mode.
+        self.cursor: Any = None
+        # The connection's own mode (a cp_openfun may have chosen autocommit), put back by leave().
+        self.wasAutocommit = False
+
+    def run(self, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
+        conn = self.conn
+        cursor = self.cursor
+        if cursor is None:
+            if conn.get_transaction_status() != _PG_IDLE:
+                # A transaction is open (a driver-level call left one): the statement joins and commits it.
+                return DriverAdapter.runSingle(self.adapter, conn, args, kw, fetch)
+            self.wasAutocommit = conn.autocommit
+            if not self.wasAutocommit:
+                conn.autocommit = True
+            cursor = self.cursor = conn.cursor()
+        try:
+            cursor.execute(*args, **kw)
+            result = cursor.fetchall() if fetch else None
+        except BaseException:
+            self.leave()
+            raise
+        if conn.get_transaction_status() != _PG_IDLE:
+            # The statement itself opened a transaction ("BEGIN; ..."): end it as Twisted's commit would.
+            self.leave()
+        elif cursor.rowcount > _KEEP_RESULT_ROWS:
+            self.cursor = conn.cursor()
+            cursor.close()
+        return result
+
+    def leave(self) -> None:
+        cursor, self.cursor = self.cursor, None
+        if cursor is None:
+            return
+        conn = self.conn
+        try:
+            if not conn.closed:
+                status = conn.get_transaction_status()
+                if status == _PG_INTRANS or status == _PG_INERROR:
+                    cursor.execute("COMMIT" if status == _PG_INTRANS else "ROLLBACK")
+        finally:
+            try:
+                cursor.close()
+            except Exception:  # a broken connection: the caller deals with it
+                pass
+            if not self.wasAutocommit and not conn.closed:
+                conn.autocommit = False
 
 
 class MySQLAdapter(DriverAdapter):
@@ -258,6 +334,11 @@ class MySQLAdapter(DriverAdapter):
         finally:
             side.close()
 
+
+# psycopg2.extensions.TRANSACTION_STATUS_IDLE / _INTRANS / _INERROR (libpq's PQTRANS_*).
+_PG_IDLE = 0
+_PG_INTRANS = 2
+_PG_INERROR = 3
 
 _BY_NAME: dict[str, type[DriverAdapter]] = {
     "sqlite3": Sqlite3Adapter,

@@ -12,7 +12,7 @@ __all__ = ["IDriverAdapter"]
 class IDriverAdapter(Interface):
     """What the pool needs to know about one DB-API module beyond DB-API 2.0.
 
-    ``connect``, ``describeConnection``, ``ping``, ``discard`` and ``runSingle`` run
+    ``connect``, ``describeConnection``, ``ping``, ``discard``, ``runSingle`` and ``singleRunner`` run
     in the worker thread that owns the connection; ``cancel`` runs in a side
     thread while that worker is blocked in the driver; the classifiers run anywhere.
     """
@@ -34,6 +34,9 @@ class IDriverAdapter(Interface):
 
     def runSingle(conn: Any, args: tuple[Any, ...], kw: Any, fetch: bool) -> Any:
         """Run one statement as its own transaction; return fetchall() when ``fetch``, else None."""
+
+    def singleRunner(conn: Any) -> Any:
+        """Return the ``SingleRunner`` that runs ``runQuery``/``runOperation`` statements on ``conn``."""
 
     def isDisconnect(exc: BaseException, conn: Any) -> bool:
         """True when ``exc`` (raised on ``conn``, or None) means the connection is gone."""

@@ -167,6 +167,7 @@ class ConnectionPool:
             reactor = getReactor()
         self._reactor: Any = reactor
         self._clock: Any = options.get("clock") or reactor
+        self._now: Callable[[], float] = self._clock.seconds
         self._pingAfter = _optionalSeconds("cp_ping_after", options.get("ping_after"), allowZero=True)
         self._maxLifetime = _optionalSeconds("cp_max_lifetime", options.get("max_lifetime"))
         self._idleTimeout = _optionalSeconds("cp_idle_timeout", options.get("idle_timeout"))
@@ -562,23 +563,19 @@ class ConnectionPool:
     # -- dispatch (reactor thread) ---------------------------------------------------------
 
     def _submit(self, kind: int, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
-        state = self._state
-        if state != _RUNNING:
+        if self._state is not _RUNNING:
+            state = self._state
             if state == _NEW:
                 self.start()
             else:
                 return fail(PoolClosedError(f"{self._label} is {state}; no new calls are accepted"))
         call = _Call(self, kind, func, args, kw)
-        d = call.deferred
-        if not self._dispatch(call):
-            return d
-        if self._timeout is not None:
-            d.addTimeout(self._timeout, self._clock)
-        return d
+        if self._dispatch(call) and self._timeout is not None:
+            call.deferred.addTimeout(self._timeout, self._clock)
+        return call.deferred
 
     def _dispatch(self, call: _Call) -> bool:
         """Hand ``call`` to an idle worker, a new worker, or the waiting queue; False if refused."""
-        worker = None
         fresh = False
         with self._lock:
             if self._idle:
@@ -588,30 +585,29 @@ class ConnectionPool:
                 worker = self._newWorkerLocked()
                 fresh = True
                 call.state = ASSIGNED
-            elif self._maxWaiting is not None and len(self._pending) >= self._maxWaiting:
-                refused = True
-            else:
-                refused = False
+            elif self._maxWaiting is None or len(self._pending) < self._maxWaiting:
+                # The common case under load: a worker takes it from the queue when it finishes a call.
                 call.state = QUEUED
-                call.enqueuedAt = self._clock.seconds()
+                call.enqueuedAt = self._now()
                 self._pending.append(call)
                 if self._backlogTimer is None:
                     self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
+                if self._waitTimeout is not None:
+                    call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
+                return True
+            else:
+                worker = None
         if worker is not None:
             if fresh:
                 worker.thread.start()
             worker.inbox.put(call)
             return True
-        if refused:
-            self._rejected += 1
-            call.state = CANCELLED
-            call.deferred.errback(
-                PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
-            )
-            return False
-        if self._waitTimeout is not None:
-            call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
-        return True
+        self._rejected += 1
+        call.state = CANCELLED
+        call.deferred.errback(
+            PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
+        )
+        return False
 
     def _waitExpired(self, call: _Call) -> None:
         call.waitTimer = None

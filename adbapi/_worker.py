@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from reactor import CancelledError, Deferred
 
 if TYPE_CHECKING:
+    from adbapi._drivers import SingleRunner
     from adbapi._pool import ConnectionPool
 
 __all__: list[str] = []
@@ -108,6 +109,8 @@ class _Worker:
         self.connLock = threading.Lock()
         self.conn: Any = None
         self.connInfo: Any = None
+        # Worker thread only: runs runQuery/runOperation statements on ``conn`` (None with no connection).
+        self.single: SingleRunner | None = None
         # Owned by the worker thread (others only read them):
         self.openedAt = 0.0
         self.lastUsed = 0.0
@@ -126,7 +129,12 @@ class _Worker:
         pool._local.worker = self
         lock = pool._lock
         pending = pool._pending
-        deliver = pool._deliver
+        popleft = pending.popleft
+        now = pool._clock.seconds
+        results = pool._results
+        lowWater = pool._lowWater
+        # The hot path below runs a runQuery/runOperation statement without the general _execute.
+        timed = pool._timed
         call = self.inbox.get()
         started = False
         while call is not None:
@@ -138,7 +146,17 @@ class _Worker:
                         call.worker = self
                         self.current = call
             if started:
-                ok, result, flags = self._execute(call)
+                single = self.single
+                if call.kind <= FAST_OPERATION and single is not None and not (timed or call.cancelRequested):
+                    try:
+                        result = single.run(call.args, call.kw, call.kind == FAST_QUERY)
+                        ok = True
+                        flags = 0
+                    except BaseException as e:
+                        result, flags = self._singleFailed(single.conn, e)
+                        ok = False
+                else:
+                    ok, result, flags = self._execute(call)
             nxt: _Call | None = None
             goIdle = False
             # One lock round per call under load: this call ends and the next one starts here.
@@ -147,26 +165,44 @@ class _Worker:
                     call.state = DONE
                     self.current = None
                 if pending:
-                    nxt = pending.popleft()
+                    nxt = popleft()
                     nxt.state = RUNNING
                     nxt.worker = self
                     self.current = nxt
-                    nxt.waited = pool._clock.seconds() - nxt.enqueuedAt
+                    nxt.waited = now() - nxt.enqueuedAt
                 elif not pool._stopping:
                     goIdle = True
-                    self.idleSince = self.lastUsed = pool._clock.seconds() if pool._timed else 0.0
+                    self.idleSince = self.lastUsed = now() if timed else 0.0
                     pool._idle.append(self)
             if started:
                 if call.statementOver is not None:
                     # Never run another statement while a cancel for this call is in flight.
                     waitForCancel(call)
-                deliver((call, ok, result, flags))
-            started = nxt is not None
-            call = self.inbox.get() if goIdle else nxt
+                # pool._deliver, inlined (it is the per-call hand-back):
+                results.append((call, ok, result, flags))
+                if not pool._flushScheduled and len(pending) < lowWater:
+                    pool._flushScheduled = True
+                    pool._reactor.callFromThread(pool._flushResults)
+            if goIdle:
+                call = self.inbox.get()
+                started = False
+            else:
+                call = nxt
+                started = nxt is not None
         self._closeConnection(recycled=False)
         with lock:
             pool._workers.discard(self)
-        deliver((None, self, None, 0))  # the pool joins this thread on receipt
+        pool._deliver((None, self, None, 0))  # the pool joins this thread on receipt
+
+    def _singleFailed(self, conn: Any, error: BaseException) -> tuple[BaseException, int]:
+        """After a runQuery/runOperation statement on ``conn`` failed: recover; (error, retry flags)."""
+        # The statement is its own transaction: a loss during it is a loss during commit.
+        self.committing = True
+        try:
+            self.pool._recoverRaw(conn, error)
+        except BaseException as e:  # ConnectionLost with cp_reconnect
+            error = e
+        return error, self.pool._classify(error, True)
 
     def _execute(self, call: _Call) -> tuple[bool, Any, int]:
         """Run a RUNNING call on this worker's connection: (ok, result or exception, retry flags)."""
@@ -179,14 +215,24 @@ class _Worker:
             if call.cancelRequested:
                 raise CancelledError("cancelled before it reached the database")
             kind = call.kind
+            single = self.single
+            assert single is not None  # set whenever conn is
             if kind <= FAST_OPERATION:
                 try:
-                    return True, pool._adapter.runSingle(conn, call.args, call.kw, kind == FAST_QUERY), 0
+                    return True, single.run(call.args, call.kw, kind == FAST_QUERY), 0
                 except BaseException as e:
                     # The statement is its own transaction: a loss during it is a loss during commit.
                     self.committing = True
                     pool._recoverRaw(conn, e)
                     raise
+            try:
+                # Anything else gets the connection as the DB-API default leaves it.
+                single.leave()
+            except Exception as e:
+                _log.info("adbapi: %s: resetting a connection failed (%s); reconnecting", pool._label,
+                          type(e).__name__)
+                self.discardConnection(broken=True)
+                self._open()
             if kind == INTERACTION:
                 return True, pool._runInteraction(call.func, *call.args, **call.kw), 0
             if kind == WITH_CONNECTION:
@@ -214,6 +260,8 @@ class _Worker:
                 return self._open()
             if pool._pingAfter is not None and now - self.lastUsed >= pool._pingAfter:
                 try:
+                    if self.single is not None:
+                        self.single.leave()
                     pool._adapter.ping(conn, pool._goodSqlForPing)
                 except Exception as e:
                     _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
@@ -241,6 +289,7 @@ class _Worker:
         with self.connLock:
             self.connInfo = info
             self.conn = conn
+        self.single = pool._adapter.singleRunner(conn)
         if pool._timed:
             self.openedAt = self.lastUsed = pool._clock.seconds()
         with pool._lock:
@@ -249,6 +298,7 @@ class _Worker:
 
     def discardConnection(self, broken: bool) -> None:
         """Close this worker's connection because it is (or may be) broken (worker thread)."""
+        self.single = None
         with self.connLock:  # waits for a cancel being sent on it
             conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
@@ -261,6 +311,7 @@ class _Worker:
                 self.pool._reconnects += 1
 
     def _closeConnection(self, recycled: bool) -> None:
+        self.single = None
         with self.connLock:  # waits for a cancel being sent on it
             conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
