@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
+
+from tests.deferred_support import mypyErrors
 
 SNIPPET = '''
 from typing import Any, assert_type
@@ -30,14 +30,7 @@ pool.runWithConnection(withConnection)  # line 19: expected error (missing argum
 
 def test_runInteractionIsTypedWithParamSpec(tmp_path: pathlib.Path) -> None:
     """runInteraction/runWithConnection check extra arguments against the function, infer Deferred[T]."""
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(SNIPPET)
-    root = pathlib.Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental"]
-    result = subprocess.run([*command, str(snippet)], capture_output=True, text=True, cwd=root, timeout=110,
-                            check=False)
-    lines = result.stdout.splitlines()
-    errors = [line for line in lines if line.startswith(str(snippet)) and ": error:" in line]
-    assert len(errors) == 2, result.stdout
-    assert ":18: error: Argument 2 to \"runInteraction\"" in errors[0], errors
+    errors, output = mypyErrors(SNIPPET, tmp_path)
+    assert len(errors) == 2, output
+    assert ':18: error: Argument 2 to "runInteraction"' in errors[0], errors
     assert ":19: error:" in errors[1], errors
