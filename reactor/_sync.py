@@ -10,6 +10,7 @@ reactor thread (no locking inside, like Deferred itself).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
@@ -28,7 +29,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-class _Primitive:
+class _Primitive(ABC):
     """What a lock and a semaphore share: the line of waiters, ``run`` and ``async with``.
 
     ``waiting`` holds the Deferreds of pending ``acquire`` calls, oldest first.
@@ -45,11 +46,13 @@ class _Primitive:
         # waiter out of the line before firing it, so `d` is still in it.
         self.waiting.remove(d)
 
+    @abstractmethod
     def acquire(self) -> Deferred[Self]:
-        raise NotImplementedError
+        """A Deferred that fires with this primitive once it is held."""
 
+    @abstractmethod
     def release(self) -> None:
-        raise NotImplementedError
+        """Give back what ``acquire`` took, passing it to the oldest waiter."""
 
     def _releaseAndPass(self, result: _T) -> _T:
         self.release()
