@@ -63,6 +63,20 @@ def isIPLiteral(host: str) -> bool:
     return True
 
 
+def checkListenAddress(port: object, interface: object) -> None:
+    """Raise at the call if ``port``/``interface`` cannot name a local IP address to bind.
+
+    :raises ValueError: ``port`` not an int in 0..65535, or ``interface`` not an IP literal.
+    :raises TypeError: ``interface`` not a str.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+    if not isinstance(interface, str):
+        raise TypeError(f"interface must be a str, got {type(interface).__name__}")
+    if interface and not isIPLiteral(interface):
+        raise ValueError(f"interface must be an IP address literal, got {interface!r}")
+
+
 @implementer(ITCPTransport, ITLSTransport, ISSLTransport)
 class TCPServerConnection(StreamConnection):
     """The transport of an accepted TCP connection."""
@@ -150,14 +164,9 @@ class Port(PortStopper):
         reactor: Any,
         contextFactory: Any = None,
     ) -> None:
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+        checkListenAddress(port, interface)
         if not isinstance(backlog, int) or backlog < 0:
             raise ValueError(f"backlog must be a non-negative int, got {backlog!r}")
-        if not isinstance(interface, str):
-            raise TypeError(f"interface must be a str, got {type(interface).__name__}")
-        if interface and not isIPLiteral(interface):
-            raise ValueError(f"interface must be an IP address literal, got {interface!r}")
         if not hasattr(factory, "buildProtocol"):
             raise TypeError(f"factory must provide buildProtocol, got {type(factory).__name__}")
         self.port = port

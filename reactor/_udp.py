@@ -22,7 +22,7 @@ from reactor._failure import Failure
 from reactor._neterrors import CannotListenError, MessageLengthError
 from reactor._netinterfaces import IListeningPort, IMulticastTransport, IUDPTransport
 from reactor._portstop import PortStopper
-from reactor._tcp import isIPLiteral, isIPv6Literal
+from reactor._tcp import checkListenAddress, isIPLiteral, isIPv6Literal
 
 __all__: list[str] = []
 
@@ -42,12 +42,7 @@ class UDPPort(PortStopper):
         reactor: Any,
         listenMultiple: bool = False,
     ) -> None:
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
-        if not isinstance(interface, str):
-            raise TypeError(f"interface must be a str, got {type(interface).__name__}")
-        if interface and not isIPLiteral(interface):
-            raise ValueError(f"interface must be an IP address literal, got {interface!r}")
+        checkListenAddress(port, interface)
         if not isinstance(maxPacketSize, int) or maxPacketSize <= 0:
             raise ValueError(f"maxPacketSize must be a positive int, got {maxPacketSize!r}")
         if not hasattr(protocol, "datagramReceived"):
