@@ -69,6 +69,10 @@ _heappush = heapq.heappush
 _newObject = object.__new__
 
 
+# A persistently failing loop: tracebacks logged per run of consecutive failures.
+_TRACEBACKS_LOGGED = 3
+
+
 class FileDescriptorGone(ConnectionLost):
     """A watched object's ``fileno()`` returned -1 (or failed): its descriptor was closed."""
 
@@ -111,6 +115,10 @@ class Reactor(ReactorNetworkMixin):
     except :meth:`callFromThread`, :meth:`wakeUp`, :meth:`isReactorThread` and the
     :attr:`stopping`/:attr:`running` reads, which any thread may use.
     """
+
+    #: Consecutive loop failures (an exception escaping an iteration, with no successful
+    #: iteration in between) after which the reactor crashes and ``run()`` re-raises.
+    maxLoopFailures = 100
 
     def __init__(self) -> None:
         super().__init__()
@@ -276,6 +284,9 @@ class Reactor(ReactorNetworkMixin):
         calls ``run`` is the reactor thread until it returns.
 
         :raises ReactorAlreadyRunning: the reactor is already running.
+        :raises Exception: the loop itself failed :attr:`maxLoopFailures` times in a row
+            (say, the poller raising every time): the reactor crashed (no ``shutdown``
+            event) and this is the last error.
         """
         if self._started or self._reactorThread is not None:
             raise ReactorAlreadyRunning("the reactor is already running")
@@ -370,11 +381,39 @@ class Reactor(ReactorNetworkMixin):
     # ---------------------------------------------------------------- the loop
 
     def _mainLoop(self) -> None:
+        # The fast loop (_runLoop) runs until something escapes it. Then, while the loop is
+        # failing, iterate one guarded turn at a time (_iterate, same steps): a turn that
+        # completes proves the loop healthy again and sends us back to the fast loop. So the
+        # failure count needs no bookkeeping on the hot path, and it counts only failures
+        # with no successful iteration in between.
+        failures = 0
         while self._started:
             try:
-                self._runLoop()
+                if failures:
+                    self._iterate(None)
+                    failures = 0
+                else:
+                    self._runLoop()
             except Exception:
-                _log.exception("Unexpected error in the reactor loop")
+                failures += 1
+                if failures <= _TRACEBACKS_LOGGED:
+                    _log.exception("Unexpected error in the reactor loop")
+                    if failures == _TRACEBACKS_LOGGED:
+                        _log.error(
+                            "The reactor loop failed %d times in a row; logging no more "
+                            "tracebacks until it recovers (it crashes after %d)",
+                            failures,
+                            self.maxLoopFailures,
+                        )
+                if failures >= self.maxLoopFailures:
+                    _log.critical(
+                        "The reactor loop failed %d times in a row with no successful iteration; "
+                        "crashing the reactor (run() re-raises the last error)",
+                        failures,
+                        exc_info=True,
+                    )
+                    self.crash()
+                    raise
 
     def _runLoop(self) -> None:
         # _iterate(None), unrolled with everything it touches bound to locals: this loop runs once

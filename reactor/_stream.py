@@ -242,6 +242,20 @@ class StreamConnection:
         return ConnectionDone()
 
     def _finishWriteHalfClose(self) -> BaseException | None:
+        tls = self._tls
+        if tls is not None:
+            # A TLS half-close is close_notify, then the socket's write side: the peer then
+            # sees a clean TLS end of its input, not a truncation.
+            if not tls.handshakeDone:
+                self._stopWriting()  # resumed by _tlsDataReceived when the handshake completes
+                return None
+            if not tls.closeNotifySent:
+                self._writeClosed = True  # nothing may be encrypted after close_notify
+                outgoing = tls.shutdown()
+                if outgoing:
+                    self._rawWrite(outgoing)
+                    if self._queued:
+                        return None  # doWrite comes back here once close_notify is flushed
         self._writeDisconnected = True
         self._writeClosed = True
         try:
@@ -460,6 +474,8 @@ class StreamConnection:
             if self.disconnecting:
                 self.stopReading()
                 self._startWriting()
+            elif self._writeDisconnecting:
+                self._startWriting()
         for chunk in plaintext:
             if self.disconnected:
                 break
@@ -468,8 +484,24 @@ class StreamConnection:
             except Exception as e:
                 log.exception("Unhandled error in %s.dataReceived; closing the connection", self.logPrefix())
                 return e
-        if tls.closeNotifyReceived and not self.disconnecting:
+        if tls.closeNotifyReceived and not self.disconnecting and not self._readDisconnected:
+            return self._tlsReadEOF()
+        return None
+
+    def _tlsReadEOF(self) -> BaseException | None:
+        # The peer's close_notify: the TLS form of _readEOF. A half-closeable protocol (whose
+        # write side is still open) hears readConnectionLost and may go on writing; any other
+        # closes cleanly, answering with its own close_notify, and hears ConnectionDone.
+        if self._writeDisconnected or not IHalfCloseableProtocol.providedBy(self.protocol):
             self.loseConnection()
+            return None
+        self.stopReading()
+        self._readDisconnected = True
+        try:
+            self.protocol.readConnectionLost()
+        except Exception as e:
+            log.exception("Unhandled error in %s.readConnectionLost", self.logPrefix())
+            return e
         return None
 
     def getPeerCertificate(self) -> Any:

@@ -300,6 +300,11 @@ class Port(PortStopper):
         return f"<{type(self).__name__} {self.logPrefix()} on {where}>"
 
 
+# Back-off of a Unix connect that the listener's full backlog refused with EAGAIN (seconds).
+_UNIX_RETRY_FIRST_DELAY = 0.001
+_UNIX_RETRY_MAX_DELAY = 0.1
+
+
 class _ConnectAttempt:
     """The selectable of one in-progress non-blocking connect (registered for writing)."""
 
@@ -307,6 +312,9 @@ class _ConnectAttempt:
         self.connector = connector
         self.socket = sock
         self._fileno = sock.fileno()
+        # A Unix connect refused with EAGAIN (backlog full) is retried on this timer.
+        self.retry: Any = None
+        self.retryDelay = _UNIX_RETRY_FIRST_DELAY
 
     def fileno(self) -> int:
         return self._fileno
@@ -425,13 +433,33 @@ class Connector:
         try:
             if self.bindAddress is not None:
                 sock.bind(self.bindAddress)
-            err = sock.connect_ex(sockaddr)
         except OSError as e:
             sock.close()
             self._failed(Failure(connectErrorFromOSError(e)))
             return
         attempt = _ConnectAttempt(self, sock)
         self._attempt = attempt
+        self._connectOnce(attempt, sockaddr)
+
+    def _connectOnce(self, attempt: _ConnectAttempt, sockaddr: Any) -> None:
+        if attempt is not self._attempt:
+            return
+        attempt.retry = None
+        sock = attempt.socket
+        try:
+            err = sock.connect_ex(sockaddr)
+        except OSError as e:
+            self._attemptFailed(attempt, Failure(connectErrorFromOSError(e)))
+            return
+        if err == errno.EAGAIN and sock.family == socket.AF_UNIX:
+            # Linux: the Unix listener's backlog is full. A TCP connect would wait; this one
+            # says EAGAIN at once. Twisted takes that as "in progress" and waits for
+            # writability, but an unconnected Unix socket is always writable (that would
+            # spin), so ask again on a timer, backing off, until it succeeds or times out.
+            delay = attempt.retryDelay
+            attempt.retryDelay = min(delay * 2, _UNIX_RETRY_MAX_DELAY)
+            attempt.retry = self.reactor.callLater(delay, self._connectOnce, attempt, sockaddr)
+            return
         if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self.reactor.addWriter(attempt)
         else:
@@ -484,6 +512,9 @@ class Connector:
         if attempt is not self._attempt:
             return
         self._attempt = None
+        retry, attempt.retry = attempt.retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
         self.reactor.removeWriter(attempt)
         attempt.socket.close()
         self._failed(reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,78 @@ def test_reprSaysState(reactor: Reactor) -> None:
     reactor.callWhenRunning(recordThenStop, reactor, seen, lambda: repr(reactor))
     runBounded(reactor)
     assert "running" in seen[0]
+
+
+class _FailingPoller:
+    """A poller stand-in whose poll() raises the first ``failures`` times (forever if None)."""
+
+    def __init__(self, real: Any, failures: int | None) -> None:
+        self._real = real
+        self.failures = failures
+        self.calls = 0
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        self.calls += 1
+        if self.failures is None or self.calls <= self.failures:
+            raise OSError("poller broken")
+        result: list[tuple[int, int]] = self._real.poll(timeout)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.mark.timeout(30)
+def test_persistentLoopFailureCrashesAndReraises(
+    reactor: Reactor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop failing every iteration crashes at maxLoopFailures: run() re-raises; logging is rate-limited."""
+    poller = _FailingPoller(reactor._poller, None)
+    monkeypatch.setattr(reactor, "_poller", poller)
+    monkeypatch.setattr(reactor, "maxLoopFailures", 20)
+    shutdown: list[str] = []
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown.append, "shutdown")
+    with caplog.at_level(logging.DEBUG, logger="reactor.loop"), pytest.raises(OSError, match="poller broken"):
+        reactor.run(installSignalHandlers=False)
+    assert poller.calls == 20
+    assert not reactor.running
+    assert shutdown == []
+    records = [r for r in caplog.records if r.name == "reactor.loop"]
+    withTraceback = [r for r in records if r.exc_info and r.levelno == logging.ERROR]
+    critical = [r for r in records if r.levelno == logging.CRITICAL]
+    assert len(withTraceback) == 3
+    assert len(critical) == 1
+    assert len(records) == 5  # 3 tracebacks, one "logging no more", one critical
+
+
+@pytest.mark.timeout(30)
+def test_transientLoopFailuresResetTheCount(
+    reactor: Reactor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failures followed by a successful iteration do not crash the reactor; it keeps running."""
+    poller = _FailingPoller(reactor._poller, 5)
+    monkeypatch.setattr(reactor, "_poller", poller)
+    monkeypatch.setattr(reactor, "maxLoopFailures", 6)
+    out: list[int] = []
+
+    def stopOncePolledPast(limit: int) -> None:
+        # Runs once per iteration; stops once a poll succeeded after the failures.
+        if poller.calls > limit + 1:
+            recordThenStop(reactor, out, lambda: poller.calls)
+        else:
+            reactor.callLater(0, stopOncePolledPast, limit)
+
+    reactor.callWhenRunning(stopOncePolledPast, 5)
+    with caplog.at_level(logging.DEBUG, logger="reactor.loop"):
+        runBounded(reactor)
+    assert out and out[0] > 6
+    # The loop recovered: a later failure starts a new count and logs its traceback again.
+    poller.failures = poller.calls + 5
+    out.clear()
+    reactor.callWhenRunning(stopOncePolledPast, poller.failures)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="reactor.loop"):
+        runBounded(reactor)
+    assert out
+    assert len([r for r in caplog.records if r.levelno == logging.CRITICAL]) == 0
+    assert len([r for r in caplog.records if r.exc_info]) == 3

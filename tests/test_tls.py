@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from reactor import Failure
-from reactor.interfaces import IReactorSSL, ISSLTransport
+from reactor.interfaces import IHalfCloseableProtocol, IReactorSSL, ISSLTransport
 from reactor.protocol import ClientFactory, ConnectionDone, Factory, NotTLSTransportError, Protocol
 from reactor.ssl import CertificateOptions, VerificationError, optionsForClientTLS
 from tests.netsupport import closeReactor, newReactor, pkiForTests, runUntil
@@ -299,3 +300,89 @@ def test_badTLSArgumentsRaise(reactor: Any) -> None:
         optionsForClientTLS("")
     with pytest.raises(ValueError, match="together"):
         optionsForClientTLS("localhost", clientCertificate=pkiForTests().client.certPEM)
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfClosingClient(Recording):
+    """Sends its greeting, then half-closes; closes when the server's side ends."""
+
+    writeClosed = False
+    readClosed = False
+
+    def handshakeCompleted(self) -> None:
+        super().handshakeCompleted()
+        self.transport.loseWriteConnection()
+
+    def readConnectionLost(self) -> None:
+        self.readClosed = True
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        self.writeClosed = True
+
+
+@implementer(IHalfCloseableProtocol)
+class AnswerAtEOF(Recording):
+    """Answers what it got once the client's side ends (half-closeable)."""
+
+    readClosed = False
+
+    def readConnectionLost(self) -> None:
+        self.readClosed = True
+        self.transport.write(b"reply to " + self.data)
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("version", ["TLS1_2_VERSION", "TLS1_3_VERSION"])
+def test_loseWriteConnectionSendsCloseNotify(reactor: Any, version: str) -> None:
+    """A TLS half-close sends close_notify: a half-closeable peer hears readConnectionLost, still answers."""
+    client = HalfClosingClient(b"question")
+    servers = Builder(AnswerAtEOF)
+    options = serverOptions()
+    options.getContext().set_max_proto_version(getattr(SSL, version))
+    port = reactor.listenSSL(0, servers, options, interface="127.0.0.1")
+    clientOptions = optionsForClientTLS("localhost", trustRoot=pkiForTests().caPEM)
+    reactor.connectSSL("127.0.0.1", port.getHost().port, Single(client), clientOptions)
+    runUntil(
+        reactor,
+        lambda: client.reason is not None and bool(servers.built) and servers.built[0].reason is not None,
+    )
+    server = servers.built[0]
+    expected = {"TLS1_2_VERSION": "TLSv1.2", "TLS1_3_VERSION": "TLSv1.3"}[version]
+    assert client.transport._tls.connection.get_protocol_version_name() == expected
+    assert server.data == b"question" and server.readClosed
+    assert server.reason.check(ConnectionDone)
+    assert client.writeClosed and not client.readClosed  # the server's close_notify ended it all
+    assert client.data == b"reply to question"
+    assert client.reason is not None and client.reason.check(ConnectionDone)
+    port.stopListening()
+
+
+class EarlyHalfClosingClient(HalfClosingClient):
+    """Half-closes in connectionMade, before the TLS handshake has completed."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.loseWriteConnection()
+
+    def handshakeCompleted(self) -> None:
+        self.handshakes += 1
+
+
+@pytest.mark.parametrize("clientClass", [HalfClosingClient, EarlyHalfClosingClient])
+def test_loseWriteConnectionEndsPlainPeerCleanly(reactor: Any, clientClass: type[HalfClosingClient]) -> None:
+    """A TLS half-close (even before the handshake) toward a plain protocol ends both with ConnectionDone."""
+    client = clientClass(b"bye")
+    port, servers = connectPair(reactor, client, serverMaker=Recording)
+    runUntil(
+        reactor,
+        lambda: client.reason is not None and bool(servers.built) and servers.built[0].reason is not None,
+    )
+    assert servers.built[0].data == b"bye"
+    assert servers.built[0].reason.check(ConnectionDone)
+    assert client.writeClosed
+    assert client.reason is not None and client.reason.check(ConnectionDone)
+    port.stopListening()

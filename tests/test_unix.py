@@ -13,7 +13,15 @@ from zope.interface.verify import verifyObject
 
 from reactor import Failure
 from reactor.interfaces import IListeningPort, IReactorUNIX, IUNIXTransport
-from reactor.protocol import ClientFactory, ConnectError, ConnectionDone, Factory, Protocol, UNIXAddress
+from reactor.protocol import (
+    ClientFactory,
+    ConnectError,
+    ConnectionDone,
+    ConnectTimeoutError,
+    Factory,
+    Protocol,
+    UNIXAddress,
+)
 from tests.netsupport import closeReactor, newReactor, runUntil
 
 
@@ -112,3 +120,70 @@ def test_modeIsApplied(reactor: Any, sockPath: str) -> None:
     port.stopListening()
     with pytest.raises(TypeError, match="mode"):
         reactor.listenUNIX(sockPath + "2", Factory.forProtocol(Echo), mode="rw")
+
+
+def _fillBacklog(listener: socket.socket, path: str, fillers: list[socket.socket]) -> None:
+    """Listen with backlog 0 on ``path`` and queue connections until the kernel refuses with EAGAIN."""
+    listener.bind(path)
+    listener.listen(0)
+    while True:
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        fillers.append(filler)
+        if filler.connect_ex(path) != 0:
+            fillers.pop().close()
+            return
+        assert len(fillers) < 100, "the accept queue never filled"
+
+
+@pytest.mark.timeout(30)
+def test_connectWaitsWhileListenerBacklogIsFull(reactor: Any, sockPath: str) -> None:
+    """connectUNIX to a listener whose backlog is full (EAGAIN) waits and connects once there is room."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        _fillBacklog(listener, sockPath, fillers)
+        client = Client(b"through")
+        factory = Single(client)
+        connector = reactor.connectUNIX(sockPath, factory, timeout=20)
+        # The attempt is waiting on its retry timer, not failed, and has retried at least once.
+        runUntil(reactor, lambda: connector._attempt is not None and connector._attempt.retryDelay > 0.002)
+        assert factory.failed is None and connector.state == "connecting"
+        accepted, _ = listener.accept()  # room for one more: the retry gets in
+        accepted.close()
+        runUntil(reactor, lambda: connector.state == "connected" or factory.failed is not None)
+        assert factory.failed is None
+        server, _ = listener.accept()
+        try:
+            server.settimeout(10)
+            data = b""
+            while len(data) < len(b"through"):
+                chunk = server.recv(100)
+                assert chunk
+                data += chunk
+            assert data == b"through"
+        finally:
+            server.close()
+        client.transport.loseConnection()
+        runUntil(reactor, lambda: client.reason is not None)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.mark.timeout(30)
+def test_connectToFullBacklogTimesOut(reactor: Any, sockPath: str) -> None:
+    """A connectUNIX that keeps meeting a full backlog fails with a timeout, not at once."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        _fillBacklog(listener, sockPath, fillers)
+        factory = Single(Client(b"never"))
+        reactor.connectUNIX(sockPath, factory, timeout=0.05)
+        runUntil(reactor, lambda: factory.failed is not None)
+        assert factory.failed is not None and factory.failed.check(ConnectTimeoutError)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
