@@ -11,14 +11,17 @@ here so that protocol code needs a single import.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from zope.interface import implementer
 
 from reactor._address import IPv4Address, IPv6Address, UNIXAddress
+from reactor._deferred import Deferred
 from reactor._failure import Failure
 from reactor._neterrors import (
     CannotListenError,
@@ -40,6 +43,7 @@ from reactor._netinterfaces import IDatagramProtocol, IProtocol, IProtocolFactor
 
 __all__ = [
     "CannotListenError",
+    "ClientCreator",
     "ClientFactory",
     "ConnectError",
     "ConnectTimeoutError",
@@ -317,3 +321,121 @@ class DatagramProtocol:
 
     def connectionRefused(self) -> None:
         """Override: on a connected port, the peer refused a datagram (ICMP port unreachable)."""
+
+
+class _InstanceFactory(ClientFactory):
+    """The one-shot factory behind :class:`ClientCreator`: hands out one prebuilt protocol.
+
+    The outcome reaches ``deferred`` one reactor turn later (``callLater(0)``), as in Twisted,
+    so the protocol's ``connectionMade`` has run before the Deferred's callbacks; ``pending``
+    is that timed call until it runs, so a cancel can withdraw it. Reactor thread only.
+    """
+
+    noisy = False
+
+    def __init__(self, reactor: Any, instance: Any, deferred: Deferred[Any]) -> None:
+        self.reactor = reactor
+        self.instance = instance
+        # None once the outcome is scheduled: a connector retrying cannot fire it twice.
+        self.deferred: Deferred[Any] | None = deferred
+        self.pending: Any = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """Return the prebuilt protocol and schedule the Deferred's success."""
+        d, self.deferred = self.deferred, None
+        if d is None:
+            return None
+        self.pending = self.reactor.callLater(0, self._fire, d.callback, self.instance)
+        return self.instance
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        """Schedule the Deferred's failure with the connection error."""
+        d, self.deferred = self.deferred, None
+        if d is not None:
+            self.pending = self.reactor.callLater(0, self._fire, d.errback, reason)
+
+    def _fire(self, fire: Callable[[Any], None], value: Any) -> None:
+        self.pending = None
+        fire(value)
+
+    def __repr__(self) -> str:
+        return f"<ClientCreator factory: {self.instance!r}>"
+
+
+class ClientCreator:
+    """Connect one protocol instance without writing a factory (Twisted's ``ClientCreator``).
+
+    Each ``connect*`` method builds ``protocolClass(*args, **kwargs)`` at once, starts the
+    connection on ``reactor`` and returns a Deferred that fires with that protocol once it is
+    connected (after its ``connectionMade``), or errbacks with the connection error
+    (``ConnectionRefusedError``, ``ConnectTimeoutError``, ``DNSLookupError``, ...).
+    Cancelling the Deferred abandons the attempt (or, if the connection came up but the
+    Deferred has not fired yet, closes it) and errbacks ``CancelledError``. For shared state
+    between connections or reconnection, use a :class:`ClientFactory`. Reactor thread only.
+    """
+
+    def __init__(self, reactor: Any, protocolClass: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        if not callable(getattr(reactor, "callLater", None)):
+            raise TypeError(f"reactor must provide callLater(), not {type(reactor).__name__}")
+        if not callable(protocolClass):
+            raise TypeError(f"protocolClass must be callable, not {type(protocolClass).__name__}")
+        self.reactor = reactor
+        self.protocolClass = protocolClass
+        self.args = args
+        self.kwargs = kwargs
+
+    def _connect(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Start ``method(*args, factory, **kwargs)`` and return the Deferred of its protocol."""
+
+        def cancelConnect(_: Deferred[Any]) -> None:
+            # Stops an attempt in progress (its failure is then withdrawn below) or closes a
+            # connection whose success has not been delivered yet.
+            connector.disconnect()
+            if factory.pending is not None:
+                factory.pending.cancel()
+                factory.pending = None
+
+        d: Deferred[Any] = Deferred(canceller=cancelConnect)
+        factory = _InstanceFactory(self.reactor, self.protocolClass(*self.args, **self.kwargs), d)
+        connector = method(*args, factory, **kwargs)
+        return d
+
+    def connectTCP(
+        self, host: str, port: int, timeout: float | None = 30, bindAddress: tuple[str, int] | None = None
+    ) -> Deferred[Any]:
+        """As ``reactor.connectTCP`` without the factory; returns the Deferred of the protocol."""
+        return self._connect(self.reactor.connectTCP, host, port, timeout=timeout, bindAddress=bindAddress)
+
+    def connectUNIX(self, address: str, timeout: float | None = 30, checkPID: bool = False) -> Deferred[Any]:
+        """As ``reactor.connectUNIX`` without the factory; returns the Deferred of the protocol.
+
+        ``checkPID=True`` is passed on only to a reactor whose ``connectUNIX`` accepts it (a
+        Twisted reactor); ``reactor.Reactor`` has no PID lock files and raises ``ValueError``.
+        """
+        if checkPID:
+            if "checkPID" not in inspect.signature(self.reactor.connectUNIX).parameters:
+                raise ValueError("checkPID=True needs a reactor whose connectUNIX supports PID lock files")
+            return self._connect(self.reactor.connectUNIX, address, timeout=timeout, checkPID=checkPID)
+        return self._connect(self.reactor.connectUNIX, address, timeout=timeout)
+
+    def connectSSL(
+        self,
+        host: str,
+        port: int,
+        contextFactory: Any,
+        timeout: float | None = 30,
+        bindAddress: tuple[str, int] | None = None,
+    ) -> Deferred[Any]:
+        """As ``reactor.connectSSL`` without the factory; returns the Deferred of the protocol.
+
+        The Deferred fires once the TCP connection is up (the TLS handshake may still be under
+        way, as in Twisted); a failed handshake ends the connection afterwards.
+        """
+        return self._connect(
+            self.reactor.connectSSL,
+            host,
+            port,
+            contextFactory=contextFactory,
+            timeout=timeout,
+            bindAddress=bindAddress,
+        )

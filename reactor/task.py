@@ -5,7 +5,9 @@ moves when the test says so (:meth:`Clock.advance`), and it schedules the same
 :class:`~reactor.DelayedCall` objects as the real reactor, so code under test
 cannot tell the difference. ``LoopingCall`` runs a function every N seconds,
 ``deferLater`` gives a Deferred that fires after a delay, and ``react`` runs an
-application's ``main`` on a reactor and exits with its outcome.
+application's ``main`` on a reactor and exits with its outcome. ``Cooperator``,
+``cooperate`` and ``coiterate`` (from ``reactor._cooperator``) run long jobs as
+iterators, a slice at a time.
 
 Everything here runs in the thread that drives the clock or reactor given (the
 reactor thread): like Deferreds, none of it is thread-safe. Same names and
@@ -21,13 +23,42 @@ from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from zope.interface import implementer
 
+from reactor._cooperator import (
+    CooperativeTask,
+    Cooperator,
+    NotPaused,
+    SchedulerError,
+    SchedulerStopped,
+    TaskDone,
+    TaskFailed,
+    TaskFinished,
+    TaskStopped,
+    coiterate,
+    cooperate,
+)
 from reactor._coreinterfaces import IDelayedCall, IReactorTime
 from reactor._deferred import Deferred, maybeDeferred
 from reactor._delayed import DelayedCall, TimerQueue
 from reactor._errors import ReactorNotRunning
 from reactor._failure import Failure
 
-__all__ = ["Clock", "LoopingCall", "deferLater", "react"]
+__all__ = [
+    "Clock",
+    "CooperativeTask",
+    "Cooperator",
+    "LoopingCall",
+    "NotPaused",
+    "SchedulerError",
+    "SchedulerStopped",
+    "TaskDone",
+    "TaskFailed",
+    "TaskFinished",
+    "TaskStopped",
+    "coiterate",
+    "cooperate",
+    "deferLater",
+    "react",
+]
 
 _T = TypeVar("_T")
 

@@ -1,0 +1,324 @@
+"""Tests of reactor.protocol.ClientCreator over loopback TCP and a Unix socket, with a real Reactor."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reactor import CancelledError, Deferred, Failure
+from reactor.protocol import (
+    ClientCreator,
+    ConnectError,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    Factory,
+    Protocol,
+)
+from reactor.task import Clock
+from tests.netsupport import closeReactor, newReactor, runUntil
+from tests.test_twistedports import FLAVOURS, checkProgram
+
+
+@pytest.fixture
+def reactor() -> Iterator[Any]:
+    r = newReactor()
+    yield r
+    closeReactor(r)
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Greeter(Protocol):
+    """A client protocol built by ClientCreator with arguments; records what happens to it."""
+
+    def __init__(self, greeting: bytes, *, tag: str) -> None:
+        self.greeting = greeting
+        self.tag = tag
+        self.made = False
+        self.received = b""
+        self.lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        self.made = True
+        self.transport.write(self.greeting)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = reason
+
+
+def outcome(d: Deferred[Any]) -> list[Any]:
+    """Collect what ``d`` fires with (a value or a Failure) into a list."""
+    results: list[Any] = []
+    d.addBoth(results.append)
+    return results
+
+
+def freeTCPPort() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_connectTCPFiresWithConnectedProtocol(reactor: Any) -> None:
+    """connectTCP fires with the protocol built from the arguments, after its connectionMade."""
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    creator = ClientCreator(reactor, Greeter, b"hello", tag="t1")
+    results = outcome(creator.connectTCP("127.0.0.1", port.getHost().port, timeout=5))
+    runUntil(reactor, lambda: bool(results))
+    proto = results[0]
+    assert isinstance(proto, Greeter) and proto.tag == "t1" and proto.made
+    runUntil(reactor, lambda: proto.received == b"hello")
+    proto.transport.loseConnection()
+    runUntil(reactor, lambda: proto.lost is not None)
+    port.stopListening()
+
+
+def test_connectTCPRefusedFails(reactor: Any) -> None:
+    """A refused connection errbacks with ConnectionRefusedError."""
+    creator = ClientCreator(reactor, Greeter, b"", tag="x")
+    results = outcome(creator.connectTCP("127.0.0.1", freeTCPPort(), timeout=5))
+    runUntil(reactor, lambda: bool(results))
+    assert isinstance(results[0], Failure) and results[0].check(ConnectionRefusedError)
+
+
+def test_cancelTCPAttemptInProgress(reactor: Any) -> None:
+    """Cancelling while connecting stops the attempt and errbacks CancelledError (no refusal later)."""
+    creator = ClientCreator(reactor, Greeter, b"", tag="x")
+    d = creator.connectTCP("127.0.0.1", freeTCPPort(), timeout=5)
+    results = outcome(d)
+    d.cancel()  # before the loop turns: the attempt is still in progress
+    assert isinstance(results[0], Failure) and results[0].check(CancelledError)
+    done: list[bool] = []
+    reactor.callLater(0.05, done.append, True)
+    runUntil(reactor, lambda: bool(done))
+    assert len(results) == 1
+
+
+def test_cancelStopsAnAttemptStillInProgress(reactor: Any) -> None:
+    """Cancelling an attempt the server never completes (full backlog) abandons it at once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    addr = listener.getsockname()
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue; later SYNs are dropped by Linux
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(addr)
+            fillers.append(s)
+        d = ClientCreator(reactor, Greeter, b"", tag="x").connectTCP("127.0.0.1", addr[1], timeout=5)
+        results = outcome(d)
+        waited: list[bool] = []
+        reactor.callLater(0.1, waited.append, True)
+        runUntil(reactor, lambda: bool(waited) or bool(results))
+        if results:
+            pytest.skip("this kernel completed the connection despite the full backlog")
+        assert reactor.getWriters() != []  # the attempt waits for writability
+        d.cancel()
+        assert isinstance(results[0], Failure) and results[0].check(CancelledError)
+        assert reactor.getWriters() == []
+        assert reactor.getDelayedCalls() == []  # neither its timeout nor a late outcome is left
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+def test_cancelAfterConnectBeforeFiringClosesConnection(reactor: Any) -> None:
+    """Cancelling once connected but before the Deferred fired closes the connection, as Twisted does."""
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    built: list[Greeter] = []
+
+    def makeGreeter() -> Greeter:
+        g = Greeter(b"hi", tag="c")
+        built.append(g)
+        return g
+
+    creator = ClientCreator(reactor, makeGreeter)
+    d = creator.connectTCP("127.0.0.1", port.getHost().port, timeout=5)
+    results = outcome(d)
+    runUntil(reactor, lambda: bool(built) and built[0].made)
+    assert results == []  # the success is delivered on the next turn: withdraw it
+    d.cancel()
+    assert isinstance(results[0], Failure) and results[0].check(CancelledError)
+    runUntil(reactor, lambda: built[0].lost is not None)
+    port.stopListening()
+
+
+def test_failureIsDeliveredOnTheNextTurn() -> None:
+    """Arguments reach connectTCP; a connect failure errbacks the Deferred one reactor turn later."""
+    clock = Clock()
+    calls: list[tuple[Any, ...]] = []
+
+    class FakeConnector:
+        def disconnect(self) -> None:
+            calls.append(("disconnect",))
+
+    class FakeReactor:
+        """Records connectTCP; time from a Clock."""
+
+        def callLater(self, delay: float, f: Any, *a: Any, **kw: Any) -> Any:
+            return clock.callLater(delay, f, *a, **kw)
+
+        def connectTCP(self, host: str, port: int, factory: Any, timeout: float, bindAddress: Any) -> Any:
+            calls.append((host, port, factory, timeout, bindAddress))
+            return FakeConnector()
+
+    d = ClientCreator(FakeReactor(), Protocol).connectTCP(
+        "10.0.0.1", 9, timeout=3, bindAddress=("0.0.0.0", 0)
+    )
+    results = outcome(d)
+    host, port, factory, timeout, bindAddress = calls[0]
+    assert (host, port, timeout, bindAddress) == ("10.0.0.1", 9, 3, ("0.0.0.0", 0))
+    factory.clientConnectionFailed(None, Failure(ConnectTimeoutError("after 3 s")))
+    assert results == []
+    clock.advance(0)
+    assert isinstance(results[0], Failure) and results[0].check(ConnectTimeoutError)
+    d.cancel()  # already fired: nothing happens
+    assert calls[1:] == []
+
+
+def test_connectUNIXSuccessAndRefusal(reactor: Any) -> None:
+    """connectUNIX fires with the protocol; a path with no listener errbacks with a connect error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "cc.sock")
+        port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+        creator = ClientCreator(reactor, Greeter, b"unix", tag="u")
+        results = outcome(creator.connectUNIX(path, timeout=5))
+        runUntil(reactor, lambda: bool(results))
+        proto = results[0]
+        assert isinstance(proto, Greeter)
+        runUntil(reactor, lambda: proto.received == b"unix")
+        proto.transport.loseConnection()
+        runUntil(reactor, lambda: proto.lost is not None)
+        port.stopListening()
+        missing = outcome(creator.connectUNIX(os.path.join(tmp, "nobody.sock"), timeout=5))
+        runUntil(reactor, lambda: bool(missing))
+        assert isinstance(missing[0], Failure) and missing[0].check(ConnectError)
+
+
+def test_cancelUNIXAttempt(reactor: Any) -> None:
+    """Cancelling a connectUNIX attempt before its outcome is delivered errbacks CancelledError, once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = ClientCreator(reactor, Greeter, b"", tag="u").connectUNIX(os.path.join(tmp, "none.sock"))
+        results = outcome(d)
+        assert results == []
+        d.cancel()
+        done: list[bool] = []
+        reactor.callLater(0.05, done.append, True)
+        runUntil(reactor, lambda: bool(done))
+        assert len(results) == 1 and isinstance(results[0], Failure) and results[0].check(CancelledError)
+
+
+def test_badArgumentsRaiseAtTheCall(reactor: Any) -> None:
+    """A non-callable protocolClass, a reactor without callLater, or an unsupported checkPID raise."""
+    with pytest.raises(TypeError, match="protocolClass"):
+        ClientCreator(reactor, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reactor"):
+        ClientCreator(object(), Protocol)
+    with pytest.raises(ValueError, match="checkPID"):
+        ClientCreator(reactor, Protocol).connectUNIX("/nonexistent.sock", checkPID=True)
+
+
+CLIENT_CREATOR_AND_COOPERATE = """
+from twisted.internet import defer
+from twisted.internet import error
+from twisted.internet import protocol
+from twisted.internet import task
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+class Client(protocol.Protocol):
+    def __init__(self, tag):
+        self.tag = tag
+        self.received = b""
+        self.waiting = None
+
+    def expect(self, lines):
+        self.lines = lines
+        self.waiting = defer.Deferred()
+        return self.waiting
+
+    def dataReceived(self, data):
+        self.received += data
+        if self.waiting is not None and self.received.count(b"\\n") == self.lines:
+            d, self.waiting = self.waiting, None
+            d.callback(self.received)
+
+def send(proto, log):
+    for i in range(3):
+        log.append(proto.tag + str(i))
+        proto.transport.write(b"%s%d\\n" % (proto.tag.encode(), i))
+        yield None
+
+@defer.inlineCallbacks
+def main(reactor):
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+    number = port.getHost().port
+    a = yield protocol.ClientCreator(reactor, Client, "a").connectTCP("127.0.0.1", number, timeout=5)
+    b = yield protocol.ClientCreator(reactor, Client, tag="b").connectTCP("127.0.0.1", number)
+    print("connected", a.tag, b.tag, a.transport is not None)
+    log = []
+    echoes = defer.gatherResults([a.expect(3), b.expect(3)])
+    yield defer.gatherResults([task.coiterate(send(a, log)), task.coiterate(send(b, log))])
+    print("turns", " ".join(log))
+    print("echoed", (yield echoes))
+    coop = task.Cooperator()
+    endless = coop.cooperate(iter(range(10**9)))
+    endless.pause()
+    done = endless.whenDone()
+    endless.resume()
+    coop.stop()
+    try:
+        yield done
+    except task.SchedulerStopped:
+        print("scheduler stopped")
+    yield port.stopListening()
+    try:
+        yield protocol.ClientCreator(reactor, Client, "c").connectTCP("127.0.0.1", number, timeout=5)
+    except error.ConnectionRefusedError:
+        print("refused")
+    attempt = protocol.ClientCreator(reactor, Client, "d").connectTCP("127.0.0.1", number, timeout=5)
+    attempt.cancel()
+    try:
+        yield attempt
+    except defer.CancelledError:
+        print("cancelled")
+    a.transport.loseConnection()
+    b.transport.loseConnection()
+
+task.react(main)
+"""
+
+
+@FLAVOURS
+def test_portedClientCreatorAndCooperate(flavour: str) -> None:
+    """A Twisted program using ClientCreator, coiterate and Cooperator.stop ports by its imports."""
+    checkProgram(
+        CLIENT_CREATOR_AND_COOPERATE,
+        """
+connected a b True
+turns a0 b0 a1 b1 a2 b2
+echoed [b'a0\\na1\\na2\\n', b'b0\\nb1\\nb2\\n']
+scheduler stopped
+refused
+cancelled
+""",
+        flavour,
+    )
