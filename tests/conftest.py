@@ -74,6 +74,19 @@ def mysqlConnectKw() -> dict[str, Any]:
 
 
 @pytest.fixture
+def reactor() -> Iterator[Any]:
+    """A fresh real Reactor for one test, with every connection and port it left closed afterwards.
+
+    Test modules of the loop itself define their own ``reactor`` fixture, which takes precedence.
+    """
+    from tests.netsupport import closeReactor, newReactor
+
+    r = newReactor()
+    yield r
+    closeReactor(r)
+
+
+@pytest.fixture
 def uniqueTableName() -> Iterator[str]:
     """A table name no other test uses (the test creates and drops it)."""
     yield f"t_{uuid.uuid4().hex[:12]}"

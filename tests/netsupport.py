@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from reactor import Failure
 from reactor.interfaces import ITCPTransport
-from reactor.protocol import ConnectionDone, IPv4Address
+from reactor.protocol import ConnectionDone, IPv4Address, Protocol
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,13 @@ def closeReactor(reactor: Any) -> None:
             except Exception:
                 pass
     reactor.close()
+
+
+class Echo(Protocol):
+    """A server protocol that writes back whatever it receives."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
 
 
 @implementer(ITCPTransport)

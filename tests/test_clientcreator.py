@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,20 +19,8 @@ from reactor.protocol import (
     Protocol,
 )
 from reactor.task import Clock
-from tests.netsupport import closeReactor, newReactor, runUntil
+from tests.netsupport import Echo, runUntil
 from tests.test_twistedports import FLAVOURS, checkProgram
-
-
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    r = newReactor()
-    yield r
-    closeReactor(r)
-
-
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 class Greeter(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,19 +34,7 @@ from reactor.protocol import (
     Protocol,
     UserError,
 )
-from tests.netsupport import closeReactor, newReactor, runUntil
-
-
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    r = newReactor()
-    yield r
-    closeReactor(r)
-
-
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
+from tests.netsupport import Echo, runUntil
 
 
 class Collect(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,7 @@ from reactor import Failure
 from reactor.interfaces import IHalfCloseableProtocol, IReactorSSL, ISSLTransport
 from reactor.protocol import ClientFactory, ConnectionDone, Factory, NotTLSTransportError, Protocol
 from reactor.ssl import CertificateOptions, VerificationError, optionsForClientTLS
-from tests.netsupport import closeReactor, newReactor, pkiForTests, runUntil
-
-
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    r = newReactor()
-    yield r
-    closeReactor(r)
+from tests.netsupport import pkiForTests, runUntil
 
 
 def serverOptions(which: str = "server", **kw: Any) -> CertificateOptions:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,14 +10,7 @@ from zope.interface.verify import verifyObject
 
 from reactor.interfaces import IListeningPort, IMulticastTransport, IReactorUDP, IUDPTransport
 from reactor.protocol import CannotListenError, DatagramProtocol, IPv4Address, MessageLengthError
-from tests.netsupport import closeReactor, newReactor, runUntil
-
-
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    r = newReactor()
-    yield r
-    closeReactor(r)
+from tests.netsupport import runUntil
 
 
 class Recorder(DatagramProtocol):

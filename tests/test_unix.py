@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,12 @@ from reactor.protocol import (
     Protocol,
     UNIXAddress,
 )
-from tests.netsupport import closeReactor, newReactor, runUntil
-
-
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    r = newReactor()
-    yield r
-    closeReactor(r)
+from tests.netsupport import Echo, runUntil
 
 
 @pytest.fixture
 def sockPath(tmp_path: Path) -> str:
     return str(tmp_path / "s.sock")
-
-
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 class Client(Protocol):
