@@ -55,6 +55,7 @@ from deferthreads._interfaces import IWorker
 from deferthreads._work import WorkItem
 from reactor._errors import CancelledError
 from reactor._failure import Failure
+from reactor._spin import SpinPolicy, pause, perfCounter
 
 __all__ = ["ThreadPoolStatistics"]
 
@@ -122,11 +123,16 @@ class _WorkerRecord:
         "longestWait",
         "markFinishing",
         "parked",
+        "parkedAt",
         "skipped",
+        "spin",
     )
 
-    def __init__(self, markFinishing: Callable[[], object]) -> None:
+    def __init__(self, markFinishing: Callable[[], object], spinTime: float) -> None:
         self.markFinishing = markFinishing  # adds the worker to the team's _finishing set
+        # Worker thread only: whether to spin for the next call before parking, and when it last parked.
+        self.spin = SpinPolicy(spinTime)
+        self.parkedAt = 0.0
         self.current: WorkItem | None = None  # the item being run; written by the worker thread only
         self.completed = 0
         self.failed = 0
@@ -157,9 +163,13 @@ class Team:
         now: Callable[[], float] = time.monotonic,
         workerInit: Callable[[], object] | None = None,
         workerExit: Callable[[], object] | None = None,
+        spinTime: float = 0.0,
     ) -> None:
         self.name = name
         self.idleTimeout = idleTimeout
+        # How long a worker whose queue ran dry may spin for the next call before parking (0: never).
+        self.spinTime = spinTime
+        self._spinning = False  # a worker is spinning: others park at once (one catches the next call)
         self._workerFactory = workerFactory
         self._now = now
         self._workerInit = workerInit
@@ -267,7 +277,7 @@ class Team:
         self._serial += 1
         name = f"{self.name}-worker-{self._serial}"
         worker = self._workerFactory(self, name)
-        self._records[worker] = _WorkerRecord(partial(self._finishing.add, worker))
+        self._records[worker] = _WorkerRecord(partial(self._finishing.add, worker), self.spinTime)
         self._workerCount += 1
         # A new worker is bound to look at the queue: count it with the finishing ones, so that a
         # call submitted while it boots does not start yet another worker.
@@ -324,19 +334,36 @@ class Team:
                 log.exception("workerInit hook %r failed in %s", self._workerInit, worker.name)
 
     def runQueued(self, worker: IWorker) -> None:
-        """Run queued items until the queue is empty (the hot loop: no lock taken)."""
+        """Run queued items until the queue is empty (the hot loop: no lock taken).
+
+        When the queue runs dry the worker may spin for a moment (``spinTime``,
+        pausing with the GIL released, see ``reactor._spin``) before returning to
+        park: in a request/response pattern the next call arrives a few
+        microseconds later and is taken without a wake-up. While it spins it stays
+        in ``_finishing``, so submitters count on it instead of waking another.
+        """
         record = self._records[worker]
-        popleft = self._queue.popleft
+        queue = self._queue
+        popleft = queue.popleft
         now = self._now
         finishing = self._finishing
         discard = finishing.discard
         markFinishing = record.markFinishing
+        spin = record.spin
+        if record.parkedAt:
+            spin.blocked(perfCounter() - record.parkedAt)
+            record.parkedAt = 0.0
         while True:
             discard(worker)
             try:
                 item = popleft()
             except IndexError:
                 finishing.add(worker)  # still bound to look again: park() re-checks the queue
+                if spin.worthIt and not self._spinning and self._running:
+                    if self._spinForWork(spin):
+                        continue
+                if spin.window:
+                    record.parkedAt = perfCounter()
                 return
             if item.cancelled:
                 record.skipped += 1
@@ -350,6 +377,22 @@ class Team:
             else:
                 record.failed += 1
             record.current = None
+
+    def _spinForWork(self, spin: SpinPolicy) -> bool:
+        """Look at the queue until it has an item or ``spin.window`` passed; True if it has one."""
+        self._spinning = True
+        queue = self._queue
+        try:
+            deadline = perfCounter() + spin.window
+            while not queue:
+                if perfCounter() >= deadline or not self._running:
+                    spin.spun(False)
+                    return False
+                pause()
+            spin.spun(True)
+            return True
+        finally:
+            self._spinning = False
 
     def park(self, worker: IWorker) -> Verdict:
         """The queue looked empty: wait for work (PARKED), go back to it (WORK), or EXIT."""

@@ -16,6 +16,7 @@ from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abandonAll
 from deferthreads._threadworker import ThreadWorker
 from deferthreads._work import CallbackWorkItem, OnResult, WorkItem
+from reactor._spin import DEFAULT_SPIN, checkSpin
 
 __all__ = ["ThreadPool"]
 
@@ -84,6 +85,10 @@ class ThreadPool:
       worker thread as it starts and just before it exits (idle retirement or
       ``stop``), e.g. to open and close one DB connection per thread. Their
       exceptions are logged and otherwise ignored.
+    * ``spinTime``: how long, in seconds, a worker whose queue ran dry keeps
+      looking for the next call (with the GIL released between looks) before it
+      parks; it does so only while calls have been following each other that
+      closely, so a request/response caller pays no thread wake-up. 0: never spin.
     * ``workerFactory`` / ``clock``: inject fake workers and time (tests).
     * ``statistics()``: a frozen :class:`ThreadPoolStatistics` snapshot.
     * The submitter's ``contextvars`` context is copied into the worker.
@@ -105,6 +110,7 @@ class ThreadPool:
         workerExit: Callable[[], object] | None = None,
         workerFactory: WorkerFactory | None = None,
         clock: _HasSeconds | None = None,
+        spinTime: float = DEFAULT_SPIN,
     ) -> None:
         _checkCount(minthreads, "minthreads", 0)
         _checkCount(maxthreads, "maxthreads", 1)
@@ -129,6 +135,7 @@ class ThreadPool:
             queueLimit=queueLimit,
             idleTimeout=idleTimeout,
             now=clock.seconds if clock is not None else time.monotonic,
+            spinTime=checkSpin(spinTime, "spinTime"),
             workerInit=workerInit,
             workerExit=workerExit,
         )

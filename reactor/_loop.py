@@ -54,6 +54,7 @@ from reactor._neterrors import ConnectionLost
 from reactor._network import ReactorNetworkMixin
 from reactor._poller import POLLIN, POLLOUT, makePoller
 from reactor._signals import SignalHandlers
+from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, pause, perfCounter
 from reactor._waker import Waker
 
 __all__ = ["Reactor"]
@@ -120,8 +121,12 @@ class Reactor(ReactorNetworkMixin):
     #: iteration in between) after which the reactor crashes and ``run()`` re-raises.
     maxLoopFailures = 100
 
-    def __init__(self) -> None:
+    def __init__(self, *, spinTime: float = DEFAULT_SPIN) -> None:
+        """``spinTime``: how long, in seconds, the loop may keep polling for the next thread call
+        before it blocks, while thread calls have been arriving quickly (see :attr:`spinTime`)."""
         super().__init__()
+        # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
+        self._spin = SpinPolicy(checkSpin(spinTime, "spinTime"))
         # Reactor thread. The queue's dict, heap and counter are never replaced: callLater uses them directly.
         self._timers = TimerQueue(_monotonic)
         self._timerCalls = self._timers._calls
@@ -167,6 +172,24 @@ class Reactor(ReactorNetworkMixin):
     def stopping(self) -> bool:
         """True from :meth:`stop` until :meth:`run` returns. Any thread."""
         return self._stopping
+
+    @property
+    def spinTime(self) -> float:
+        """The longest time, in seconds, the loop keeps polling for the next thread call before it blocks.
+
+        It spins only right after running thread calls, and only while its recent
+        waits for them ended within this window (a round trip through a worker
+        thread); otherwise it blocks at once. While it spins, threads calling in
+        skip the waker write. 0 turns spinning off. Set it in the reactor thread
+        (or before :meth:`run`).
+        """
+        return self._spin.window
+
+    @spinTime.setter
+    def spinTime(self, value: float) -> None:
+        window = checkSpin(value, "spinTime")
+        self._spin.window = window
+        self._spin.worthIt = window > 0
 
     def isReactorThread(self) -> bool:
         """True when called in the thread currently inside this reactor's :meth:`run`. Any thread."""
@@ -425,14 +448,23 @@ class Reactor(ReactorNetworkMixin):
         onError = self._timedCallFailed
         poll = self._poller.poll
         dispatch = self._dispatch
+        spin = self._spin
         while self._started:
             if self._justStopped:
                 self._justStopped = False
                 self._events.fire("shutdown")
-            if queue:
+            hadThreadCalls = bool(queue)
+            if hadThreadCalls:
                 self._runThreadCalls()
             if heap:
                 runDue(_monotonic(), onError=onError)
+            if hadThreadCalls and spin.worthIt and not queue and self._started and not self._justStopped:
+                # Still awake (no waker write needed): the next thread call is likely a moment away.
+                ready = self._spinForThreadCalls(spin.window)
+                if ready:
+                    dispatch(ready)
+                if ready or queue:
+                    continue
             # About to (maybe) block: from here on a thread that calls in must write the waker.
             self._awake = False
             timeout: float
@@ -448,12 +480,42 @@ class Reactor(ReactorNetworkMixin):
                         timeout = 0
             else:
                 timeout = -1
-            try:
-                ready = poll(timeout)
-            finally:
-                self._awake = True
+            if timeout:
+                blockedAt = perfCounter()
+                try:
+                    ready = poll(timeout)
+                finally:
+                    self._awake = True
+                if queue:
+                    spin.blocked(perfCounter() - blockedAt)
+            else:
+                try:
+                    ready = poll(0)
+                finally:
+                    self._awake = True
             if ready:
                 dispatch(ready)
+
+    def _spinForThreadCalls(self, window: float) -> list[tuple[int, int]]:
+        """Poll I/O and the thread-call queue for up to ``window`` seconds, pausing with the GIL
+        released in between; return the ready descriptors (empty when none became ready)."""
+        queue = self._threadCalls
+        poll = self._poller.poll
+        heap = self._timerHeap
+        deadline = perfCounter() + window
+        if heap:
+            nextTime = self._timers.nextTime()
+            if nextTime is not None:  # never spin past a due timed call
+                deadline = min(deadline, perfCounter() + max(0.0, nextTime - _monotonic()))
+        while True:
+            ready: list[tuple[int, int]] = poll(0)
+            if ready or queue:
+                self._spin.spun(True)
+                return ready
+            if perfCounter() >= deadline:
+                self._spin.spun(False)
+                return ready
+            pause()
 
     def iterate(self, delay: float = 0) -> None:
         """Run one iteration: due thread and timed calls, then wait up to ``delay`` seconds for I/O."""

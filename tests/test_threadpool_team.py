@@ -52,6 +52,7 @@ class Harness:
     def __init__(self, minthreads: int = 0, maxthreads: int = 3, **kw: Any) -> None:
         self.clock = Clock()
         self.workers: list[FakeWorker] = []
+        kw.setdefault("spinTime", 0.0)  # a fake worker spinning in the test's own thread finds nothing
         self.pool = ThreadPool(
             minthreads, maxthreads, "fake", workerFactory=self._make, clock=self.clock, **kw
         )
