@@ -123,16 +123,13 @@ class _WorkerRecord:
         "longestWait",
         "markFinishing",
         "parked",
-        "parkedAt",
         "skipped",
         "spin",
     )
 
     def __init__(self, markFinishing: Callable[[], object], spinTime: float) -> None:
         self.markFinishing = markFinishing  # adds the worker to the team's _finishing set
-        # Worker thread only: whether to spin for the next call before parking, and when it last parked.
-        self.spin = SpinPolicy(spinTime)
-        self.parkedAt = 0.0
+        self.spin = SpinPolicy(spinTime)  # worker thread only: whether to spin before parking
         self.current: WorkItem | None = None  # the item being run; written by the worker thread only
         self.completed = 0
         self.failed = 0
@@ -350,20 +347,14 @@ class Team:
         discard = finishing.discard
         markFinishing = record.markFinishing
         spin = record.spin
-        if record.parkedAt:
-            spin.blocked(perfCounter() - record.parkedAt)
-            record.parkedAt = 0.0
         while True:
             discard(worker)
             try:
                 item = popleft()
             except IndexError:
                 finishing.add(worker)  # still bound to look again: park() re-checks the queue
-                if spin.worthIt and not self._spinning and self._running:
-                    if self._spinForWork(spin):
-                        continue
-                if spin.window:
-                    record.parkedAt = perfCounter()
+                if not self._spinning and self._running and spin.shouldSpin() and self._spinForWork(spin):
+                    continue
                 return
             if item.cancelled:
                 record.skipped += 1

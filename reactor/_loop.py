@@ -177,9 +177,8 @@ class Reactor(ReactorNetworkMixin):
     def spinTime(self) -> float:
         """The longest time, in seconds, the loop keeps polling for the next thread call before it blocks.
 
-        It spins only right after running thread calls, and only while its recent
-        waits for them ended within this window (a round trip through a worker
-        thread); otherwise it blocks at once. While it spins, threads calling in
+        It spins only right after running thread calls, and backs off (up to 64
+        blocking waits between tries) while its spins come back empty. While it spins, threads calling in
         skip the waker write. 0 turns spinning off. Set it in the reactor thread
         (or before :meth:`run`).
         """
@@ -187,9 +186,7 @@ class Reactor(ReactorNetworkMixin):
 
     @spinTime.setter
     def spinTime(self, value: float) -> None:
-        window = checkSpin(value, "spinTime")
-        self._spin.window = window
-        self._spin.worthIt = window > 0
+        self._spin.window = checkSpin(value, "spinTime")
 
     def isReactorThread(self) -> bool:
         """True when called in the thread currently inside this reactor's :meth:`run`. Any thread."""
@@ -458,7 +455,7 @@ class Reactor(ReactorNetworkMixin):
                 self._runThreadCalls()
             if heap:
                 runDue(_monotonic(), onError=onError)
-            if hadThreadCalls and spin.worthIt and not queue and self._started and not self._justStopped:
+            if hadThreadCalls and not queue and self._started and not self._justStopped and spin.shouldSpin():
                 # Still awake (no waker write needed): the next thread call is likely a moment away.
                 ready = self._spinForThreadCalls(spin.window)
                 if ready:
@@ -480,19 +477,10 @@ class Reactor(ReactorNetworkMixin):
                         timeout = 0
             else:
                 timeout = -1
-            if timeout:
-                blockedAt = perfCounter()
-                try:
-                    ready = poll(timeout)
-                finally:
-                    self._awake = True
-                if queue:
-                    spin.blocked(perfCounter() - blockedAt)
-            else:
-                try:
-                    ready = poll(0)
-                finally:
-                    self._awake = True
+            try:
+                ready = poll(timeout)
+            finally:
+                self._awake = True
             if ready:
                 dispatch(ready)
 

@@ -18,7 +18,7 @@ from deferthreads import ThreadPool
 from deferthreads._team import Team
 from deferthreads._threadworker import ThreadWorker
 from reactor import Reactor, _spin
-from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin
+from reactor._spin import DEFAULT_SPIN, MAX_BACKOFF, SpinPolicy, checkSpin
 from tests.loopsupport import runBounded
 from tests.test_threadpool_team import Harness
 
@@ -34,30 +34,41 @@ def test_policyWithAWindowSpinsAtFirst() -> None:
 
 def test_policyWithNoWindowNeverSpins() -> None:
     policy = SpinPolicy(0.0)
-    policy.blocked(0.0)
     policy.spun(True)
-    policy.blocked(0.0)
-    assert not policy.shouldSpin()
+    assert not any(policy.shouldSpin() for _ in range(100))
 
 
-def test_policyStopsSpinningAfterAnEmptySpin() -> None:
+def _pattern(policy: SpinPolicy, waits: int) -> str:
+    """Which of the next ``waits`` waits spin ("s", each coming back empty) or block (".")."""
+    out = []
+    for _ in range(waits):
+        if policy.shouldSpin():
+            policy.spun(False)
+            out.append("s")
+        else:
+            out.append(".")
+    return "".join(out)
+
+
+def test_policyBacksOffExponentiallyAfterEmptySpins() -> None:
+    assert _pattern(SpinPolicy(0.001), 16) == "s.s..s....s....."
+
+
+def test_policyBackOffIsCappedAtMaxBackoff() -> None:
     policy = SpinPolicy(0.001)
-    policy.spun(False)
-    assert not policy.shouldSpin()
+    _pattern(policy, 1000)
+    while _pattern(policy, 1) != "s":
+        pass
+    assert _pattern(policy, 2 * (MAX_BACKOFF + 1)) == ("." * MAX_BACKOFF + "s") * 2
 
 
-def test_policySpinsAgainAfterAShortBlockingWait() -> None:
+def test_policySpinsEveryTimeAgainAfterASpinFindsWork() -> None:
     policy = SpinPolicy(0.001)
-    policy.spun(False)
-    policy.blocked(0.0005)
+    _pattern(policy, 100)
+    while not policy.shouldSpin():
+        pass
+    policy.spun(True)
     assert policy.shouldSpin()
-
-
-def test_policyStaysOffAfterALongBlockingWait() -> None:
-    policy = SpinPolicy(0.001)
-    policy.spun(False)
-    policy.blocked(0.5)
-    assert not policy.shouldSpin()
 
 
 def test_pauseReleasesTheGIL() -> None:
@@ -200,9 +211,7 @@ def test_aFakeWorkerAfterAnEmptySpinParksWithoutSpinning(monkeypatch: pytest.Mon
     harness.team.runQueued(worker)  # empty queue: spins the whole window, finds nothing
     assert pauses
     spun = len(pauses)
-    record = harness.team._records[worker]
-    record.parkedAt = 0.0  # as if it had waited parked for an unknown, long time
-    harness.team.runQueued(worker)
+    harness.team.runQueued(worker)  # backing off: parks at once
     assert len(pauses) == spun
 
 
@@ -215,7 +224,7 @@ def test_onlyOneWorkerSpinsAtATime() -> None:
     fake: Any = object()
     team._records[fake] = _WorkerRecord(lambda: None, 1.0)
     team.runQueued(fake)  # returns at once instead of spinning for a second
-    assert team._records[fake].spin.shouldSpin()
+    assert team._records[fake].spin.shouldSpin()  # its own policy was not even consulted
 
 
 # -- the loop ------------------------------------------------------------------------------------
