@@ -123,7 +123,7 @@ class Reactor(ReactorNetworkMixin):
 
     def __init__(self, *, spinTime: float = DEFAULT_SPIN) -> None:
         """``spinTime``: how long, in seconds, the loop may keep polling for the next thread call
-        before it blocks, while thread calls have been arriving quickly (see :attr:`spinTime`)."""
+        before it blocks (see :attr:`spinTime`; 0 turns spinning off)."""
         super().__init__()
         # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
         self._spin = SpinPolicy(checkSpin(spinTime, "spinTime"))
@@ -177,10 +177,11 @@ class Reactor(ReactorNetworkMixin):
     def spinTime(self) -> float:
         """The longest time, in seconds, the loop keeps polling for the next thread call before it blocks.
 
-        It spins only right after running thread calls, and backs off (up to 64
-        blocking waits between tries) while its spins come back empty. While it spins, threads calling in
-        skip the waker write. 0 turns spinning off. Set it in the reactor thread
-        (or before :meth:`run`).
+        It spins only right after running thread calls, never past a due timed
+        call or a stop, and backs off (up to 64 blocking waits between tries)
+        while its spins come back empty. While it spins, threads calling in skip
+        the waker write. 0 turns spinning off. Set it in the reactor thread (or
+        before :meth:`run`).
         """
         return self._spin.window
 
