@@ -11,14 +11,15 @@ thread that owns the connection. ``cancel`` runs in a short-lived side thread
 (repeated until the statement ends) while the owner is blocked in the driver,
 holding the worker's ``connLock`` so the owner cannot close the connection under
 it; it only uses what each driver documents as callable from another thread:
-psycopg2's ``connection.cancel()`` (libpq ``PQcancel``), sqlite3's
+psycopg2's ``connection.cancel()`` (libpq ``PQcancel``), psycopg 3's
+``cancel_safe()``/``cancel()``, sqlite3's
 ``Connection.interrupt()``, and for MySQL a separate connection sending ``KILL QUERY``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "GenericAdapter",
     "MySQLAdapter",
     "Psycopg2Adapter",
+    "Psycopg3Adapter",
     "SingleRunner",
     "Sqlite3Adapter",
     "adapterFor",
@@ -234,10 +236,12 @@ class _Psycopg2Runner(SingleRunner):
     after an error) puts back the mode it found. Worker thread only.
     """
 
-    __slots__ = ("cursor", "wasAutocommit")
+    __slots__ = ("cursor", "status", "wasAutocommit")
 
     def __init__(self, adapter: DriverAdapter, conn: Any) -> None:
         super().__init__(adapter, conn)
+        # The connection's libpq transaction status (the same numbers in psycopg2 and psycopg 3).
+        self.status: Callable[[], int] = _transactionStatusOf(conn)
         # Not None exactly while the runner holds the connection in single-statement mode.
         self.cursor: Any = None
         # The connection's own mode (a cp_openfun may have chosen autocommit), put back by leave().
@@ -247,7 +251,7 @@ class _Psycopg2Runner(SingleRunner):
         conn = self.conn
         cursor = self.cursor
         if cursor is None:
-            if conn.get_transaction_status() != _PG_IDLE:
+            if self.status() != _PG_IDLE:
                 # A transaction is open (a driver-level call left one): the statement joins and commits it.
                 return DriverAdapter.runSingle(self.adapter, conn, args, kw, fetch)
             self.wasAutocommit = conn.autocommit
@@ -260,7 +264,7 @@ class _Psycopg2Runner(SingleRunner):
         except BaseException:
             self.leave()
             raise
-        if conn.get_transaction_status() != _PG_IDLE:
+        if self.status() != _PG_IDLE:
             # The statement itself opened a transaction ("BEGIN; ..."): end it as Twisted's commit would.
             self.leave()
         elif cursor.rowcount > _KEEP_RESULT_ROWS:
@@ -275,7 +279,7 @@ class _Psycopg2Runner(SingleRunner):
         conn = self.conn
         try:
             if not conn.closed:
-                status = conn.get_transaction_status()
+                status = self.status()
                 if status == _PG_INTRANS or status == _PG_INERROR:
                     cursor.execute("COMMIT" if status == _PG_INTRANS else "ROLLBACK")
         finally:
@@ -285,6 +289,54 @@ class _Psycopg2Runner(SingleRunner):
                 pass
             if not self.wasAutocommit and not conn.closed:
                 conn.autocommit = False
+
+
+def _transactionStatusOf(conn: Any) -> Callable[[], int]:
+    """A zero-argument reader of ``conn``'s libpq transaction status (psycopg2 or psycopg 3)."""
+    reader = getattr(conn, "get_transaction_status", None)
+    if reader is not None:
+        return reader  # type: ignore[no-any-return]
+    info = conn.info
+    return lambda: int(info.transaction_status)
+
+
+class Psycopg3Adapter(Psycopg2Adapter):
+    """psycopg 3 (``psycopg``): the same libpq underneath, so psycopg2's strategy with psycopg 3's names.
+
+    Cancel with ``cancel_safe()`` where it exists (psycopg >= 3.2; ``cancel()``
+    before), both documented as callable from another thread while the owner
+    runs a statement; SQLSTATEs come from ``exc.sqlstate``; a connection is lost
+    when it is ``broken`` or ``closed``. The single-statement fast path is
+    psycopg2's (autocommit mode, one kept cursor). psycopg 3 binds parameters
+    on the server and prepares a statement run often on one connection
+    (``prepare_threshold``, 5 by default): its own documented behaviour, which
+    the pool leaves as it is.
+    """
+
+    name = "psycopg"
+
+    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
+        if conn is not None and (getattr(conn, "broken", False) or getattr(conn, "closed", False)):
+            return True
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        if isinstance(exc, self.module.OperationalError):
+            code = getattr(exc, "sqlstate", None)
+            return code is None or code.startswith("08") or code in ("57P01", "57P02", "57P03")
+        return False
+
+    def isConflict(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) in self._conflictStates
+
+    def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
+        try:
+            cancelSafe = getattr(conn, "cancel_safe", None)
+            if cancelSafe is not None:
+                cancelSafe(timeout=10.0)
+            else:
+                conn.cancel()
+        except Exception:  # the connection died meanwhile: nothing left to stop
+            pass
 
 
 class MySQLAdapter(DriverAdapter):
@@ -343,6 +395,7 @@ _PG_INERROR = 3
 _BY_NAME: dict[str, type[DriverAdapter]] = {
     "sqlite3": Sqlite3Adapter,
     "psycopg2": Psycopg2Adapter,
+    "psycopg": Psycopg3Adapter,
     "pymysql": MySQLAdapter,
     "MySQLdb": MySQLAdapter,
 }

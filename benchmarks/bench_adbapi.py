@@ -143,6 +143,20 @@ def _rawThreads(query: str, params: Callable[[int], tuple[Any, ...]], ops: int, 
     return side
 
 
+def _compareWithCeiling(name: str, sides: dict[str, Callable[[], float | None]], ops: int, rounds: int,
+                        targets: list[Target], ours: str, twisted: str, raw: str) -> Comparison:
+    result = compare(name, sides, ops=ops, rounds=rounds, targets=targets, ours=ours,
+                     note="pool size 4; PostgreSQL on localhost; raw threads are the ceiling")
+    if twisted in result.opsPerSecond:
+        # What a thread design could reach at best against Twisted in this same run: a target
+        # above it cannot be met by any pool, only by the noise between runs.
+        ceiling = result.opsPerSecond[raw] / result.opsPerSecond[twisted]
+        line = f"ceiling in this run: {raw} / {twisted} = {ceiling:.2f}x"
+        print(f"    {line}", flush=True)
+        result.note += f"; {line}"
+    return result
+
+
 def run(quick: bool) -> list[Comparison]:
     import psycopg2
 
@@ -163,6 +177,16 @@ def run(quick: bool) -> list[Comparison]:
         ours = Reactor()
         oursPool = adbapi.ConnectionPool("psycopg2", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
                                          cp_name="bench")
+        oursPool3 = None
+        try:
+            import psycopg  # psycopg 3: the second driver set
+
+            del psycopg
+
+            oursPool3 = adbapi.ConnectionPool("psycopg", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
+                                              cp_name="bench3")
+        except ImportError:  # pragma: no cover - the postgres extra installs it
+            pass
         oursLoop = _LoopThread(lambda: ours.run(installSignalHandlers=False), ours.callFromThread)
         def stopOurs() -> None:
             ours.callFromThread(ours.stop)
@@ -180,6 +204,11 @@ def run(quick: bool) -> list[Comparison]:
             tPool = tadbapi.ConnectionPool(  # type: ignore[no-untyped-call]
                 "psycopg2", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=tr
             )
+            tPool3 = None
+            if oursPool3 is not None:
+                tPool3 = tadbapi.ConnectionPool(  # type: ignore[no-untyped-call]
+                    "psycopg", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=tr
+                )
             tLoop = _LoopThread(lambda: tr.run(installSignalHandlers=False), tr.callFromThread)
             def stopTwisted() -> None:
                 tr.callFromThread(tr.stop)
@@ -187,6 +216,7 @@ def run(quick: bool) -> list[Comparison]:
 
             cleanups.append(stopTwisted)
             sides["twisted"] = (tLoop, tPool, tr)
+            sides["twisted3"] = (tLoop, tPool3, tr)
         except ImportError:  # pragma: no cover - the bench extra installs it
             pass
 
@@ -240,6 +270,17 @@ def run(quick: bool) -> list[Comparison]:
                 c.close()
 
         cleanups.append(closeRaw)
+        rawConns3: list[Any] = []
+        if oursPool3 is not None:
+            import psycopg
+
+            rawConns3 = [psycopg.connect(DSN, autocommit=True) for _ in range(POOL)]
+
+            def closeRaw3() -> None:
+                for c in rawConns3:
+                    c.close()
+
+            cleanups.append(closeRaw3)
 
         rng = random.Random(7)
         keys = [rng.randint(1, ROWS) for _ in range(4096)]
@@ -294,22 +335,41 @@ def run(quick: bool) -> list[Comparison]:
                         Target("psycopg3-pool", 1.5),
                         Target("raw-threads", 0.6),
                     ]
-                result = compare(
-                    f"adbapi {label}, concurrency {concurrency}",
-                    bench,
-                    ops=ops,
-                    rounds=rounds,
-                    targets=targets,
-                    note="pool size 4; PostgreSQL on localhost; raw-threads is the ceiling",
-                )
-                if "twisted-adbapi" in result.opsPerSecond:
-                    # What a thread design could reach at best against Twisted in this same run: a
-                    # target above it cannot be met by any pool, only by the noise between runs.
-                    ceiling = result.opsPerSecond["raw-threads"] / result.opsPerSecond["twisted-adbapi"]
-                    line = f"ceiling in this run: raw-threads / twisted-adbapi = {ceiling:.2f}x"
-                    print(f"    {line}", flush=True)
-                    result.note += f"; {line}"
-                results.append(result)
+                results.append(_compareWithCeiling(f"adbapi {label}, concurrency {concurrency}", bench, ops,
+                                                   rounds, targets, "deferthreads", "twisted-adbapi",
+                                                   "raw-threads"))
+                if oursPool3 is None:
+                    continue
+                # The same comparison with psycopg 3 on both thread pools and the raw threads (asyncpg and
+                # psycopg 3's own pool are the same sides as above, measured again in this comparison).
+                def ours3Issue(i: int, sql: str = sql, params: Any = params, pool3: Any = oursPool3) -> Any:
+                    return pool3.runQuery(sql, params(i))
+
+                bench3: dict[str, Callable[[], float | None]] = {
+                    "deferthreads/psycopg3": _deferredDriver(oursLoop, time.perf_counter, ours3Issue, ops,
+                                                             concurrency),
+                }
+                if sides.get("twisted3", (None, None))[1] is not None:
+                    t3Loop, t3Pool, _t3r = sides["twisted3"]
+
+                    def tw3Issue(i: int, sql: str = sql, params: Any = params, t3Pool: Any = t3Pool) -> Any:
+                        return t3Pool.runQuery(sql, params(i))
+
+                    bench3["twisted-adbapi/psycopg3"] = _deferredDriver(t3Loop, time.perf_counter, tw3Issue,
+                                                                        ops, concurrency)
+                for name in ("asyncpg", "psycopg3-pool"):
+                    if name in bench:
+                        bench3[name] = bench[name]
+                bench3["raw-threads/psycopg3"] = _rawThreads(sql, params, ops, POOL if concurrency > 1 else 1,
+                                                             rawConns3)
+                targets3 = [
+                    Target(t.reference.replace("twisted-adbapi", "twisted-adbapi/psycopg3")
+                           .replace("raw-threads", "raw-threads/psycopg3"), t.ratio)
+                    for t in targets
+                ]
+                results.append(_compareWithCeiling(f"adbapi {label}, concurrency {concurrency}, psycopg 3",
+                                                   bench3, ops, rounds, targets3, "deferthreads/psycopg3",
+                                                   "twisted-adbapi/psycopg3", "raw-threads/psycopg3"))
     finally:
         for cleanup in cleanups:
             try:

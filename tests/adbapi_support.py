@@ -1,7 +1,7 @@
-"""Shared fixtures for the adbapi tests: one behaviour suite, three real backends.
+"""Shared fixtures for the adbapi tests: one behaviour suite, four real drivers.
 
-``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 on the
-test PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
+``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 and
+psycopg 3 on the test PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
 driver module, its connect arguments, its parameter marker and the server-side
 tools the fault tests use (a long statement, the connection's server id, killing
 a connection). ``runReactor`` runs one test body inside a fresh reactor, with a
@@ -21,7 +21,7 @@ import pytest
 
 from reactor import Deferred, Reactor
 
-BACKENDS = ["sqlite", "postgres", "mysql"]
+BACKENDS = ["sqlite", "postgres", "psycopg3", "mysql"]
 
 
 @dataclass
@@ -110,13 +110,13 @@ class Backend:
 
 @pytest.fixture(name="backend", params=BACKENDS)
 def backendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    """Each of sqlite3, psycopg2/PostgreSQL, PyMySQL/MariaDB (server ones skip or fail per conftest)."""
+    """sqlite3, psycopg2 and psycopg 3 on PostgreSQL, PyMySQL on MariaDB (servers skip/fail per conftest)."""
     yield from _makeBackend(request.param, request, tmp_path)
 
 
-@pytest.fixture(name="serverBackend", params=["postgres", "mysql"])
+@pytest.fixture(name="serverBackend", params=["postgres", "psycopg3", "mysql"])
 def serverBackendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    """The two server backends only (for faults that need a server session)."""
+    """The server backends only (for faults that need a server session)."""
     yield from _makeBackend(request.param, request, tmp_path)
 
 
@@ -129,6 +129,12 @@ def _makeBackend(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> It
 
         dsn = request.getfixturevalue("postgresDSN")
         b = Backend("postgres", psycopg2, (dsn,), {}, "%s")
+    elif name == "psycopg3":
+        # psycopg 3 on the same server: a Backend named "postgres", as the server is what the faults use.
+        import psycopg
+
+        dsn = request.getfixturevalue("postgresDSN")
+        b = Backend("postgres", psycopg, (dsn,), {}, "%s")
     else:
         import pymysql
 

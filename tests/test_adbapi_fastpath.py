@@ -1,4 +1,5 @@
-"""adbapi: the single-statement fast path of runQuery/runOperation (psycopg2: autocommit mode, one cursor)."""
+"""adbapi: the single-statement fast path of runQuery/runOperation (psycopg2 and psycopg 3: autocommit mode,
+one cursor)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from reactor import Reactor
 from tests.adbapi_support import Backend, _makeBackend, runReactor
 
 
-@pytest.fixture(name="pg")
+@pytest.fixture(name="pg", params=["postgres", "psycopg3"])
 def pgFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    """psycopg2 on the test PostgreSQL server."""
-    yield from _makeBackend("postgres", request, tmp_path)
+    """psycopg2, then psycopg 3, on the test PostgreSQL server."""
+    yield from _makeBackend(request.param, request, tmp_path)
+
+
+def _status(conn: Any) -> int:
+    return drivers._transactionStatusOf(conn)()
 
 
 def _mode(conn: Connection) -> tuple[bool, int]:
-    return bool(conn.autocommit), int(conn.get_transaction_status())
+    return bool(conn.autocommit), _status(conn)
 
 
 def test_transactionStatusConstantsMatchPsycopg2() -> None:
@@ -32,6 +37,20 @@ def test_transactionStatusConstantsMatchPsycopg2() -> None:
     assert drivers._PG_INERROR == ext.TRANSACTION_STATUS_INERROR
 
 
+def test_transactionStatusConstantsMatchPsycopg3() -> None:
+    """psycopg 3 reports the same libpq transaction states."""
+    pq = pytest.importorskip("psycopg.pq")
+    assert drivers._PG_IDLE == pq.TransactionStatus.IDLE
+    assert drivers._PG_INTRANS == pq.TransactionStatus.INTRANS
+    assert drivers._PG_INERROR == pq.TransactionStatus.INERROR
+
+
+def test_psycopg3GetsItsOwnAdapter() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    adapter = drivers.adapterFor(psycopg)
+    assert isinstance(adapter, drivers.Psycopg3Adapter) and adapter.name == "psycopg" and adapter.canCancel
+
+
 def test_runnerKeepsOneCursorAcrossStatements(pg: Backend) -> None:
     """Consecutive single statements share one cursor in autocommit mode; leave() restores the default."""
     conn = pg.module.connect(*pg.connargs)
@@ -40,11 +59,11 @@ def test_runnerKeepsOneCursorAcrossStatements(pg: Backend) -> None:
         assert isinstance(runner, SingleRunner)
         assert runner.run(("SELECT 1",), {}, True) == [(1,)]
         first = runner.cursor  # type: ignore[attr-defined]
-        assert runner.run(("SELECT %s",), {"vars": (2,)}, True) == [(2,)]
+        assert runner.run(("SELECT %s", (2,)), {}, True) == [(2,)]
         assert runner.cursor is first and conn.autocommit  # type: ignore[attr-defined]
         runner.leave()
         assert first.closed and not conn.autocommit
-        assert conn.get_transaction_status() == drivers._PG_IDLE
+        assert _status(conn) == drivers._PG_IDLE
     finally:
         conn.close()
 
