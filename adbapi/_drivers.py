@@ -200,18 +200,22 @@ class Psycopg2Adapter(DriverAdapter):
         finally:
             runner.leave()
 
+    # Where the driver keeps an error's SQLSTATE, and the connection flags that mean "lost".
+    _sqlstateAttribute = "pgcode"
+    _lostFlags: tuple[str, ...] = ("closed",)
+
     def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
-        if conn is not None and bool(getattr(conn, "closed", False)):
+        if conn is not None and any(getattr(conn, flag, False) for flag in self._lostFlags):
             return True
         if isinstance(exc, self.module.InterfaceError):
             return True
         if isinstance(exc, self.module.OperationalError):
-            code = getattr(exc, "pgcode", None)
+            code = getattr(exc, self._sqlstateAttribute, None)
             return code is None or code.startswith("08") or code in ("57P01", "57P02", "57P03")
         return False
 
     def isConflict(self, exc: BaseException) -> bool:
-        return getattr(exc, "pgcode", None) in self._conflictStates
+        return getattr(exc, self._sqlstateAttribute, None) in self._conflictStates
 
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
         try:
@@ -314,19 +318,8 @@ class Psycopg3Adapter(Psycopg2Adapter):
     """
 
     name = "psycopg"
-
-    def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
-        if conn is not None and (getattr(conn, "broken", False) or getattr(conn, "closed", False)):
-            return True
-        if isinstance(exc, self.module.InterfaceError):
-            return True
-        if isinstance(exc, self.module.OperationalError):
-            code = getattr(exc, "sqlstate", None)
-            return code is None or code.startswith("08") or code in ("57P01", "57P02", "57P03")
-        return False
-
-    def isConflict(self, exc: BaseException) -> bool:
-        return getattr(exc, "sqlstate", None) in self._conflictStates
+    _sqlstateAttribute = "sqlstate"
+    _lostFlags = ("broken", "closed")
 
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
         try:

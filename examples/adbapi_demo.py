@@ -6,8 +6,8 @@ Runs on SQLite in a temporary file with no server at all:
 
 With ``ADBAPI_DEMO_POSTGRES_DSN`` set (a libpq DSN such as
 ``host=127.0.0.1 port=5432 dbname=test``) it runs the same steps on PostgreSQL
-with psycopg2. It finishes in a few seconds and exits 0 when every step
-behaved as shown.
+with psycopg2, or with psycopg 3 when ``ADBAPI_DEMO_POSTGRES_DRIVER=psycopg``.
+It finishes in a few seconds and exits 0 when every step behaved as shown.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def makePool(reactor: Any, workdir: str) -> tuple[ConnectionPool, str, str]:
     """The pool, its parameter marker and a statement that runs until cancelled."""
     dsn = os.environ.get("ADBAPI_DEMO_POSTGRES_DSN")
     if dsn:
-        pool = ConnectionPool("psycopg2", dsn, cp_min=2, cp_max=4, cp_name="demo", cp_reactor=reactor)
+        driver = os.environ.get("ADBAPI_DEMO_POSTGRES_DRIVER", "psycopg2")
+        if driver not in ("psycopg2", "psycopg"):
+            raise SystemExit(f"ADBAPI_DEMO_POSTGRES_DRIVER must be psycopg2 or psycopg, not {driver!r}")
+        pool = ConnectionPool(driver, dsn, cp_min=2, cp_max=4, cp_name="demo", cp_reactor=reactor)
         return pool, "%s", "SELECT pg_sleep(30)"
     path = os.path.join(workdir, "demo.sqlite")
     pool = ConnectionPool("sqlite3", path, cp_min=2, cp_max=4, cp_name="demo", cp_reactor=reactor)

@@ -11,7 +11,7 @@ DEMO = Path(__file__).resolve().parent.parent / "examples" / "adbapi_demo.py"
 
 
 def _runDemo(extraEnv: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "ADBAPI_DEMO_POSTGRES_DSN"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADBAPI_DEMO_POSTGRES_")}
     env.update(extraEnv)
     done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -34,3 +34,10 @@ def test_demoRunsOnPostgres(postgresDSN: str) -> None:
     """With ADBAPI_DEMO_POSTGRES_DSN set the demo runs the same steps on PostgreSQL."""
     out = _runDemo({"ADBAPI_DEMO_POSTGRES_DSN": postgresDSN})
     assert "psycopg2" in out and "3. long query cancelled" in out and "balances still [100, 100]" in out, out
+
+
+def test_demoRunsOnPostgresWithPsycopg3(postgresDSN: str) -> None:
+    """ADBAPI_DEMO_POSTGRES_DRIVER=psycopg runs the same steps with psycopg 3."""
+    out = _runDemo({"ADBAPI_DEMO_POSTGRES_DSN": postgresDSN, "ADBAPI_DEMO_POSTGRES_DRIVER": "psycopg"})
+    assert "(psycopg)" in out and "3. long query cancelled" in out and "balances still [100, 100]" in out, out
+
