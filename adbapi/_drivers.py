@@ -230,7 +230,7 @@ _KEEP_RESULT_ROWS = 256
 
 
 class _Psycopg2Runner(SingleRunner):
-    """psycopg2's single statements: autocommit mode, one kept cursor.
+    """psycopg2's (and psycopg 3's) single statements: autocommit mode, one kept cursor.
 
     In autocommit mode the server runs the statement (or a multi-statement
     string) as one implicit transaction, committed on success and rolled back on

@@ -15,6 +15,11 @@ previous one answered). Sides:
 - ``raw-threads``: psycopg2 in plain threads, one connection each, no pool and
   no event loop (4 threads at concurrency 32, 1 at concurrency 1): the ceiling.
 
+Each case then runs again with psycopg 3 on the three thread-based sides
+(``deferthreads/psycopg3``, ``twisted-adbapi/psycopg3``, ``raw-threads/psycopg3``),
+beside the same asyncpg and psycopg 3 pool. Every comparison prints its ceiling,
+raw threads / Twisted adbapi in that same run.
+
 Every event loop runs in its own background thread for the whole benchmark; a
 round hands it the work and waits on an Event, and the side reports the time the
 loop measured.
@@ -23,6 +28,7 @@ loop measured.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import random
 import threading
@@ -178,15 +184,9 @@ def run(quick: bool) -> list[Comparison]:
         oursPool = adbapi.ConnectionPool("psycopg2", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
                                          cp_name="bench")
         oursPool3 = None
-        try:
-            import psycopg  # psycopg 3: the second driver set
-
-            del psycopg
-
+        if importlib.util.find_spec("psycopg") is not None:  # psycopg 3: the second driver set
             oursPool3 = adbapi.ConnectionPool("psycopg", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
                                               cp_name="bench3")
-        except ImportError:  # pragma: no cover - the postgres extra installs it
-            pass
         oursLoop = _LoopThread(lambda: ours.run(installSignalHandlers=False), ours.callFromThread)
         def stopOurs() -> None:
             ours.callFromThread(ours.stop)
