@@ -8,10 +8,11 @@ stays on its CPU for a short while before blocking, looking for the next piece o
 work, pays nothing when the work arrives within that window.
 
 Why not an ordinary busy loop: a spinning Python thread holds the GIL, so the very
-thread it waits for cannot run. Each pause here is a ``zlib.crc32`` of a 32 KiB zero
-buffer, which CPython computes with the GIL *released* (it does so for any buffer
-over 5 KiB): a few microseconds of CPU during which the other thread owns the
-interpreter, between two cheap looks at a queue. Shorter pauses (``os.sched_yield``
+thread it waits for cannot run. Each pause here is a ``zlib.crc32`` of a zero buffer
+(32 KiB, longer where crc32 is much faster, see :func:`calibratePause`), which CPython
+computes with the GIL *released* (it does so for any buffer over 5 KiB): a few
+microseconds of CPU during which the other thread owns the interpreter, between two
+cheap looks at a queue. Shorter pauses (``os.sched_yield``
 alone) were measured to be worse: the spinner takes the GIL back so often that the
 thread it waits for keeps finding it held and blocks on it, which is the very
 wake-up cost spinning was meant to avoid. Each pause ends with ``os.sched_yield``
@@ -32,12 +33,19 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Callable
 
 __all__: list[str] = []
 
-# 32 KiB: about 5-10 microseconds of crc32 on current x86-64, long enough that the thread
-# being waited for rarely finds the GIL taken, short enough to notice its work promptly.
-_PAUSE_BUFFER = bytes(32 * 1024)
+# A pause should last about 5-10 microseconds: long enough that the thread being waited for
+# rarely finds the GIL taken, short enough to notice its work promptly. 32 KiB of crc32 takes
+# that long with the zlib of a current x86-64 Linux; where crc32 runs much faster (zlib-ng,
+# hardware crc32), the first pause measures it and lengthens the buffer to match.
+_BASE_PAUSE_BYTES = 32 * 1024
+_MAX_PAUSE_BYTES = 1024 * 1024
+_SHORTEST_PAUSE = 4e-6  # seconds: below this the buffer is lengthened
+_TARGET_PAUSE = 6e-6
+_pauseBuffer: bytes | None = None
 
 #: The default spin window, in seconds: a little over the Python cost of one reactor
 #: round (firing a Deferred, resuming a coroutine, submitting its next call).
@@ -53,8 +61,29 @@ _schedYield = os.sched_yield
 
 def pause() -> None:
     """Spend a few microseconds of CPU with the GIL released, then offer the CPU to others (any thread)."""
-    _crc32(_PAUSE_BUFFER)
+    _crc32(_pauseBuffer or calibratePause())
     _schedYield()
+
+
+def calibratePause(clock: Callable[[], float] = time.perf_counter) -> bytes:
+    """Measure crc32 of the base buffer (best of three) and size the pause buffer from it (any thread).
+
+    Only ever lengthens the buffer (a slow or busy machine keeps the base size),
+    up to 1 MiB. Two threads calibrating at once both get a sound buffer.
+    """
+    global _pauseBuffer
+    base = bytes(_BASE_PAUSE_BYTES)
+    best = float("inf")
+    for _ in range(3):
+        started = clock()
+        _crc32(base)
+        best = min(best, clock() - started)
+    size = _BASE_PAUSE_BYTES
+    if best < _SHORTEST_PAUSE:
+        size = min(_MAX_PAUSE_BYTES, int(_BASE_PAUSE_BYTES * _TARGET_PAUSE / max(best, 1e-9)))
+        size -= size % 1024
+    _pauseBuffer = base if size == _BASE_PAUSE_BYTES else bytes(size)
+    return _pauseBuffer
 
 
 def checkSpin(value: object, name: str) -> float:

@@ -94,6 +94,51 @@ def test_pauseReleasesTheGIL() -> None:
         t.join(WAIT)
 
 
+class _FakeTimer:
+    """A clock for calibratePause: each crc32 it times seems to take ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.now = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads % 2 == 0:
+            self.now += self.seconds
+        return self.now
+
+
+@pytest.fixture
+def freshPause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_spin, "_pauseBuffer", None)
+
+
+@pytest.mark.usefixtures("freshPause")
+def test_calibrationKeepsTheBaseBufferWhenCrc32IsSlowEnough() -> None:
+    assert len(_spin.calibratePause(_FakeTimer(10e-6))) == 32 * 1024
+
+
+@pytest.mark.usefixtures("freshPause")
+def test_calibrationLengthensThePauseWhereCrc32IsFast() -> None:
+    # 1.5 us for 32 KiB: four times as much data makes the 6 us target.
+    assert len(_spin.calibratePause(_FakeTimer(1.5e-6))) == 128 * 1024
+
+
+@pytest.mark.usefixtures("freshPause")
+def test_calibrationIsCappedAtOneMebibyte() -> None:
+    assert len(_spin.calibratePause(_FakeTimer(1e-9))) == 1024 * 1024
+
+
+@pytest.mark.usefixtures("freshPause")
+def test_firstPauseCalibratesOnce() -> None:
+    _spin.pause()
+    buffer = _spin._pauseBuffer
+    assert buffer is not None and len(buffer) >= 32 * 1024
+    _spin.pause()
+    assert _spin._pauseBuffer is buffer
+
+
 # -- argument checks -----------------------------------------------------------------------------
 
 
