@@ -178,21 +178,23 @@ def test_transactionOperationsAfterCloseFailAtOnce(backend: Backend, uniqueTable
     assert backend.admin(f"SELECT count(*) FROM {table}")[0][0] == 0
 
 
-def test_asyncTransactionCommitConflictIsNotRetried(postgresDSN: str, uniqueTableName: str) -> None:
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_asyncTransactionCommitConflictIsNotRetried(
+    driver: str, postgresDSN: str, uniqueTableName: str
+) -> None:
     """With cp_retry, a serialization failure at an async transaction's commit arrives at the block's exit
     (its operations cannot be replayed), instead of re-running the transaction and hanging."""
-    import psycopg2
-    import psycopg2.errors
-
     from adbapi import RetryPolicy
 
-    backend = Backend("postgres", psycopg2, (postgresDSN,), {}, "%s")
+    module = pytest.importorskip(driver)
+    errors = pytest.importorskip(f"{driver}.errors")
+    backend = Backend("postgres", module, (postgresDSN,), {}, "%s")
     table = backend.createTable(uniqueTableName)
     backend.admin(f"INSERT INTO {table} (id, v) VALUES (1, 0), (2, 0)")
 
     async def body(reactor: Reactor) -> Any:
         pool = backend.pool(reactor, cp_min=2, cp_max=2, cp_retry=RetryPolicy(attempts=3, backoff=0.0))
-        with pytest.raises(psycopg2.errors.SerializationFailure):
+        with pytest.raises(errors.SerializationFailure):
             async with pool.transaction() as first:
                 await first.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
                 await first.execute(f"SELECT sum(v) FROM {table}")
