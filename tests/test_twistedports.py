@@ -700,9 +700,13 @@ def inWorker(reactor):
 async def main(reactor, greeting, count):
     print(await threads.deferToThread(inWorker, reactor))
     calls = []
-    threads.callMultipleInThread([(calls.append, (1,), {}), (calls.append, (2,), {})])
-    await threads.deferToThread(lambda: None)
-    print(sorted(calls))
+    ran = defer.Deferred()
+    # The last call of the batch says when the batch is done (the pool's other threads may finish first).
+    threads.callMultipleInThread(
+        [(calls.append, (1,), {}), (calls.append, (2,), {}), (reactor.callFromThread, (ran.callback, None), {})]
+    )
+    await ran
+    print(calls)
     pool = ThreadPool(minthreads=0, maxthreads=2, name="mine")
     pool.start()
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
