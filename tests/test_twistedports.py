@@ -702,9 +702,11 @@ async def main(reactor, greeting, count):
     calls = []
     ran = defer.Deferred()
     # The last call of the batch says when the batch is done (the pool's other threads may finish first).
-    threads.callMultipleInThread(
-        [(calls.append, (1,), {}), (calls.append, (2,), {}), (reactor.callFromThread, (ran.callback, None), {})]
-    )
+    threads.callMultipleInThread([
+        (calls.append, (1,), {}),
+        (calls.append, (2,), {}),
+        (reactor.callFromThread, (ran.callback, None), {}),
+    ])
     await ran
     print(calls)
     pool = ThreadPool(minthreads=0, maxthreads=2, name="mine")
