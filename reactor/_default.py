@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 
+from reactor._errors import ReactorAlreadyInstalledError
 from reactor._loop import Reactor
 
-__all__ = ["getReactor"]
+__all__ = ["getReactor", "installReactor"]
 
 # Guarded by _lock for the one-time creation; read without it afterwards.
 _lock = threading.Lock()
@@ -30,3 +31,19 @@ def getReactor() -> Reactor:
             if reactor is None:
                 reactor = _default = Reactor()
     return reactor
+
+
+def installReactor(reactor: Reactor) -> None:
+    """Make ``reactor`` the process-wide default (what :func:`getReactor` returns). Any thread.
+
+    :raises ReactorAlreadyInstalledError: a default exists already (installed, or created
+        by an earlier :func:`getReactor`).
+    :raises TypeError: ``reactor`` is not a :class:`Reactor`.
+    """
+    global _default
+    if not isinstance(reactor, Reactor):
+        raise TypeError(f"reactor must be a Reactor, not {type(reactor).__name__}")
+    with _lock:
+        if _default is not None:
+            raise ReactorAlreadyInstalledError(f"a default reactor is already installed: {_default!r}")
+        _default = reactor

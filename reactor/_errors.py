@@ -66,5 +66,9 @@ class ReactorAlreadyRunning(RuntimeError):
     """``run()`` was called on a reactor that is already running."""
 
 
+class ReactorAlreadyInstalledError(AssertionError):
+    """A process-wide default reactor already exists (Twisted's name and base class)."""
+
+
 class ReactorNotRestartable(RuntimeError):
     """Kept for Twisted compatibility; our reactors can be run again after they stop."""

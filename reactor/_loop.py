@@ -141,7 +141,7 @@ class Reactor(ReactorNetworkMixin):
         self._awake = False
         # Immutable after __init__ (closed only by close()).
         self._waker = Waker()
-        self._poller = makePoller()
+        self._poller = self._newPoller()
         self._poller.register(self._waker.readFD, POLLIN)
         # Reactor thread: fd -> [reader, writer] (the waker is the reader of its own slot, in no
         # registry below); and each watched object -> its fd.
@@ -160,6 +160,10 @@ class Reactor(ReactorNetworkMixin):
         self._installSignals = False
         # Written by the thread calling run(); read by any thread. None while not running.
         self._reactorThread: int | None = None
+
+    def _newPoller(self) -> Any:
+        """The readiness poller (``reactor._poller``'s interface); a hosted reactor supplies its own."""
+        return makePoller()
 
     # ---------------------------------------------------------------- state
 
@@ -309,6 +313,15 @@ class Reactor(ReactorNetworkMixin):
             (say, the poller raising every time): the reactor crashed (no ``shutdown``
             event) and this is the last error.
         """
+        self._beginRun(installSignalHandlers)
+        try:
+            self._events.fire("startup")
+            self._mainLoop()
+        finally:
+            self._endRun()
+
+    def _beginRun(self, installSignalHandlers: bool) -> None:
+        # The calling thread becomes the reactor thread; startup is the caller's to fire.
         if self._started or self._reactorThread is not None:
             raise ReactorAlreadyRunning("the reactor is already running")
         self._reactorThread = threading.get_ident()
@@ -319,17 +332,15 @@ class Reactor(ReactorNetworkMixin):
         self._installSignals = bool(installSignalHandlers)
         # This thread is awake until its first poll, which looks at the queue first.
         self._awake = True
-        try:
-            self._events.fire("startup")
-            self._mainLoop()
-        finally:
-            self._signals.uninstall()
-            self._started = False
-            self._running = False
-            self._stopped = True
-            self._justStopped = False
-            self._stopping = False
-            self._reactorThread = None
+
+    def _endRun(self) -> None:
+        self._signals.uninstall()
+        self._started = False
+        self._running = False
+        self._stopped = True
+        self._justStopped = False
+        self._stopping = False
+        self._reactorThread = None
 
     def _startupDuring(self) -> None:
         self._running = True

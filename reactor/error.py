@@ -12,6 +12,7 @@ from __future__ import annotations
 from reactor._errors import (
     AlreadyCalled,
     AlreadyCancelled,
+    ReactorAlreadyInstalledError,
     ReactorAlreadyRunning,
     ReactorNotRestartable,
     ReactorNotRunning,
@@ -53,6 +54,7 @@ __all__ = [
     "MessageLengthError",
     "NotConnectingError",
     "NotTLSTransportError",
+    "ReactorAlreadyInstalledError",
     "ReactorAlreadyRunning",
     "ReactorNotRestartable",
     "ReactorNotRunning",

@@ -73,15 +73,17 @@ def mysqlConnectKw() -> dict[str, Any]:
     return kw
 
 
-@pytest.fixture
-def reactor() -> Iterator[Any]:
-    """A fresh real Reactor for one test, with every connection and port it left closed afterwards.
+@pytest.fixture(params=["epoll", "asyncio"])
+def reactor(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh real reactor for one test, with every connection and port it left closed afterwards.
+
+    Each test runs twice: on our epoll Reactor and on an AsyncioReactor (hosted on a new asyncio loop).
 
     Test modules of the loop itself define their own ``reactor`` fixture, which takes precedence.
     """
     from tests.netsupport import closeReactor, newReactor
 
-    r = newReactor()
+    r = newReactor(request.param)
     yield r
     closeReactor(r)
 

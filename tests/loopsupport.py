@@ -9,6 +9,28 @@ from reactor import Reactor
 
 SAFETY_SECONDS = 5.0
 
+#: The reactor kinds the loop and network tests run on: our own epoll loop, and one hosted on asyncio.
+REACTOR_KINDS = ["epoll", "asyncio"]
+
+
+def makeReactor(kind: str) -> Reactor:
+    """A fresh reactor of ``kind`` (one of :data:`REACTOR_KINDS`); the asyncio one on a new loop it owns."""
+    if kind == "asyncio":
+        from reactor.asyncioreactor import AsyncioReactor
+
+        return AsyncioReactor()
+    return Reactor()
+
+
+def requireOwnLoop(reactor: Reactor, why: str) -> None:
+    """Skip the calling test on an asyncio-hosted reactor: it tests our own loop's ``why``."""
+    import pytest
+
+    from reactor.asyncioreactor import AsyncioReactor
+
+    if isinstance(reactor, AsyncioReactor):
+        pytest.skip(f"tests the epoll loop's own {why}; asyncio does this waiting on an AsyncioReactor")
+
 
 def runBounded(reactor: Reactor, seconds: float = SAFETY_SECONDS) -> None:
     """Run ``reactor`` (no signal handlers) but stop it after ``seconds`` if the test did not.

@@ -151,11 +151,12 @@ def runUntil(reactor: Any, done: Callable[[], bool], timeout: float = 10.0) -> N
         reactor.iterate(0.01)
 
 
-def newReactor() -> Any:
-    """A fresh reactor for one test (the real loop class; never the process-wide default)."""
-    from reactor import Reactor
+def newReactor(kind: str = "epoll") -> Any:
+    """A fresh reactor for one test (a real loop, ``kind`` as in ``loopsupport.makeReactor``; never the
+    process-wide default)."""
+    from tests.loopsupport import makeReactor
 
-    return Reactor()
+    return makeReactor(kind)
 
 
 def closeReactor(reactor: Any) -> None:

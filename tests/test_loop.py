@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from reactor import Reactor, ReactorAlreadyRunning, ReactorNotRunning, getReactor
-from tests.loopsupport import recordThenStop, runBounded
+from tests.loopsupport import REACTOR_KINDS, makeReactor, recordThenStop, requireOwnLoop, runBounded
 
 
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    r = Reactor()
+@pytest.fixture(params=REACTOR_KINDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = makeReactor(request.param)
     yield r
     r.close()
 
@@ -317,6 +317,7 @@ def test_persistentLoopFailureCrashesAndReraises(
     reactor: Reactor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A loop failing every iteration crashes at maxLoopFailures: run() re-raises; logging is rate-limited."""
+    requireOwnLoop(reactor, "poller failure handling")
     poller = _FailingPoller(reactor._poller, None)
     monkeypatch.setattr(reactor, "_poller", poller)
     monkeypatch.setattr(reactor, "maxLoopFailures", 20)
@@ -340,6 +341,7 @@ def test_transientLoopFailuresResetTheCount(
     reactor: Reactor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Failures followed by a successful iteration do not crash the reactor; it keeps running."""
+    requireOwnLoop(reactor, "poller failure handling")
     poller = _FailingPoller(reactor._poller, 5)
     monkeypatch.setattr(reactor, "_poller", poller)
     monkeypatch.setattr(reactor, "maxLoopFailures", 6)

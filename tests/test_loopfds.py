@@ -13,12 +13,12 @@ import pytest
 from reactor import Failure, Reactor
 from reactor._loop import FileDescriptorGone
 from reactor._neterrors import ConnectionDone, ConnectionLost
-from tests.loopsupport import runBounded
+from tests.loopsupport import REACTOR_KINDS, makeReactor, runBounded
 
 
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    r = Reactor()
+@pytest.fixture(params=REACTOR_KINDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = makeReactor(request.param)
     yield r
     r.close()
 

@@ -11,16 +11,16 @@ from types import FrameType
 import pytest
 
 from reactor import Reactor
-from tests.loopsupport import recordThenStop, runBounded
+from tests.loopsupport import REACTOR_KINDS, makeReactor, recordThenStop, runBounded
 
 pytestmark = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="signal handlers need the main thread"
 )
 
 
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    r = Reactor()
+@pytest.fixture(params=REACTOR_KINDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = makeReactor(request.param)
     yield r
     r.close()
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from reactor import Reactor
-from tests.loopsupport import recordThenStop, runBounded
+from tests.loopsupport import REACTOR_KINDS, makeReactor, recordThenStop, runBounded
 
 
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    r = Reactor()
+@pytest.fixture(params=REACTOR_KINDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = makeReactor(request.param)
     yield r
     r.close()
 

@@ -159,7 +159,7 @@ def test_errorModuleMatchesProtocolModule() -> None:
     import reactor.protocol
 
     reactorErrors = {"AlreadyCalled", "AlreadyCancelled", "ReactorAlreadyRunning", "ReactorNotRestartable"}
-    reactorErrors |= {"ReactorNotRunning"}
+    reactorErrors |= {"ReactorNotRunning", "ReactorAlreadyInstalledError"}
     for name in reactor.error.__all__:
         if name in reactorErrors:
             assert getattr(reactor.error, name) is getattr(reactor, name)

@@ -1,0 +1,37 @@
+"""A reactor hosted on asyncio (Twisted's ``twisted.internet.asyncioreactor``).
+
+``AsyncioReactor(eventloop)`` is a full reactor whose waiting is done by an asyncio
+event loop, so Deferreds, thread pools, adbapi pools and the reactor's transports
+work beside asyncio tasks in one thread. :func:`install` makes one the process-wide
+default (what :func:`reactor.getReactor` returns). See ``docs/loop.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reactor._asyncioreactor import AsyncioReactor
+from reactor._default import installReactor
+
+__all__ = ["AsyncioReactor", "AsyncioSelectorReactor", "install"]
+
+#: Twisted's name for the same class.
+AsyncioSelectorReactor = AsyncioReactor
+
+
+def install(eventloop: asyncio.AbstractEventLoop | None = None) -> AsyncioReactor:
+    """Create an :class:`AsyncioReactor` on ``eventloop`` and make it the process-wide default.
+
+    Call it before anything calls :func:`reactor.getReactor` (which would create the
+    default epoll reactor). Returns the new reactor.
+
+    :raises ReactorAlreadyInstalledError: a default reactor already exists.
+    :raises TypeError: ``eventloop`` is not an asyncio event loop.
+    """
+    reactor = AsyncioReactor(eventloop)
+    try:
+        installReactor(reactor)
+    except BaseException:
+        reactor.close()
+        raise
+    return reactor
