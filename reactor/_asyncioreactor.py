@@ -2,13 +2,13 @@
 
 Everything above the loop is the ordinary :class:`~reactor.Reactor` (Deferreds,
 ``callLater``, ``callFromThread``, system events, TCP/UDP/Unix/TLS transports,
-thread pools, adbapi); only the wait is asyncio's. Descriptors are watched with
-``loop.add_reader``/``add_writer`` (through :class:`_AsyncioPoller`, which speaks
-the epoll interface the reactor's descriptor table already uses), the earliest
-timed call is one asyncio timer, and the reactor's wake-up pipe is one more
-asyncio reader. So asyncio tasks and reactor code run interleaved in one thread,
-and a Deferred and an asyncio Future can be bridged with ``Deferred.asFuture`` /
-``Deferred.fromFuture``.
+thread pools, adbapi); only the wait is asyncio's (``reactor._hosted`` explains the
+mapping). Descriptors are watched with ``loop.add_reader``/``add_writer`` (through
+:class:`_AsyncioPoller`, which speaks the epoll interface the reactor's descriptor
+table already uses), the earliest timed call is one asyncio timer, and the
+reactor's wake-up pipe is one more asyncio reader. So asyncio tasks and reactor
+code run interleaved in one thread, and a Deferred and an asyncio Future can be
+bridged with ``Deferred.asFuture`` / ``Deferred.fromFuture``.
 
 Two ways to run it:
 
@@ -26,20 +26,13 @@ Threads: as for every reactor, the reactor thread is the asyncio loop's thread;
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
-import time
 from collections.abc import Callable
 from typing import Any
 
-from reactor._delayed import DelayedCall, TimerQueue
-from reactor._loop import Reactor
+from reactor._hosted import HostedReactor, HostTimer
 from reactor._poller import POLLIN, POLLOUT
 
 __all__ = ["AsyncioReactor"]
-
-_log = logging.getLogger("reactor.asyncio")
-_monotonic = time.monotonic
 
 
 class _AsyncioPoller:
@@ -113,24 +106,7 @@ class _AsyncioPoller:
             self._forget(fd)
 
 
-class _WatchedTimerQueue(TimerQueue):
-    """A :class:`TimerQueue` that reports a call moved earlier (``DelayedCall.reset``/``delay``),
-    so the one asyncio timer standing for the queue can be brought forward."""
-
-    __slots__ = ("movedEarlier",)
-
-    def __init__(self, seconds: Callable[[], float], movedEarlier: Callable[[float], None]) -> None:
-        super().__init__(seconds)
-        self.movedEarlier = movedEarlier
-
-    def _moveTo(self, call: DelayedCall, time: float) -> None:
-        earlier = time < call.time
-        super()._moveTo(call, time)
-        if earlier:
-            self.movedEarlier(time)
-
-
-class AsyncioReactor(Reactor):
+class AsyncioReactor(HostedReactor):
     """A :class:`~reactor.Reactor` whose waiting is done by an asyncio event loop.
 
     ``eventloop``: the loop to run on (it must support ``add_reader``: a selector
@@ -145,6 +121,8 @@ class AsyncioReactor(Reactor):
     :raises TypeError: ``eventloop`` is not an asyncio event loop.
     """
 
+    _hostName = "asyncio"
+
     def __init__(self, eventloop: asyncio.AbstractEventLoop | None = None) -> None:
         owned = False
         if eventloop is None:
@@ -158,18 +136,7 @@ class AsyncioReactor(Reactor):
         # Read by _newPoller, which the base __init__ calls.
         self._asyncioEventloop: asyncio.AbstractEventLoop = eventloop
         self._ownsLoop = owned
-        super().__init__(spinTime=0.0)
-        self._timers = _WatchedTimerQueue(_monotonic, self._timerMovedEarlier)
-        self._timerCalls = self._timers._calls
-        self._timerHeap = self._timers._heap
-        self._timerSeqs = self._timers._seqs
-        # Reactor thread (the loop's): the asyncio timer standing for the earliest timed call.
-        self._timerHandle: asyncio.TimerHandle | None = None
-        self._timerWhen = math.inf
-        self._stepPending = False
-        self._runsLoop = False  # inside run(): stop the asyncio loop once shutdown is over
-        self._iterating = False  # inside iterate(): stop the asyncio loop after our first callback
-        self._stoppedFutures: list[asyncio.Future[None]] = []
+        super().__init__()
 
     def _newPoller(self) -> Any:
         return _AsyncioPoller(self._asyncioEventloop, self._onReady)
@@ -182,135 +149,23 @@ class AsyncioReactor(Reactor):
     def __repr__(self) -> str:
         return "<Asyncio" + super().__repr__()[1:]
 
-    # ---------------------------------------------------------------- time
+    def _hostCallSoon(self, f: Callable[[], None]) -> None:
+        self._asyncioEventloop.call_soon(f)
 
-    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kw: Any) -> DelayedCall:
-        """As :meth:`Reactor.callLater`; the call runs from the asyncio loop's timer."""
-        call = super().callLater(delay, f, *args, **kw)
-        if call.time < self._timerWhen:
-            self._armTimer()
-        return call
+    def _hostCallLater(self, delay: float, f: Callable[[], None]) -> HostTimer:
+        return self._asyncioEventloop.call_later(delay, f)
 
-    def _timerMovedEarlier(self, when: float) -> None:
-        if when < self._timerWhen:
-            self._armTimer()
+    def _hostRun(self) -> None:
+        self._asyncioEventloop.run_forever()
 
-    def _armTimer(self) -> None:
-        nextTime = self._timers.nextTime()
-        if nextTime == self._timerWhen:
-            return
-        handle = self._timerHandle
-        if handle is not None:
-            handle.cancel()
-            self._timerHandle = None
-        loop = self._asyncioEventloop
-        if nextTime is None or loop.is_closed():
-            self._timerWhen = math.inf
-            return
-        self._timerWhen = nextTime
-        self._timerHandle = loop.call_later(max(0.0, nextTime - _monotonic()), self._onTimer)
+    def _hostStop(self) -> None:
+        self._asyncioEventloop.stop()
 
-    def _onTimer(self) -> None:
-        self._timerHandle = None
-        self._timerWhen = math.inf  # so _settle arms again, even for a time asyncio reached early
-        self._step()
+    def _hostIsRunning(self) -> bool:
+        return self._asyncioEventloop.is_running()
 
-    # ---------------------------------------------------------------- from asyncio into the reactor
-
-    def _onReady(self, fd: int, events: int) -> None:
-        # Also the waker's readiness: its doRead drains the pipe, and _settle schedules the step that
-        # runs the thread calls. A stop() made here fires shutdown in that step, as the base loop's
-        # next iteration would: the other descriptors asyncio found ready this turn are served first.
-        try:
-            self._dispatch([(fd, events)])
-        finally:
-            self._settle()
-
-    def _scheduleStep(self) -> None:
-        if not self._stepPending and not self._asyncioEventloop.is_closed():
-            self._stepPending = True
-            self._asyncioEventloop.call_soon(self._step)
-
-    def _step(self) -> None:
-        """One turn of the reactor's own work, called by asyncio: shutdown if stop() was called,
-        the thread calls queued so far, the timed calls that are due."""
-        self._stepPending = False
-        self._awake = True
-        try:
-            if self._justStopped:
-                self._justStopped = False
-                self._events.fire("shutdown")
-            if self._threadCalls:
-                self._runThreadCalls()
-            if self._timerHeap:
-                self._timers.runDue(_monotonic(), onError=self._timedCallFailed)
-        except Exception:
-            _log.exception("Unexpected error in the asyncio-hosted reactor")
-        finally:
-            self._settle()
-
-    def _settle(self) -> None:
-        # Cleared before the queue is looked at (see the base loop): a thread that calls in after
-        # this line writes the waker, one that called in before is seen below.
-        self._awake = False
-        if self._threadCalls or self._justStopped:
-            self._awake = True
-            self._scheduleStep()
-        if self._timerHandle is None or self._timers.nextTime() != self._timerWhen:
-            self._armTimer()
-        if not self._started and self._reactorThread is not None:
-            # Shutdown is over (or crash() was called).
-            if self._runsLoop:
-                self._asyncioEventloop.stop()
-            else:
-                self._finishHosted()
-        if self._iterating:
-            self._asyncioEventloop.stop()
-
-    # ---------------------------------------------------------------- lifecycle
-
-    def run(self, installSignalHandlers: bool = True) -> None:
-        """Fire ``startup``, run the asyncio loop until :meth:`stop` has fired ``shutdown``, return.
-
-        :raises RuntimeError: the asyncio loop is already running (use :meth:`startRunning`).
-        :raises ReactorAlreadyRunning: the reactor is already running.
-        """
-        if self._asyncioEventloop.is_running():
-            raise RuntimeError(
-                "the asyncio loop is already running: use startRunning() to host the reactor on it"
-            )
-        super().run(installSignalHandlers)
-
-    def _mainLoop(self) -> None:
-        if not self._started:  # a startup trigger crashed the reactor
-            return
-        self._runsLoop = True
-        try:
-            self._step()
-            if self._started:
-                self._asyncioEventloop.run_forever()
-        finally:
-            self._runsLoop = False
-            self._notifyStopped()
-
-    def startRunning(self, installSignalHandlers: bool = False) -> None:
-        """Start the reactor on an asyncio loop that someone else runs: fire ``startup`` now.
-
-        Call it in the loop's thread (typically from a coroutine). The reactor then
-        runs as long as the loop does; :meth:`stop` fires ``shutdown`` (thread pools and
-        connection pools drain) and leaves the loop running. With
-        ``installSignalHandlers`` true, in the main thread, SIGINT and SIGTERM stop the
-        reactor.
-
-        :raises ReactorAlreadyRunning: the reactor is already running.
-        """
-        self._beginRun(installSignalHandlers)
-        try:
-            self._events.fire("startup")
-        except BaseException:
-            self._finishHosted()
-            raise
-        self._step()
+    def _hostUsable(self) -> bool:
+        return not self._asyncioEventloop.is_closed()
 
     def whenStopped(self) -> asyncio.Future[None]:
         """A Future on the asyncio loop that completes once the reactor has stopped (shutdown over).
@@ -318,56 +173,16 @@ class AsyncioReactor(Reactor):
         Already stopped (or never started): the Future is already done. Reactor thread.
         """
         future: asyncio.Future[None] = self._asyncioEventloop.create_future()
-        if self._reactorThread is None:
-            future.set_result(None)
-        else:
-            self._stoppedFutures.append(future)
-        return future
 
-    def _finishHosted(self) -> None:
-        self._endRun()
-        self._notifyStopped()
-
-    def _notifyStopped(self) -> None:
-        futures, self._stoppedFutures = self._stoppedFutures, []
-        for future in futures:
+        def done() -> None:
             if not future.done():
                 future.set_result(None)
 
-    def _shutdownDuring(self) -> None:
-        super()._shutdownDuring()
-        # 'during shutdown' may run from a callback asyncio made outside _step (a Future
-        # completing a 'before' trigger's Deferred): make sure a step notices the end.
-        self._scheduleStep()
-
-    def crash(self) -> None:
-        """Leave :meth:`run` (or end :meth:`startRunning`) soon, without firing ``shutdown``."""
-        super().crash()
-        self._scheduleStep()
-
-    def iterate(self, delay: float = 0) -> None:
-        """Run the asyncio loop until the reactor had something to do, or ``delay`` seconds passed.
-
-        :raises RuntimeError: the asyncio loop is already running.
-        """
-        loop = self._asyncioEventloop
-        if loop.is_running():
-            raise RuntimeError("iterate() needs the asyncio loop stopped; it is running")
-        if self._threadCalls or self._justStopped:
-            self._scheduleStep()
-        handle = loop.call_later(max(0.0, delay), loop.stop)
-        self._iterating = True
-        try:
-            loop.run_forever()
-        finally:
-            self._iterating = False
-            handle.cancel()
+        self._whenStopped(done)
+        return future
 
     def close(self) -> None:
         """Release the waker and this reactor's asyncio registrations; close the loop if it made it."""
         super().close()
-        if self._timerHandle is not None:
-            self._timerHandle.cancel()
-            self._timerHandle = None
         if self._ownsLoop and not self._asyncioEventloop.is_closed():
             self._asyncioEventloop.close()

@@ -7,11 +7,14 @@ Library code never imports a global reactor: it takes one as an argument and cal
 from __future__ import annotations
 
 import threading
+from typing import TypeVar
 
 from reactor._errors import ReactorAlreadyInstalledError
 from reactor._loop import Reactor
 
-__all__ = ["getReactor", "installReactor"]
+__all__ = ["getReactor", "installOrClose", "installReactor"]
+
+_R = TypeVar("_R", bound=Reactor)
 
 # Guarded by _lock for the one-time creation; read without it afterwards.
 _lock = threading.Lock()
@@ -47,3 +50,13 @@ def installReactor(reactor: Reactor) -> None:
         if _default is not None:
             raise ReactorAlreadyInstalledError(f"a default reactor is already installed: {_default!r}")
         _default = reactor
+
+
+def installOrClose(reactor: _R) -> _R:
+    """:func:`installReactor` a new ``reactor`` and return it; if that is refused, close it and re-raise."""
+    try:
+        installReactor(reactor)
+    except BaseException:
+        reactor.close()
+        raise
+    return reactor

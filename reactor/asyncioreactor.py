@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from reactor._asyncioreactor import AsyncioReactor
-from reactor._default import installReactor
+from reactor._default import installOrClose
 
 __all__ = ["AsyncioReactor", "AsyncioSelectorReactor", "install"]
 
@@ -28,10 +28,4 @@ def install(eventloop: asyncio.AbstractEventLoop | None = None) -> AsyncioReacto
     :raises ReactorAlreadyInstalledError: a default reactor already exists.
     :raises TypeError: ``eventloop`` is not an asyncio event loop.
     """
-    reactor = AsyncioReactor(eventloop)
-    try:
-        installReactor(reactor)
-    except BaseException:
-        reactor.close()
-        raise
-    return reactor
+    return installOrClose(AsyncioReactor(eventloop))

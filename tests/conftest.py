@@ -73,11 +73,12 @@ def mysqlConnectKw() -> dict[str, Any]:
     return kw
 
 
-@pytest.fixture(params=["epoll", "asyncio"])
+@pytest.fixture(params=["epoll", "asyncio", "qt"])
 def reactor(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh real reactor for one test, with every connection and port it left closed afterwards.
 
-    Each test runs twice: on our epoll Reactor and on an AsyncioReactor (hosted on a new asyncio loop).
+    Each test runs three times: on our epoll Reactor, an AsyncioReactor (on a new asyncio loop) and a
+    QtReactor (on the process's QCoreApplication).
 
     Test modules of the loop itself define their own ``reactor`` fixture, which takes precedence.
     """

@@ -9,8 +9,8 @@ from reactor import Reactor
 
 SAFETY_SECONDS = 5.0
 
-#: The reactor kinds the loop and network tests run on: our own epoll loop, and one hosted on asyncio.
-REACTOR_KINDS = ["epoll", "asyncio"]
+#: The reactor kinds the loop and network tests run on: our own epoll loop, and ones hosted on asyncio and Qt.
+REACTOR_KINDS = ["epoll", "asyncio", "qt"]
 
 
 def makeReactor(kind: str) -> Reactor:
@@ -19,6 +19,13 @@ def makeReactor(kind: str) -> Reactor:
         from reactor.asyncioreactor import AsyncioReactor
 
         return AsyncioReactor()
+    if kind == "qt":
+        import pytest
+
+        pytest.importorskip("PySide6.QtCore", reason="PySide6 (the test extra installs it) is missing")
+        from reactor.qtreactor import QtReactor
+
+        return QtReactor()
     return Reactor()
 
 
@@ -26,10 +33,10 @@ def requireOwnLoop(reactor: Reactor, why: str) -> None:
     """Skip the calling test on an asyncio-hosted reactor: it tests our own loop's ``why``."""
     import pytest
 
-    from reactor.asyncioreactor import AsyncioReactor
+    from reactor._hosted import HostedReactor
 
-    if isinstance(reactor, AsyncioReactor):
-        pytest.skip(f"tests the epoll loop's own {why}; asyncio does this waiting on an AsyncioReactor")
+    if isinstance(reactor, HostedReactor):
+        pytest.skip(f"tests the epoll loop's own {why}; a hosted reactor's host loop does this waiting")
 
 
 def runBounded(reactor: Reactor, seconds: float = SAFETY_SECONDS) -> None:

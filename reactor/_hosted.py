@@ -1,0 +1,292 @@
+"""A reactor hosted on a foreign event loop: :class:`HostedReactor`, the part asyncio and Qt share.
+
+Everything above the wait is the ordinary :class:`~reactor.Reactor` (Deferreds,
+``callLater``, ``callFromThread``, system events, transports, thread pools, adbapi);
+the host loop does the waiting. A host supplies five things (the ``_host*`` methods):
+a poller that turns the reactor's descriptor registrations into the host's own
+watches and reports readiness to :meth:`HostedReactor._onReady`; "call soon"; a
+one-shot timer; running its loop until told to stop; and stopping it.
+
+On top of those this module maps the reactor's loop onto callbacks from the host:
+
+- readiness of a descriptor: ``doRead``/``doWrite`` at once (the reactor's ``_dispatch``);
+- the reactor's own turn (:meth:`HostedReactor._step`): ``shutdown`` if ``stop()`` was
+  called, the thread calls queued so far, the timed calls that are due. It is scheduled
+  with "call soon" whenever thread calls are queued or a stop is pending, and the
+  wake-up pipe is one more watched descriptor, so ``callFromThread`` keeps its coalesced
+  wake-ups (one pipe write per burst);
+- the timed calls: one host timer stands for the earliest, moved when a call is scheduled
+  or moved earlier (:class:`_WatchedTimerQueue`) and after every turn.
+
+Threads: the reactor thread is the host loop's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from reactor._delayed import DelayedCall, TimerQueue
+from reactor._loop import Reactor
+
+__all__: list[str] = []
+
+_log = logging.getLogger("reactor.hosted")
+_monotonic = time.monotonic
+
+
+class HostTimer(Protocol):
+    """A pending one-shot host timer."""
+
+    def cancel(self) -> None: ...
+
+
+class _WatchedTimerQueue(TimerQueue):
+    """A :class:`TimerQueue` that reports a call moved earlier (``DelayedCall.reset``/``delay``),
+    so the one host timer standing for the queue can be brought forward."""
+
+    __slots__ = ("movedEarlier",)
+
+    def __init__(self, seconds: Callable[[], float], movedEarlier: Callable[[float], None]) -> None:
+        super().__init__(seconds)
+        self.movedEarlier = movedEarlier
+
+    def _moveTo(self, call: DelayedCall, time: float) -> None:
+        earlier = time < call.time
+        super()._moveTo(call, time)
+        if earlier:
+            self.movedEarlier(time)
+
+
+class HostedReactor(Reactor):
+    """A :class:`~reactor.Reactor` whose waiting is done by a host event loop (subclasses: asyncio, Qt).
+
+    Beyond the Reactor's API: :meth:`startRunning`, for a host loop someone else
+    runs. ``spinTime`` is always 0.
+    """
+
+    #: The host's name in error messages.
+    _hostName = "host"
+
+    def __init__(self) -> None:
+        super().__init__(spinTime=0.0)
+        self._timers = _WatchedTimerQueue(_monotonic, self._timerMovedEarlier)
+        self._timerCalls = self._timers._calls
+        self._timerHeap = self._timers._heap
+        self._timerSeqs = self._timers._seqs
+        # Reactor thread (the host loop's): the host timer standing for the earliest timed call.
+        self._timerHandle: HostTimer | None = None
+        self._timerWhen = math.inf
+        self._stepPending = False
+        self._runsLoop = False  # inside run(): stop the host loop once shutdown is over
+        self._iterating = False  # inside iterate(): stop the host loop after our first callback
+        self._stopWaiters: list[Callable[[], None]] = []
+
+    # ---------------------------------------------------------------- what a host supplies
+
+    def _hostCallSoon(self, f: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    def _hostCallLater(self, delay: float, f: Callable[[], None]) -> HostTimer:
+        raise NotImplementedError
+
+    def _hostRun(self) -> None:
+        """Run the host loop until :meth:`_hostStop` (or the host's own stop) ends it."""
+        raise NotImplementedError
+
+    def _hostStop(self) -> None:
+        raise NotImplementedError
+
+    def _hostIsRunning(self) -> bool:
+        raise NotImplementedError
+
+    def _hostUsable(self) -> bool:
+        """False once the host loop is closed (nothing may be scheduled on it any more)."""
+        return True
+
+    # ---------------------------------------------------------------- time
+
+    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kw: Any) -> DelayedCall:
+        """As :meth:`Reactor.callLater`; the call runs from the host loop's timer."""
+        call = super().callLater(delay, f, *args, **kw)
+        if call.time < self._timerWhen:
+            self._armTimer()
+        return call
+
+    def _timerMovedEarlier(self, when: float) -> None:
+        if when < self._timerWhen:
+            self._armTimer()
+
+    def _armTimer(self) -> None:
+        nextTime = self._timers.nextTime()
+        if nextTime == self._timerWhen:
+            return
+        handle = self._timerHandle
+        if handle is not None:
+            handle.cancel()
+            self._timerHandle = None
+        if nextTime is None or not self._hostUsable():
+            self._timerWhen = math.inf
+            return
+        self._timerWhen = nextTime
+        self._timerHandle = self._hostCallLater(max(0.0, nextTime - _monotonic()), self._onTimer)
+
+    def _onTimer(self) -> None:
+        self._timerHandle = None
+        self._timerWhen = math.inf  # so _settle arms again, even for a time the host reached early
+        self._step()
+
+    # ---------------------------------------------------------------- from the host into the reactor
+
+    def _onReady(self, fd: int, events: int) -> None:
+        """A watched descriptor is ready (called by the host's poller)."""
+        # Also the waker's readiness: its doRead drains the pipe, and _settle schedules the step that
+        # runs the thread calls. A stop() made here fires shutdown in that step, as the epoll loop's
+        # next iteration would: the other descriptors the host found ready this turn are served first.
+        try:
+            self._dispatch([(fd, events)])
+        finally:
+            self._settle()
+
+    def _scheduleStep(self) -> None:
+        if not self._stepPending and self._hostUsable():
+            self._stepPending = True
+            self._hostCallSoon(self._step)
+
+    def _step(self) -> None:
+        """One turn of the reactor's own work: shutdown if stop() was called, the thread calls
+        queued so far, the timed calls that are due."""
+        self._stepPending = False
+        self._awake = True
+        try:
+            if self._justStopped:
+                self._justStopped = False
+                self._events.fire("shutdown")
+            if self._threadCalls:
+                self._runThreadCalls()
+            if self._timerHeap:
+                self._timers.runDue(_monotonic(), onError=self._timedCallFailed)
+        except Exception:
+            _log.exception("Unexpected error in the hosted reactor")
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        # Cleared before the queue is looked at (as in the epoll loop): a thread that calls in after
+        # this line writes the waker, one that called in before is seen below.
+        self._awake = False
+        if self._threadCalls or self._justStopped:
+            self._awake = True
+            self._scheduleStep()
+        if self._timerHandle is None or self._timers.nextTime() != self._timerWhen:
+            self._armTimer()
+        if not self._started and self._reactorThread is not None:
+            # Shutdown is over (or crash() was called).
+            if self._runsLoop:
+                self._hostStop()
+            else:
+                self._finishHosted()
+        if self._iterating:
+            self._hostStop()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def run(self, installSignalHandlers: bool = True) -> None:
+        """Fire ``startup``, run the host loop until :meth:`stop` has fired ``shutdown``, return.
+
+        :raises RuntimeError: the host loop is already running (use :meth:`startRunning`).
+        :raises ReactorAlreadyRunning: the reactor is already running.
+        """
+        if self._hostIsRunning():
+            raise RuntimeError(
+                f"the {self._hostName} loop is already running: use startRunning() to host the reactor on it"
+            )
+        super().run(installSignalHandlers)
+
+    def _mainLoop(self) -> None:
+        if not self._started:  # a startup trigger crashed the reactor
+            return
+        self._runsLoop = True
+        try:
+            # The first turn runs inside the host loop, like everything else.
+            self._scheduleStep()
+            self._hostRun()
+        finally:
+            self._runsLoop = False
+            self._notifyStopped()
+
+    def startRunning(self, installSignalHandlers: bool = False) -> None:
+        """Start the reactor on a host loop that someone else runs: fire ``startup`` now.
+
+        Call it in the loop's thread. The reactor then runs as long as the host loop
+        does (its descriptors, timed calls and thread calls are served whenever the
+        loop runs); :meth:`stop` fires ``shutdown`` (thread pools and connection pools
+        drain) and leaves the loop running. With ``installSignalHandlers`` true, in
+        the main thread, SIGINT and SIGTERM stop the reactor.
+
+        :raises ReactorAlreadyRunning: the reactor is already running.
+        """
+        self._beginRun(installSignalHandlers)
+        try:
+            self._events.fire("startup")
+        except BaseException:
+            self._finishHosted()
+            raise
+        self._scheduleStep()
+
+    def _whenStopped(self, done: Callable[[], None]) -> None:
+        # done() once the reactor has stopped (now, if it is not running).
+        if self._reactorThread is None:
+            done()
+        else:
+            self._stopWaiters.append(done)
+
+    def _finishHosted(self) -> None:
+        self._endRun()
+        self._notifyStopped()
+
+    def _notifyStopped(self) -> None:
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for done in waiters:
+            try:
+                done()
+            except Exception:
+                _log.exception("Error in a stop waiter %r", done)
+
+    def _shutdownDuring(self) -> None:
+        super()._shutdownDuring()
+        # 'during shutdown' may run from a host callback made outside _step (an asyncio Future
+        # completing a 'before' trigger's Deferred): make sure a step notices the end.
+        self._scheduleStep()
+
+    def crash(self) -> None:
+        """Leave :meth:`run` (or end :meth:`startRunning`) soon, without firing ``shutdown``."""
+        super().crash()
+        self._scheduleStep()
+
+    def iterate(self, delay: float = 0) -> None:
+        """Run the host loop until the reactor had something to do, or ``delay`` seconds passed.
+
+        :raises RuntimeError: the host loop is already running.
+        """
+        if self._hostIsRunning():
+            raise RuntimeError(f"iterate() needs the {self._hostName} loop stopped; it is running")
+        if self._threadCalls or self._justStopped:
+            self._scheduleStep()
+        handle = self._hostCallLater(max(0.0, delay), self._hostStop)
+        self._iterating = True
+        try:
+            self._hostRun()
+        finally:
+            self._iterating = False
+            handle.cancel()
+
+    def close(self) -> None:
+        """Release the waker and this reactor's registrations with the host loop."""
+        super().close()
+        if self._timerHandle is not None:
+            self._timerHandle.cancel()
+            self._timerHandle = None
