@@ -31,6 +31,7 @@ from typing import Any
 
 from reactor._hosted import HostedReactor, HostTimer
 from reactor._poller import POLLIN, POLLOUT
+from reactor._signals import SignalHandlers
 
 __all__ = ["AsyncioReactor"]
 
@@ -137,6 +138,8 @@ class AsyncioReactor(HostedReactor):
         self._asyncioEventloop: asyncio.AbstractEventLoop = eventloop
         self._ownsLoop = owned
         super().__init__()
+        # asyncio's own signal handlers (loop.add_signal_handler) need its wake-up fd left alone.
+        self._signals = SignalHandlers(self._stopOnSignal, self._waker.writeFD, keepExistingWakeupFD=True)
 
     def _newPoller(self) -> Any:
         return _AsyncioPoller(self._asyncioEventloop, self._onReady)

@@ -36,11 +36,14 @@ class SignalHandlers:
     """
 
     # Owned by the thread running the reactor (the main thread when installed).
-    __slots__ = ("_onSignal", "_previous", "_previousWakeupFD", "_wakeupFD")
+    __slots__ = ("_keepWakeupFD", "_onSignal", "_previous", "_previousWakeupFD", "_wakeupFD")
 
-    def __init__(self, onSignal: Callable[[int], None], wakeupFD: int) -> None:
+    def __init__(self, onSignal: Callable[[int], None], wakeupFD: int, keepExistingWakeupFD: bool = False) -> None:
+        """``keepExistingWakeupFD``: leave a wake-up fd someone else set in place (a host loop such as
+        asyncio reads signal numbers from its own; replacing it would silence its signal handlers)."""
         self._onSignal = onSignal
         self._wakeupFD = wakeupFD
+        self._keepWakeupFD = keepExistingWakeupFD
         self._previous: dict[int, Any] | None = None
         self._previousWakeupFD = -1
 
@@ -58,6 +61,10 @@ class SignalHandlers:
             for signum in _STOP_SIGNALS:
                 previous[signum] = signal.signal(signum, self._handle)
             self._previousWakeupFD = signal.set_wakeup_fd(self._wakeupFD, warn_on_full_buffer=False)
+            if self._keepWakeupFD and self._previousWakeupFD != -1:
+                # The host loop's fd wakes the host loop, which is ours too; our handler's
+                # callFromThread then writes our waker.
+                signal.set_wakeup_fd(self._previousWakeupFD)
         except (ValueError, OSError):
             self._restore(previous)
             return False

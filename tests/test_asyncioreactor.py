@@ -240,3 +240,37 @@ def test_declaresAndProvidesTheReactorInterfaces(loop: asyncio.AbstractEventLoop
     for iface in interfaces:
         assert verifyObject(iface, r)
     r.close()
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_asyncioSignalHandlersStillFireWhileTheReactorHandlesSigterm(loop: asyncio.AbstractEventLoop) -> None:
+    """run(installSignalHandlers=True) leaves asyncio's wake-up fd alone: loop.add_signal_handler keeps
+    working, and SIGTERM still stops the reactor through shutdown."""
+    import os
+    import signal
+
+    r = AsyncioReactor(loop)
+    got: list[str] = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    previousTerm = signal.getsignal(signal.SIGTERM)
+    try:
+        r.addSystemEventTrigger("before", "shutdown", got.append, "shutdown")
+        r.callWhenRunning(os.kill, os.getpid(), signal.SIGUSR1)
+
+        def thenTerm() -> None:
+            if got == ["usr1"]:
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                r.callLater(0.01, thenTerm)
+
+        r.callWhenRunning(thenTerm)
+        net = r.callLater(SAFETY_SECONDS, r.stop)
+        r.run(installSignalHandlers=True)
+        assert net.active(), "the safety net stopped the reactor"
+        net.cancel()
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        signal.signal(signal.SIGTERM, previousTerm)
+    assert got == ["usr1", "shutdown"]
+    assert signal.getsignal(signal.SIGTERM) is previousTerm
+    r.close()
