@@ -38,7 +38,9 @@ class SignalHandlers:
     # Owned by the thread running the reactor (the main thread when installed).
     __slots__ = ("_keepWakeupFD", "_onSignal", "_previous", "_previousWakeupFD", "_wakeupFD")
 
-    def __init__(self, onSignal: Callable[[int], None], wakeupFD: int, keepExistingWakeupFD: bool = False) -> None:
+    def __init__(
+        self, onSignal: Callable[[int], None], wakeupFD: int, keepExistingWakeupFD: bool = False
+    ) -> None:
         """``keepExistingWakeupFD``: leave a wake-up fd someone else set in place (a host loop such as
         asyncio reads signal numbers from its own; replacing it would silence its signal handlers)."""
         self._onSignal = onSignal

@@ -242,7 +242,8 @@ def test_declaresAndProvidesTheReactorInterfaces(loop: asyncio.AbstractEventLoop
     r.close()
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals need the main thread")
 def test_asyncioSignalHandlersStillFireWhileTheReactorHandlesSigterm(loop: asyncio.AbstractEventLoop) -> None:
     """run(installSignalHandlers=True) leaves asyncio's wake-up fd alone: loop.add_signal_handler keeps
     working, and SIGTERM still stops the reactor through shutdown."""
