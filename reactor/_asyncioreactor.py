@@ -26,6 +26,7 @@ Threads: as for every reactor, the reactor thread is the asyncio loop's thread;
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -107,12 +108,29 @@ class _AsyncioPoller:
             self._forget(fd)
 
 
+def _currentLoop() -> asyncio.AbstractEventLoop | None:
+    """The running loop, else this thread's current (set) loop if it is open, else None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    with warnings.catch_warnings():
+        # get_event_loop() without a running loop is deprecated where it would create one.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # no current loop in this thread
+            return None
+    return None if loop.is_closed() else loop
+
+
 class AsyncioReactor(HostedReactor):
     """A :class:`~reactor.Reactor` whose waiting is done by an asyncio event loop.
 
     ``eventloop``: the loop to run on (it must support ``add_reader``: a selector
-    loop or uvloop, not the Windows proactor). Without it, the running loop is used
-    when there is one, else a new loop is created, which :meth:`close` closes.
+    loop or uvloop, not the Windows proactor). Without it: the running loop, else
+    the thread's current loop (``asyncio.get_event_loop()``, as Twisted does), else a
+    new loop, made the thread's current one, which :meth:`close` closes.
 
     Same API and semantics as :class:`~reactor.Reactor` (Twisted's
     ``AsyncioSelectorReactor``), plus :meth:`startRunning` and :meth:`whenStopped`
@@ -127,10 +145,12 @@ class AsyncioReactor(HostedReactor):
     def __init__(self, eventloop: asyncio.AbstractEventLoop | None = None) -> None:
         owned = False
         if eventloop is None:
-            try:
-                eventloop = asyncio.get_running_loop()
-            except RuntimeError:
+            eventloop = _currentLoop()
+            if eventloop is None:
+                # Made current too, so asyncio.get_event_loop() and ensure_future() (Twisted's idiom
+                # for Deferred.fromFuture) in this thread reach the loop the reactor runs.
                 eventloop = asyncio.new_event_loop()
+                asyncio.set_event_loop(eventloop)
                 owned = True
         elif not isinstance(eventloop, asyncio.AbstractEventLoop):
             raise TypeError(f"eventloop must be an asyncio event loop, not {type(eventloop).__name__}")
@@ -170,6 +190,25 @@ class AsyncioReactor(HostedReactor):
     def _hostUsable(self) -> bool:
         return not self._asyncioEventloop.is_closed()
 
+    def startRunning(self, installSignalHandlers: bool = False) -> None:
+        """As :meth:`HostedReactor.startRunning`, in the thread of this reactor's asyncio loop.
+
+        :raises RuntimeError: another asyncio loop is running in this thread (under
+            ``asyncio.run``, make the reactor inside the coroutine, or pass
+            ``asyncio.get_running_loop()``): every Deferred would wait forever.
+        """
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is not self._asyncioEventloop:
+            raise RuntimeError(
+                f"this reactor runs on {self._asyncioEventloop!r}, but {running!r} is the loop running here: "
+                "create the reactor inside the running loop (AsyncioReactor() in a coroutine) or pass "
+                "eventloop=asyncio.get_running_loop()"
+            )
+        super().startRunning(installSignalHandlers)
+
     def whenStopped(self) -> asyncio.Future[None]:
         """A Future on the asyncio loop that completes once the reactor has stopped (shutdown over).
 
@@ -187,5 +226,14 @@ class AsyncioReactor(HostedReactor):
     def close(self) -> None:
         """Release the waker and this reactor's asyncio registrations; close the loop if it made it."""
         super().close()
-        if self._ownsLoop and not self._asyncioEventloop.is_closed():
-            self._asyncioEventloop.close()
+        loop = self._asyncioEventloop
+        if self._ownsLoop and not loop.is_closed():
+            loop.close()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    current = asyncio.get_event_loop_policy().get_event_loop()
+                except RuntimeError:
+                    current = None
+            if current is loop:  # set by __init__: do not leave a closed loop as this thread's current one
+                asyncio.set_event_loop(None)

@@ -17,27 +17,55 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from reactor._hosted import HostedReactor, HostTimer
 from reactor._poller import POLLIN, POLLOUT
 
-__all__ = ["QtReactor", "qtCore"]
+__all__ = ["QtReactor", "brokenBinding", "qtCore"]
+
+
+def brokenBinding(version: tuple[int, ...], python: tuple[int, ...]) -> str | None:
+    """Why Qt binding ``version`` cannot host a reactor on Python ``python``, or None when it can.
+
+    PySide6 6.12.0 on Python 3.11 drops a reference to ``None`` (or ``True``/``False``) on
+    every timer callback, and the interpreter aborts after a few thousand of them
+    ("deallocating None"); 6.11.3 and earlier are fine, and Python 3.12's immortal
+    singletons make the lost references harmless (all measured here).
+    """
+    if tuple(version[:3]) == (6, 12, 0) and tuple(python[:2]) < (3, 12):
+        return (
+            "PySide6 6.12.0 on Python 3.11 loses a reference to None on every Qt timer callback and "
+            "crashes the interpreter after a few thousand: install another version "
+            "(pip install 'PySide6-Essentials>=6.5,!=6.12.0'), or use Python 3.12 or newer"
+        )
+    return None
 
 
 def qtCore() -> Any:
     """The ``QtCore`` module of PySide6, else of PyQt6.
 
-    :raises ImportError: neither is installed (the message says how to install one).
+    :raises ImportError: no usable binding is installed (the message says how to install one,
+        or why the installed PySide6 cannot be used).
     """
-    for name in ("PySide6.QtCore", "PyQt6.QtCore"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
+    refused: str | None = None
+    try:
+        core = importlib.import_module("PySide6.QtCore")
+    except ImportError:
+        pass
+    else:
+        pyside = importlib.import_module("PySide6")
+        refused = brokenBinding(tuple(getattr(pyside, "__version_info__", ())), tuple(sys.version_info[:2]))
+        if refused is None:
+            return core
+    try:
+        return importlib.import_module("PyQt6.QtCore")
+    except ImportError:
+        pass
     raise ImportError(
-        "reactor.qtreactor needs Qt for Python: pip install 'deferthreads[qt]' (PySide6) or PyQt6"
+        refused or "reactor.qtreactor needs Qt for Python: pip install 'deferthreads[qt]' (PySide6) or PyQt6"
     )
 
 

@@ -199,14 +199,81 @@ def test_iterateRefusesARunningLoop(loop: asyncio.AbstractEventLoop) -> None:
     r.close()
 
 
-def test_ownLoopIsClosedWithTheReactor() -> None:
-    """Made without a loop (and none running), the reactor creates one and close() closes it."""
-    r = AsyncioReactor()
-    own = r.eventloop
-    r.callWhenRunning(r.stop)
-    runBounded(r)
+def inFreshThread(f: Any) -> Any:
+    """Run ``f()`` in a new thread (which has no current asyncio loop) and return its result."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append(("ok", f()))
+        except BaseException as e:
+            box.append(("error", e))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(SAFETY_SECONDS)
+    assert box, "the thread did not finish"
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def test_withoutAnyLoopItMakesOneCurrentAndCloseClosesIt() -> None:
+    """No loop running or set in the thread: the reactor makes one, sets it current (so asyncio's
+    own get_event_loop/ensure_future reach it, Twisted's idiom), and close() closes and unsets it."""
+
+    def scenario() -> tuple[bool, list[str], bool, bool]:
+        r = AsyncioReactor()
+        own = r.eventloop
+        current = asyncio.get_event_loop() is own
+        out: list[str] = []
+
+        async def task() -> str:
+            return "from an ensure_future task"
+
+        d = Deferred.fromFuture(asyncio.ensure_future(task()))
+        d.addCallback(out.append)
+        d.addBoth(lambda _: r.stop())
+        runBounded(r)
+        r.close()
+        with pytest.raises(RuntimeError):
+            asyncio.get_event_loop_policy().get_event_loop()  # no closed loop left as current
+        return current, out, own.is_closed(), r.eventloop is own
+
+    current, out, closed, same = inFreshThread(scenario)
+    assert current and out == ["from an ensure_future task"] and closed and same
+
+
+def test_theThreadsCurrentLoopIsUsedAndLeftOpen() -> None:
+    """A loop set as current (not running) is the one the reactor uses, as Twisted's get_event_loop() does."""
+
+    def scenario() -> tuple[bool, bool]:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            r = AsyncioReactor()
+            r.close()
+            return r.eventloop is loop, loop.is_closed()
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    assert inFreshThread(scenario) == (True, False)
+
+
+def test_startRunningRefusesAReactorOfAnotherLoop(loop: asyncio.AbstractEventLoop) -> None:
+    """startRunning() under a different running loop (install() at import, then asyncio.run) raises
+    instead of leaving every Deferred waiting forever."""
+    r = AsyncioReactor(loop)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="running here"):
+            r.startRunning()
+
+    asyncio.run(main())
+    assert not r.running
     r.close()
-    assert own.is_closed()
 
 
 def test_eventloopMustBeAnAsyncioLoop() -> None:

@@ -190,3 +190,38 @@ def test_installMakesTheProcessDefaultOnce(monkeypatch: pytest.MonkeyPatch, app:
     with pytest.raises(ReactorAlreadyInstalledError):
         install(app)
     installed.close()
+
+
+def test_pyside6120OnPython311IsRefusedWithTheReason() -> None:
+    """The one binding release known to crash Python 3.11 (lost references to None on every timer
+    callback) is refused with the reason and the way out; other versions and Python 3.12 are fine."""
+    from reactor._qtreactor import brokenBinding
+
+    reason = brokenBinding((6, 12, 0), (3, 11))
+    assert reason is not None and "!=6.12.0" in reason and "3.12" in reason
+    assert brokenBinding((6, 11, 3), (3, 11)) is None
+    assert brokenBinding((6, 12, 0), (3, 12)) is None
+    assert brokenBinding((6, 12, 1), (3, 11)) is None
+
+
+def test_aRefusedBindingMakesQtCoreRaiseImportErrorNamingIt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the installed PySide6 refused and no PyQt6, qtCore() raises ImportError with the reason."""
+    import importlib
+    import sys
+
+    import PySide6
+
+    from reactor._qtreactor import qtCore
+
+    monkeypatch.setattr(PySide6, "__version_info__", (6, 12, 0, "", ""))
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
+    realImport = importlib.import_module
+
+    def noPyQt6(name: str, package: str | None = None) -> Any:
+        if name.startswith("PyQt6"):
+            raise ImportError("no PyQt6 here")
+        return realImport(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", noPyQt6)
+    with pytest.raises(ImportError, match=r"PySide6 6\.12\.0"):
+        qtCore()
