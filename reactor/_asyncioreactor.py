@@ -3,10 +3,9 @@
 Everything above the loop is the ordinary :class:`~reactor.Reactor` (Deferreds,
 ``callLater``, ``callFromThread``, system events, TCP/UDP/Unix/TLS transports,
 thread pools, adbapi); only the wait is asyncio's (``reactor._hosted`` explains the
-mapping). Descriptors are watched with ``loop.add_reader``/``add_writer`` (through
-:class:`_AsyncioPoller`, which speaks the epoll interface the reactor's descriptor
-table already uses), the earliest timed call is one asyncio timer, and the
-reactor's wake-up pipe is one more asyncio reader. So asyncio tasks and reactor
+mapping). The reactor's own epoll holds its descriptors (the wake-up pipe too) and
+asyncio watches that epoll's one descriptor with ``loop.add_reader``; the earliest
+timed call is one asyncio timer. So asyncio tasks and reactor
 code run interleaved in one thread, and a Deferred and an asyncio Future can be
 bridged with ``Deferred.asFuture`` / ``Deferred.fromFuture``.
 
@@ -28,100 +27,41 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 from reactor._hosted import HostedReactor, HostTimer
-from reactor._poller import POLLIN, POLLOUT
 from reactor._signals import SignalHandlers
 
 __all__ = ["AsyncioReactor"]
 
 
-class _AsyncioPoller:
-    """epoll's ``register``/``modify``/``unregister`` over an asyncio loop's ``add_reader``/``add_writer``.
-
-    Readiness is not polled: asyncio calls ``onReady(fd, POLLIN)`` or
-    ``onReady(fd, POLLOUT)``. Errors follow epoll's (the reactor's descriptor table
-    relies on them): registering a known descriptor raises ``FileExistsError``,
-    modifying or unregistering an unknown one ``FileNotFoundError``; an ``OSError``
-    from asyncio's selector (a descriptor closed behind its back) propagates, and
-    the table registers afresh.
-    """
-
-    __slots__ = ("_loop", "_masks", "_onReady")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, onReady: Callable[[int, int], None]) -> None:
-        self._loop = loop
-        self._onReady = onReady
-        self._masks: dict[int, int] = {}
-
-    def register(self, fd: int, mask: int) -> None:
-        if fd in self._masks:
-            raise FileExistsError(f"fd {fd} is already registered")
-        self._apply(fd, 0, mask)
-        self._masks[fd] = mask
-
-    def modify(self, fd: int, mask: int) -> None:
-        old = self._masks.get(fd)
-        if old is None:
-            raise FileNotFoundError(f"fd {fd} is not registered")
-        try:
-            self._apply(fd, old, mask)
-        except BaseException:
-            self._forget(fd)
-            raise
-        self._masks[fd] = mask
-
-    def unregister(self, fd: int) -> None:
-        if fd not in self._masks:
-            raise FileNotFoundError(f"fd {fd} is not registered")
-        self._forget(fd)
-
-    def _forget(self, fd: int) -> None:
-        self._masks.pop(fd, None)
-        loop = self._loop
-        if loop.is_closed():
-            return
-        # Removing is also how asyncio's selector forgets a descriptor closed behind its back.
-        for remove in (loop.remove_reader, loop.remove_writer):
-            try:
-                remove(fd)
-            except (OSError, ValueError):
-                pass
-
-    def _apply(self, fd: int, old: int, new: int) -> None:
-        loop = self._loop
-        if new & POLLIN and not old & POLLIN:
-            loop.add_reader(fd, self._onReady, fd, POLLIN)
-        elif old & POLLIN and not new & POLLIN:
-            loop.remove_reader(fd)
-        if new & POLLOUT and not old & POLLOUT:
-            loop.add_writer(fd, self._onReady, fd, POLLOUT)
-        elif old & POLLOUT and not new & POLLOUT:
-            loop.remove_writer(fd)
-
-    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
-        raise RuntimeError("an asyncio-hosted reactor is never polled: its asyncio loop waits")
-
-    def close(self) -> None:
-        for fd in list(self._masks):
-            self._forget(fd)
-
-
-def _currentLoop() -> asyncio.AbstractEventLoop | None:
-    """The running loop, else this thread's current (set) loop if it is open, else None."""
+def _runningLoop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    with warnings.catch_warnings():
-        # get_event_loop() without a running loop is deprecated where it would create one.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:  # no current loop in this thread
-            return None
-    return None if loop.is_closed() else loop
+        return None
+
+
+def _currentLoop() -> asyncio.AbstractEventLoop | None:
+    """The running loop, else the loop set as this thread's current one if it is open, else None.
+
+    Unlike ``asyncio.get_event_loop()``, never creates a loop (which the main thread's
+    policy does on Python 3.11 to 3.13): a loop the reactor makes is one it closes.
+    """
+    running = _runningLoop()
+    if running is not None:
+        return running
+    policy = asyncio.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    if local is not None and hasattr(local, "_loop"):  # asyncio's own policies
+        loop: asyncio.AbstractEventLoop | None = local._loop
+    else:  # a third-party policy: its get_event_loop() is all there is
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                loop = policy.get_event_loop()
+            except RuntimeError:
+                loop = None
+    return None if loop is None or loop.is_closed() else loop
 
 
 class AsyncioReactor(HostedReactor):
@@ -161,9 +101,6 @@ class AsyncioReactor(HostedReactor):
         # asyncio's own signal handlers (loop.add_signal_handler) need its wake-up fd left alone.
         self._signals = SignalHandlers(self._stopOnSignal, self._waker.writeFD, keepExistingWakeupFD=True)
 
-    def _newPoller(self) -> Any:
-        return _AsyncioPoller(self._asyncioEventloop, self._onReady)
-
     @property
     def eventloop(self) -> asyncio.AbstractEventLoop:
         """The asyncio loop this reactor runs on."""
@@ -171,6 +108,12 @@ class AsyncioReactor(HostedReactor):
 
     def __repr__(self) -> str:
         return "<Asyncio" + super().__repr__()[1:]
+
+    def _hostWatch(self, fd: int, onReadable: Callable[[], None]) -> None:
+        self._asyncioEventloop.add_reader(fd, onReadable)
+
+    def _hostUnwatch(self, fd: int) -> None:
+        self._asyncioEventloop.remove_reader(fd)
 
     def _hostCallSoon(self, f: Callable[[], None]) -> None:
         self._asyncioEventloop.call_soon(f)
@@ -185,7 +128,8 @@ class AsyncioReactor(HostedReactor):
         self._asyncioEventloop.stop()
 
     def _hostIsRunning(self) -> bool:
-        return self._asyncioEventloop.is_running()
+        # Any loop running in this thread: run_forever() would refuse only after startup had fired.
+        return self._asyncioEventloop.is_running() or _runningLoop() is not None
 
     def _hostUsable(self) -> bool:
         return not self._asyncioEventloop.is_closed()
@@ -197,10 +141,7 @@ class AsyncioReactor(HostedReactor):
             ``asyncio.run``, make the reactor inside the coroutine, or pass
             ``asyncio.get_running_loop()``): every Deferred would wait forever.
         """
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = _runningLoop()
         if running is not None and running is not self._asyncioEventloop:
             raise RuntimeError(
                 f"this reactor runs on {self._asyncioEventloop!r}, but {running!r} is the loop running here: "

@@ -47,6 +47,7 @@ _COMPACT_MIN = 64
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _newObject = object.__new__
+_INFINITY = float("inf")
 
 
 class _State:
@@ -166,13 +167,13 @@ class DelayedCall:
     def reset(self, secondsFromNow: float) -> None:
         """Reschedule the call to run ``secondsFromNow`` seconds from now (not from its old time).
 
-        :raises ValueError: ``secondsFromNow`` is negative.
+        :raises ValueError: ``secondsFromNow`` is negative, infinite or NaN.
         :raises AlreadyCancelled: / :raises AlreadyCalled: the call is not active.
         """
         if self._entry.__class__ is _State:
             self._raiseInactive()
-        if not secondsFromNow >= 0:
-            raise ValueError(f"secondsFromNow must be >= 0, got {secondsFromNow!r}")
+        if not 0 <= secondsFromNow < _INFINITY:
+            raise ValueError(f"secondsFromNow must be a finite number >= 0, got {secondsFromNow!r}")
         self._queue._moveTo(self, self._queue.seconds() + secondsFromNow)
 
     def delay(self, secondsLater: float) -> None:
@@ -182,6 +183,8 @@ class DelayedCall:
         """
         if self._entry.__class__ is _State:
             self._raiseInactive()
+        if not -_INFINITY < secondsLater < _INFINITY:
+            raise ValueError(f"secondsLater must be a finite number, got {secondsLater!r}")
         self._queue._moveTo(self, self.time + secondsLater)
 
     def __repr__(self) -> str:

@@ -7,9 +7,17 @@ a poller that turns the reactor's descriptor registrations into the host's own
 watches and reports readiness to :meth:`HostedReactor._onReady`; "call soon"; a
 one-shot timer; running its loop until told to stop; and stopping it.
 
+The descriptors stay in the reactor's own poller (epoll on Linux), exactly as in the
+epoll loop; the host watches that poller's one descriptor, which is readable whenever a
+watched descriptor is ready. So a hosted reactor has epoll's semantics to the letter (a
+descriptor closed without ``removeReader`` is forgotten by the kernel, not reported
+under a reused number; a registration a ``dup`` keeps alive is handled as in the epoll
+loop), and the host needs one watch, not one per connection.
+
 On top of those this module maps the reactor's loop onto callbacks from the host:
 
-- readiness of a descriptor: ``doRead``/``doWrite`` at once (the reactor's ``_dispatch``);
+- the poller's descriptor readable: one ``poll(0)`` and ``doRead``/``doWrite`` on every
+  ready descriptor (the reactor's ``_dispatch``), as one turn of the epoll loop would;
 - the reactor's own turn (:meth:`HostedReactor._step`): ``shutdown`` if ``stop()`` was
   called, the thread calls queued so far, the timed calls that are due. It is scheduled
   with "call soon" whenever thread calls are queued or a stop is pending, and the
@@ -83,9 +91,21 @@ class HostedReactor(Reactor):
         self._stepPending = False
         self._runsLoop = False  # inside run(): stop the host loop once shutdown is over
         self._iterating = False  # inside iterate(): stop the host loop after our first callback
+        self._closed = False  # after close(): host callbacks still queued do nothing
         self._stopWaiters: list[Callable[[], None]] = []
+        pollerFD = getattr(self._poller, "fileno", None)
+        if pollerFD is None:
+            raise RuntimeError("a hosted reactor needs a poller with a descriptor (epoll or kqueue)")
+        self._hostWatch(pollerFD(), self._onPollerReady)
 
     # ---------------------------------------------------------------- what a host supplies
+
+    def _hostWatch(self, fd: int, onReadable: Callable[[], None]) -> None:
+        """Call ``onReadable()`` whenever ``fd`` is readable (level-triggered), until :meth:`_hostUnwatch`."""
+        raise NotImplementedError
+
+    def _hostUnwatch(self, fd: int) -> None:
+        raise NotImplementedError
 
     def _hostCallSoon(self, f: Callable[[], None]) -> None:
         raise NotImplementedError
@@ -106,6 +126,9 @@ class HostedReactor(Reactor):
     def _hostUsable(self) -> bool:
         """False once the host loop is closed (nothing may be scheduled on it any more)."""
         return True
+
+    def _usable(self) -> bool:
+        return not self._closed and self._hostUsable()
 
     # ---------------------------------------------------------------- time
 
@@ -128,7 +151,7 @@ class HostedReactor(Reactor):
         if handle is not None:
             handle.cancel()
             self._timerHandle = None
-        if nextTime is None or not self._hostUsable():
+        if nextTime is None or not self._usable():
             self._timerWhen = math.inf
             return
         self._timerWhen = nextTime
@@ -137,22 +160,27 @@ class HostedReactor(Reactor):
     def _onTimer(self) -> None:
         self._timerHandle = None
         self._timerWhen = math.inf  # so _settle arms again, even for a time the host reached early
-        self._step()
+        if not self._closed:
+            self._step()
 
     # ---------------------------------------------------------------- from the host into the reactor
 
-    def _onReady(self, fd: int, events: int) -> None:
-        """A watched descriptor is ready (called by the host's poller)."""
+    def _onPollerReady(self) -> None:
+        """The reactor's poller is readable (called by the host): serve every ready descriptor."""
+        if self._closed:
+            return
         # Also the waker's readiness: its doRead drains the pipe, and _settle schedules the step that
         # runs the thread calls. A stop() made here fires shutdown in that step, as the epoll loop's
-        # next iteration would: the other descriptors the host found ready this turn are served first.
+        # next iteration would: every descriptor ready now is served first.
         try:
-            self._dispatch([(fd, events)])
+            ready = self._poller.poll(0)
+            if ready:
+                self._dispatch(ready)
         finally:
             self._settle()
 
     def _scheduleStep(self) -> None:
-        if not self._stepPending and self._hostUsable():
+        if not self._stepPending and self._usable():
             self._stepPending = True
             self._hostCallSoon(self._step)
 
@@ -160,6 +188,8 @@ class HostedReactor(Reactor):
         """One turn of the reactor's own work: shutdown if stop() was called, the thread calls
         queued so far, the timed calls that are due."""
         self._stepPending = False
+        if self._closed:
+            return
         self._awake = True
         try:
             if self._justStopped:
@@ -174,15 +204,22 @@ class HostedReactor(Reactor):
         finally:
             self._settle()
 
-    def _settle(self) -> None:
-        # Cleared before the queue is looked at (as in the epoll loop): a thread that calls in after
-        # this line writes the waker, one that called in before is seen below.
+    def _beforeWait(self) -> None:
+        """The host loop is about to wait, at any nesting depth (a host that can nest loops calls
+        it): make sure queued thread calls and the earliest timed call will still be served."""
+        if self._closed:
+            return
         self._awake = False
         if self._threadCalls or self._justStopped:
             self._awake = True
             self._scheduleStep()
         if self._timerHandle is None or self._timers.nextTime() != self._timerWhen:
             self._armTimer()
+
+    def _settle(self) -> None:
+        # Cleared before the queue is looked at (as in the epoll loop): a thread that calls in after
+        # this line writes the waker, one that called in before is seen below.
+        self._beforeWait()
         if not self._started and self._reactorThread is not None:
             # Shutdown is over (or crash() was called).
             if self._runsLoop:
@@ -216,7 +253,6 @@ class HostedReactor(Reactor):
             self._hostRun()
         finally:
             self._runsLoop = False
-            self._notifyStopped()
 
     def startRunning(self, installSignalHandlers: bool = False) -> None:
         """Start the reactor on a host loop that someone else runs: fire ``startup`` now.
@@ -246,6 +282,10 @@ class HostedReactor(Reactor):
 
     def _finishHosted(self) -> None:
         self._endRun()
+
+    def _endRun(self) -> None:
+        super()._endRun()
+        # After the flags: a waiter sees a stopped reactor (and may run it again).
         self._notifyStopped()
 
     def _notifyStopped(self) -> None:
@@ -285,8 +325,19 @@ class HostedReactor(Reactor):
             handle.cancel()
 
     def close(self) -> None:
-        """Release the waker and this reactor's registrations with the host loop."""
-        super().close()
+        """Release the poller, the waker and this reactor's watch and timer on the host loop.
+
+        Idempotent. Host callbacks still queued (a scheduled turn) do nothing afterwards.
+        """
+        if self._closed:
+            return
+        if self._started:
+            raise RuntimeError("close() on a running reactor")
+        self._closed = True
         if self._timerHandle is not None:
             self._timerHandle.cancel()
             self._timerHandle = None
+        self._timerWhen = math.inf
+        if self._hostUsable():
+            self._hostUnwatch(self._poller.fileno())
+        super().close()

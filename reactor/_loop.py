@@ -66,6 +66,7 @@ _log = logging.getLogger("reactor.loop")
 _READABLE = ~POLLOUT
 _WRITABLE = ~POLLIN
 _monotonic = time.monotonic
+_INFINITY = float("inf")
 _heappush = heapq.heappush
 _newObject = object.__new__
 
@@ -225,14 +226,14 @@ class Reactor(ReactorNetworkMixin):
         raised by ``f`` is logged with its traceback and the loop goes on.
 
         :raises TypeError: ``f`` is not callable or ``delay`` is not a number.
-        :raises ValueError: ``delay`` is negative (or NaN).
+        :raises ValueError: ``delay`` is negative, infinite or NaN.
         """
         try:
-            bad = not delay >= 0
+            bad = not delay >= 0 or delay == _INFINITY
         except TypeError:
             raise TypeError(f"delay must be a number of seconds, got {delay!r}") from None
         if bad:
-            raise ValueError(f"delay must be >= 0, got {delay!r}")
+            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
         if not callable(f):
             raise TypeError(f"callable must be callable, got {f!r}")
         # TimerQueue.schedule, inlined: this is the hot path of every timeout.
@@ -284,15 +285,20 @@ class Reactor(ReactorNetworkMixin):
     def _runThreadCalls(self) -> None:
         queue = self._threadCalls
         popleft = queue.popleft
-        # Only the calls queued so far: calls they queue themselves wait for the next iteration.
-        for _ in range(len(queue) // 3):
-            f = popleft()
-            args = popleft()
-            kw = popleft()
-            try:
-                f(*args, **kw)
-            except Exception:
-                _log.exception("Unhandled error in thread call %r", f)
+        try:
+            # Only the calls queued so far: calls they queue themselves wait for the next iteration.
+            for _ in range(len(queue) // 3):
+                f = popleft()
+                args = popleft()
+                kw = popleft()
+                try:
+                    f(*args, **kw)
+                except Exception:
+                    _log.exception("Unhandled error in thread call %r", f)
+        except IndexError:
+            # A call ran a nested loop (a hosted reactor under a Qt modal dialog) whose own turns
+            # took the rest of this batch.
+            pass
 
     @staticmethod
     def _timedCallFailed(call: DelayedCall, error: Exception) -> None:

@@ -68,6 +68,13 @@ class SelectorsPoller:
             out.append((key.fd, events | (POLLOUT if mask & selectors.EVENT_WRITE else 0)))
         return out
 
+    def fileno(self) -> int:
+        """The selector's own descriptor (epoll, kqueue, devpoll), readable when a watched one is ready.
+
+        :raises AttributeError: the selector has none (``select``/``poll`` based).
+        """
+        return int(getattr(self._selector, "fileno")())
+
     def close(self) -> None:
         """Release the selector."""
         self._selector.close()

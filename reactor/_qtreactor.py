@@ -1,16 +1,17 @@
 """A reactor hosted on Qt's event loop: :class:`QtReactor` (PySide6, or PyQt6).
 
 Everything above the wait is the ordinary :class:`~reactor.Reactor` (``reactor._hosted``
-explains the mapping); Qt waits. Each watched descriptor is a ``QSocketNotifier`` per
-direction, the earliest timed call is one single-shot ``QTimer`` (precise timer type),
-"call soon" is a zero-delay single-shot, and the reactor's wake-up pipe is one more
-notifier, so threads reach the GUI thread through ``callFromThread`` with coalesced
-wake-ups.
+explains the mapping); Qt waits. The reactor's own epoll holds its descriptors (the
+wake-up pipe too, so threads reach the GUI thread through ``callFromThread`` with
+coalesced wake-ups) and one ``QSocketNotifier`` watches that epoll; the earliest timed
+call is one single-shot ``QTimer`` (precise timer type), and "call soon" a zero-delay
+single-shot. The event dispatcher's ``aboutToBlock`` re-checks both before every wait, so
+a modal dialog's loop opened inside a reactor callback does not stall them.
 
 Qt objects belong to the thread that made them: create the reactor in the thread
 that runs the Qt event loop (the ``QCoreApplication``'s). Notifiers and timers are
 children of one private ``QObject`` and are retired with ``deleteLater``, so one is
-never deleted inside its own signal (a reader removed by its own ``doRead``).
+never deleted inside its own signal.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor._hosted import HostedReactor, HostTimer
-from reactor._poller import POLLIN, POLLOUT
 
 __all__ = ["QtReactor", "brokenBinding", "qtCore"]
 
@@ -102,74 +102,6 @@ class _QtTimer:
             timer.deleteLater()
 
 
-class _QtPoller:
-    """epoll's ``register``/``modify``/``unregister`` over ``QSocketNotifier`` objects.
-
-    Readiness is not polled: a notifier's ``activated`` signal calls
-    ``onReady(fd, POLLIN)`` or ``onReady(fd, POLLOUT)``. Errors follow epoll's, as
-    the reactor's descriptor table expects: registering a known descriptor raises
-    ``FileExistsError``, modifying or unregistering an unknown one ``FileNotFoundError``.
-    """
-
-    __slots__ = ("_core", "_notifiers", "_onReady", "_parent")
-
-    def __init__(self, core: Any, parent: Any, onReady: Callable[[int, int], None]) -> None:
-        self._core = core
-        self._parent = parent
-        self._onReady = onReady
-        # fd -> [read notifier or None, write notifier or None]
-        self._notifiers: dict[int, list[Any]] = {}
-
-    def register(self, fd: int, mask: int) -> None:
-        if fd in self._notifiers:
-            raise FileExistsError(f"fd {fd} is already registered")
-        pair: list[Any] = [None, None]
-        self._notifiers[fd] = pair
-        self._apply(fd, pair, mask)
-
-    def modify(self, fd: int, mask: int) -> None:
-        pair = self._notifiers.get(fd)
-        if pair is None:
-            raise FileNotFoundError(f"fd {fd} is not registered")
-        self._apply(fd, pair, mask)
-
-    def unregister(self, fd: int) -> None:
-        pair = self._notifiers.pop(fd, None)
-        if pair is None:
-            raise FileNotFoundError(f"fd {fd} is not registered")
-        self._apply(fd, pair, 0)
-
-    def _apply(self, fd: int, pair: list[Any], mask: int) -> None:
-        core = self._core
-        for index, bit, kind in ((0, POLLIN, core.QSocketNotifier.Type.Read),
-                                 (1, POLLOUT, core.QSocketNotifier.Type.Write)):
-            notifier = pair[index]
-            if mask & bit and notifier is None:
-                notifier = core.QSocketNotifier(fd, kind, self._parent)
-                notifier.activated.connect(self._slot(fd, bit))
-                notifier.setEnabled(True)
-                pair[index] = notifier
-            elif not mask & bit and notifier is not None:
-                pair[index] = None
-                notifier.setEnabled(False)
-                notifier.deleteLater()  # it may be the one whose signal is running now
-
-    def _slot(self, fd: int, events: int) -> Callable[..., None]:
-        onReady = self._onReady
-
-        def activated(*_: Any) -> None:
-            onReady(fd, events)
-
-        return activated
-
-    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
-        raise RuntimeError("a Qt-hosted reactor is never polled: Qt's event loop waits")
-
-    def close(self) -> None:
-        for fd in list(self._notifiers):
-            self.unregister(fd)
-
-
 class QtReactor(HostedReactor):
     """A :class:`~reactor.Reactor` whose waiting is done by Qt's event loop.
 
@@ -203,10 +135,18 @@ class QtReactor(HostedReactor):
         self._qtApp = app
         self._qtParent = core.QObject()
         self._qtLoops: list[Any] = []  # the QEventLoops run() and iterate() are inside, innermost last
+        self._qtNotifiers: dict[int, Any] = {}
         super().__init__()
+        # Before every wait, at any depth: a modal dialog's loop opened inside a reactor callback
+        # keeps thread calls and timed calls flowing (they would wait for the callback otherwise).
+        self._qtDispatcher = core.QAbstractEventDispatcher.instance(app.thread())
+        beforeWait = self._beforeWait
 
-    def _newPoller(self) -> Any:
-        return _QtPoller(self._qtCore, self._qtParent, self._onReady)
+        def aboutToBlock() -> None:
+            beforeWait()
+
+        self._qtAboutToBlock = aboutToBlock
+        self._qtDispatcher.aboutToBlock.connect(aboutToBlock)
 
     @property
     def app(self) -> Any:
@@ -215,6 +155,22 @@ class QtReactor(HostedReactor):
 
     def __repr__(self) -> str:
         return "<Qt" + super().__repr__()[1:]
+
+    def _hostWatch(self, fd: int, onReadable: Callable[[], None]) -> None:
+        notifier = self._qtCore.QSocketNotifier(fd, self._qtCore.QSocketNotifier.Type.Read, self._qtParent)
+
+        def activated(*_: Any) -> None:
+            onReadable()
+
+        notifier.activated.connect(activated)
+        notifier.setEnabled(True)
+        self._qtNotifiers[fd] = notifier
+
+    def _hostUnwatch(self, fd: int) -> None:
+        notifier = self._qtNotifiers.pop(fd, None)
+        if notifier is not None:
+            notifier.setEnabled(False)
+            notifier.deleteLater()  # perhaps from inside its own signal
 
     def _hostCallSoon(self, f: Callable[[], None]) -> None:
         self._qtCore.QTimer.singleShot(0, f)
@@ -246,6 +202,9 @@ class QtReactor(HostedReactor):
         self._whenStopped(done)
 
     def close(self) -> None:
-        """Release the waker and this reactor's notifiers and timers (the application stays)."""
+        """Release the poller, the waker and this reactor's notifier and timers (the application stays)."""
+        if self._closed:
+            return
         super().close()
+        self._qtDispatcher.aboutToBlock.disconnect(self._qtAboutToBlock)
         self._qtParent.deleteLater()

@@ -137,6 +137,19 @@ def test_resetNegativeRaises() -> None:
         call.reset(-1)
 
 
+def test_resetAndDelayToAnInfiniteTimeRaise() -> None:
+    """reset(inf), reset(nan) and delay(+-inf) raise ValueError naming the argument; the call stays put."""
+    q, _ = makeQueue()
+    call = q.schedule(2.0, lambda: None, (), {})
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="secondsFromNow must be a finite"):
+            call.reset(bad)
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ValueError, match="secondsLater must be a finite"):
+            call.delay(bad)
+    assert call.getTime() == 2.0 and call.active()
+
+
 def test_repeatedResetLaterKeepsHeapSmall() -> None:
     """Pushing a timeout back many times adds no heap entries."""
     q, t = makeQueue()

@@ -210,11 +210,13 @@ def test_callLaterZeroFromCallRunsNextIteration(reactor: Reactor) -> None:
 
 
 def test_callLaterBadArguments(reactor: Reactor) -> None:
-    """callLater rejects a negative or non-numeric delay and a non-callable, naming them."""
+    """callLater rejects a negative, infinite or non-numeric delay and a non-callable, naming them."""
     with pytest.raises(ValueError, match="delay"):
         reactor.callLater(-1, print)
     with pytest.raises(ValueError, match="delay"):
         reactor.callLater(float("nan"), print)
+    with pytest.raises(ValueError, match="delay must be a finite"):
+        reactor.callLater(float("inf"), print)  # it could never run, and no poll timeout is infinite
     with pytest.raises(TypeError, match="delay"):
         reactor.callLater("1", print)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="callable"):

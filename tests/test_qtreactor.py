@@ -225,3 +225,56 @@ def test_aRefusedBindingMakesQtCoreRaiseImportErrorNamingIt(monkeypatch: pytest.
     monkeypatch.setattr(importlib, "import_module", noPyQt6)
     with pytest.raises(ImportError, match=r"PySide6 6\.12\.0"):
         qtCore()
+
+
+def test_aThreadCallIsServedInsideAModalLoopOpenedByATimedCall(app: Any) -> None:
+    """A timed call that runs a nested Qt event loop (QDialog.exec(), QMessageBox...) must not stall the
+    reactor: a thread call made meanwhile runs inside the nested loop."""
+    r = QtReactor(app)
+    out: list[str] = []
+
+    def modal() -> None:
+        nested = QtCore.QEventLoop()
+
+        def arrived() -> None:
+            out.append("thread call")
+            nested.quit()
+
+        QtCore.QTimer.singleShot(1000, nested.quit)  # safety: the "dialog" closes after 1 s
+        # The thread calls in once the nested loop has settled (as a worker finishing later would).
+        QtCore.QTimer.singleShot(
+            50, lambda: threading.Thread(target=r.callFromThread, args=(arrived,)).start()
+        )
+        nested.exec()
+        out.append("modal closed")
+        r.stop()
+
+    r.callLater(0.05, modal)
+    runBounded(r)
+    r.close()
+    assert out[:2] == ["thread call", "modal closed"]
+
+
+def test_aTimedCallIsServedInsideAModalLoopOpenedByATimedCall(app: Any) -> None:
+    """The same for a timed call due while the modal loop runs."""
+    r = QtReactor(app)
+    out: list[str] = []
+    box: list[Any] = []
+
+    def modal() -> None:
+        nested = QtCore.QEventLoop()
+        box.append(nested)
+        QtCore.QTimer.singleShot(1000, nested.quit)  # safety
+        nested.exec()
+        out.append("modal closed")
+        r.stop()
+
+    def timer() -> None:
+        out.append("timer")
+        box[0].quit()
+
+    r.callLater(0.05, modal)
+    r.callLater(0.1, timer)
+    runBounded(r)
+    r.close()
+    assert out[:2] == ["timer", "modal closed"]
