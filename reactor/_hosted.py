@@ -177,7 +177,12 @@ class HostedReactor(Reactor):
             if ready:
                 self._dispatch(ready)
         finally:
-            self._settle()
+            if self._threadCalls and not self._justStopped:
+                # What the epoll loop's next iteration would start with, with no shutdown before it:
+                # run them now rather than one host-loop turn later (the common wake-up: a worker's result).
+                self._step()
+            else:
+                self._settle()
 
     def _scheduleStep(self) -> None:
         if not self._stepPending and self._usable():
