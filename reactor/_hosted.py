@@ -169,9 +169,9 @@ class HostedReactor(Reactor):
         """The reactor's poller is readable (called by the host): serve every ready descriptor."""
         if self._closed:
             return
-        # Also the waker's readiness: its doRead drains the pipe, and _settle schedules the step that
-        # runs the thread calls. A stop() made here fires shutdown in that step, as the epoll loop's
-        # next iteration would: every descriptor ready now is served first.
+        # Also the waker's readiness: its doRead drains the pipe and the thread calls run below. A stop()
+        # made while serving descriptors fires shutdown in a later turn, as the epoll loop's next
+        # iteration would: every descriptor ready now is served first.
         try:
             ready = self._poller.poll(0)
             if ready:
