@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from reactor._delayed import DelayedCall, TimerQueue
+from reactor._errors import ReactorAlreadyRunning
 from reactor._loop import Reactor
 
 __all__: list[str] = []
@@ -237,27 +238,41 @@ class HostedReactor(Reactor):
     # ---------------------------------------------------------------- lifecycle
 
     def run(self, installSignalHandlers: bool = True) -> None:
-        """Fire ``startup``, run the host loop until :meth:`stop` has fired ``shutdown``, return.
+        """Run the host loop, fire ``startup`` as its first callback, and return once :meth:`stop`
+        has fired ``shutdown``.
+
+        Beyond Twisted's asyncio reactor: startup triggers (``callWhenRunning``, ``react``'s
+        main) run inside the running host loop, so they may use ``asyncio.get_running_loop()``
+        or ``asyncio.create_task()``.
 
         :raises RuntimeError: the host loop is already running (use :meth:`startRunning`).
         :raises ReactorAlreadyRunning: the reactor is already running.
         """
+        if self._started or self._reactorThread is not None:
+            raise ReactorAlreadyRunning("the reactor is already running")
         if self._hostIsRunning():
             raise RuntimeError(
                 f"the {self._hostName} loop is already running: use startRunning() to host the reactor on it"
             )
-        super().run(installSignalHandlers)
-
-    def _mainLoop(self) -> None:
-        if not self._started:  # a startup trigger crashed the reactor
-            return
+        self._beginRun(installSignalHandlers)
         self._runsLoop = True
         try:
-            # The first turn runs inside the host loop, like everything else.
-            self._scheduleStep()
+            self._hostCallSoon(self._startInLoop)
             self._hostRun()
         finally:
             self._runsLoop = False
+            self._endRun()
+
+    def _startInLoop(self) -> None:
+        # run()'s first host callback. A failing trigger is the events' to report; the loop goes on.
+        self._awake = True  # a turn of ours: thread calls made meanwhile need no waker write
+        try:
+            self._events.fire("startup")
+        finally:
+            if self._started:
+                self._step()
+            else:  # a startup trigger crashed the reactor
+                self._settle()
 
     def startRunning(self, installSignalHandlers: bool = False) -> None:
         """Start the reactor on a host loop that someone else runs: fire ``startup`` now.

@@ -342,3 +342,48 @@ def test_asyncioSignalHandlersStillFireWhileTheReactorHandlesSigterm(loop: async
     assert got == ["usr1", "shutdown"]
     assert signal.getsignal(signal.SIGTERM) is previousTerm
     r.close()
+
+
+def test_startupTriggersRunInsideTheRunningLoop(loop: asyncio.AbstractEventLoop) -> None:
+    """run() fires startup from inside the running asyncio loop: a trigger may create tasks there."""
+    r = AsyncioReactor(loop)
+    seen: list[object] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def task() -> None:
+        seen.append("task ran")
+        r.stop()
+
+    def start() -> None:
+        running = asyncio.get_running_loop()
+        seen.append(running is loop)
+        tasks.append(running.create_task(task()))
+
+    r.callWhenRunning(start)
+    runBounded(r)
+    assert seen == [True, "task ran"]
+    r.close()
+
+
+def test_reactRunsAnAsyncioCoroutineThroughFromFuture() -> None:
+    """Twisted's idiom works as it does there: on a reactor made without a loop, react() whose main returns
+    Deferred.fromFuture(asyncio.ensure_future(coroutine)) (main runs before the loop does)."""
+    from reactor.task import react
+
+    def scenario() -> tuple[object, list[str]]:
+        r = AsyncioReactor()  # no loop in this thread: it makes one and sets it current
+        out: list[str] = []
+
+        async def main() -> None:
+            await asyncio.sleep(0.01)
+            out.append("coroutine finished")
+
+        try:
+            react(lambda reactor: Deferred.fromFuture(asyncio.ensure_future(main())), _reactor=r)
+        except SystemExit as e:
+            return e.code, out
+        finally:
+            r.close()
+        return "no exit", out
+
+    assert inFreshThread(scenario) == (0, ["coroutine finished"])
