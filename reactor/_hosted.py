@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -70,7 +71,7 @@ class _WatchedTimerQueue(TimerQueue):
             self.movedEarlier(time)
 
 
-class HostedReactor(Reactor):
+class HostedReactor(Reactor, metaclass=ABCMeta):
     """A :class:`~reactor.Reactor` whose waiting is done by a host event loop (subclasses: asyncio, Qt).
 
     Beyond the Reactor's API: :meth:`startRunning`, for a host loop someone else
@@ -101,28 +102,33 @@ class HostedReactor(Reactor):
 
     # ---------------------------------------------------------------- what a host supplies
 
+    @abstractmethod
     def _hostWatch(self, fd: int, onReadable: Callable[[], None]) -> None:
         """Call ``onReadable()`` whenever ``fd`` is readable (level-triggered), until :meth:`_hostUnwatch`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _hostUnwatch(self, fd: int) -> None:
-        raise NotImplementedError
+        """Stop watching ``fd``."""
 
+    @abstractmethod
     def _hostCallSoon(self, f: Callable[[], None]) -> None:
-        raise NotImplementedError
+        """Call ``f()`` from the host loop soon (after the callbacks it is running now)."""
 
+    @abstractmethod
     def _hostCallLater(self, delay: float, f: Callable[[], None]) -> HostTimer:
-        raise NotImplementedError
+        """Call ``f()`` from the host loop ``delay`` seconds from now, never earlier."""
 
+    @abstractmethod
     def _hostRun(self) -> None:
         """Run the host loop until :meth:`_hostStop` (or the host's own stop) ends it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _hostStop(self) -> None:
-        raise NotImplementedError
+        """End the innermost :meth:`_hostRun`."""
 
+    @abstractmethod
     def _hostIsRunning(self) -> bool:
-        raise NotImplementedError
+        """True while the host loop runs in a way :meth:`run` cannot nest in."""
 
     def _hostUsable(self) -> bool:
         """False once the host loop is closed (nothing may be scheduled on it any more)."""
