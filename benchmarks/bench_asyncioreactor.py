@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._harness import Comparison, Side, Target, compare
+from benchmarks._reactorsides import callLaterFiredSide
 
 OURS = "deferthreads on asyncio"
 TWISTED = "twisted asyncioreactor"
@@ -52,28 +53,14 @@ def _finish(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
 
 
 def _callLaterSide(make: Callable[[asyncio.AbstractEventLoop], Any], total: int) -> Side:
-    delays = [(i % 100) * 1e-5 for i in range(total)]
+    loops: list[asyncio.AbstractEventLoop] = []
 
-    def side() -> float:
-        loop, r = _fresh(make)
-        remaining = [total]
-        end: list[float] = []
+    def fresh() -> Any:
+        loop, reactor = _fresh(make)
+        loops.append(loop)
+        return reactor
 
-        def fired() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                end.append(time.perf_counter())
-                r.stop()
-
-        start = time.perf_counter()
-        callLater = r.callLater
-        for d in delays:
-            callLater(d, fired)
-        r.run(installSignalHandlers=False)
-        _finish(loop, r)
-        return end[0] - start
-
-    return side
+    return callLaterFiredSide(fresh, total, lambda reactor: _finish(loops.pop(), reactor))
 
 
 def _threadCallSide(make: Callable[[asyncio.AbstractEventLoop], Any], total: int) -> Side:

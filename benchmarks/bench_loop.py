@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._harness import Comparison, Side, Target, compare
+from benchmarks._reactorsides import callLaterFiredSide
 from reactor import Reactor
 
 OURS = "deferthreads"
@@ -134,41 +135,6 @@ def _benchCallLaterFired(total: int, rounds: int) -> Comparison:
     aloop = asyncio.new_event_loop()
     delays = [(i % 100) * 1e-5 for i in range(total)]
 
-    def oursSide() -> float:
-        remaining = [total]
-        end: list[float] = []
-
-        def fired() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                end.append(time.perf_counter())
-                ours.stop()
-
-        start = time.perf_counter()
-        callLater = ours.callLater
-        for d in delays:
-            callLater(d, fired)
-        ours.run(installSignalHandlers=False)
-        return end[0] - start
-
-    def twistedSide() -> float:
-        tr = _twistedReactor()
-        remaining = [total]
-        end: list[float] = []
-
-        def fired() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                end.append(time.perf_counter())
-                tr.stop()
-
-        start = time.perf_counter()
-        callLater = tr.callLater
-        for d in delays:
-            callLater(d, fired)
-        tr.run(installSignalHandlers=False)
-        return end[0] - start
-
     def asyncioSide() -> float:
         remaining = [total]
         end: list[float] = []
@@ -189,7 +155,11 @@ def _benchCallLaterFired(total: int, rounds: int) -> Comparison:
     try:
         return compare(
             f"callLater(0..1 ms) x {total:,}, scheduled and fired",
-            {OURS: oursSide, TWISTED: twistedSide, ASYNCIO: asyncioSide},
+            {
+                OURS: callLaterFiredSide(lambda: ours, total),
+                TWISTED: callLaterFiredSide(_twistedReactor, total),
+                ASYNCIO: asyncioSide,
+            },
             ops=total,
             rounds=rounds,
             targets=[Target(TWISTED, 1.5), Target(ASYNCIO, 1.0)],

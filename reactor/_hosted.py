@@ -83,10 +83,6 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
 
     def __init__(self) -> None:
         super().__init__(spinTime=0.0)
-        self._timers = _WatchedTimerQueue(_monotonic, self._timerMovedEarlier)
-        self._timerCalls = self._timers._calls
-        self._timerHeap = self._timers._heap
-        self._timerSeqs = self._timers._seqs
         # Reactor thread (the host loop's): the host timer standing for the earliest timed call.
         self._timerHandle: HostTimer | None = None
         self._timerWhen = math.inf
@@ -99,6 +95,9 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
         if pollerFD is None:
             raise RuntimeError("a hosted reactor needs a poller with a descriptor (epoll or kqueue)")
         self._hostWatch(pollerFD(), self._onPollerReady)
+
+    def _newTimerQueue(self) -> TimerQueue:
+        return _WatchedTimerQueue(_monotonic, self._timerMovedEarlier)
 
     # ---------------------------------------------------------------- what a host supplies
 
@@ -204,13 +203,7 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
             return
         self._awake = True
         try:
-            if self._justStopped:
-                self._justStopped = False
-                self._events.fire("shutdown")
-            if self._threadCalls:
-                self._runThreadCalls()
-            if self._timerHeap:
-                self._timers.runDue(_monotonic(), onError=self._timedCallFailed)
+            self._runPending()
         except Exception:
             _log.exception("Unexpected error in the hosted reactor")
         finally:
@@ -237,7 +230,7 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
             if self._runsLoop:
                 self._hostStop()
             else:
-                self._finishHosted()
+                self._endRun()
         if self._iterating:
             self._hostStop()
 
@@ -295,7 +288,7 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
         try:
             self._events.fire("startup")
         except BaseException:
-            self._finishHosted()
+            self._endRun()
             raise
         self._scheduleStep()
 
@@ -305,9 +298,6 @@ class HostedReactor(Reactor, metaclass=ABCMeta):
             done()
         else:
             self._stopWaiters.append(done)
-
-    def _finishHosted(self) -> None:
-        self._endRun()
 
     def _endRun(self) -> None:
         super()._endRun()

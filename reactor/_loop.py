@@ -129,7 +129,7 @@ class Reactor(ReactorNetworkMixin):
         # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
         self._spin = SpinPolicy(checkSpin(spinTime, "spinTime"))
         # Reactor thread. The queue's dict, heap and counter are never replaced: callLater uses them directly.
-        self._timers = TimerQueue(_monotonic)
+        self._timers = self._newTimerQueue()
         self._timerCalls = self._timers._calls
         self._timerHeap = self._timers._heap
         self._timerSeqs = self._timers._seqs
@@ -161,6 +161,10 @@ class Reactor(ReactorNetworkMixin):
         self._installSignals = False
         # Written by the thread calling run(); read by any thread. None while not running.
         self._reactorThread: int | None = None
+
+    def _newTimerQueue(self) -> TimerQueue:
+        """The queue of timed calls on the loop's clock; a hosted reactor supplies one that reports moves."""
+        return TimerQueue(_monotonic)
 
     def _newPoller(self) -> Any:
         """The readiness poller (``reactor._poller``'s interface); a hosted reactor supplies its own."""
@@ -529,15 +533,9 @@ class Reactor(ReactorNetworkMixin):
 
     def _iterate(self, maxTimeout: float | None) -> None:
         # One turn of _runLoop (kept in step with it), with an upper bound on the wait.
-        if self._justStopped:
-            self._justStopped = False
-            self._events.fire("shutdown")
+        self._runPending()
         queue = self._threadCalls
-        if queue:
-            self._runThreadCalls()
         timers = self._timers
-        if timers._heap:
-            timers.runDue(_monotonic(), onError=self._timedCallFailed)
         self._awake = False
         timeout: float
         if queue or self._justStopped or (maxTimeout is None and not self._started):
@@ -553,6 +551,17 @@ class Reactor(ReactorNetworkMixin):
             self._awake = True
         if ready:
             self._dispatch(ready)
+
+    def _runPending(self) -> None:
+        """What a turn does before it waits: ``shutdown`` if :meth:`stop` was called, the thread
+        calls queued so far, the timed calls that are due (``_runLoop`` inlines the same steps)."""
+        if self._justStopped:
+            self._justStopped = False
+            self._events.fire("shutdown")
+        if self._threadCalls:
+            self._runThreadCalls()
+        if self._timerHeap:
+            self._timers.runDue(_monotonic(), onError=self._timedCallFailed)
 
     def _dispatch(self, ready: list[tuple[int, int]]) -> None:
         """Call doRead/doWrite on the objects whose descriptors ``poll`` reported."""
