@@ -18,7 +18,10 @@ psycopg2's ``connection.cancel()`` (libpq ``PQcancel``), psycopg 3's
 
 from __future__ import annotations
 
+import importlib
+import select
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -72,6 +75,8 @@ class DriverAdapter:
     name = "generic"
     #: True when :meth:`cancel` can stop a statement on the server
     canCancel = False
+    #: True when :meth:`connectNonblocking` gives connections the pool's lanes can drive (``_lane.py``)
+    supportsLanes = False
 
     def __init__(self, module: ModuleType) -> None:
         self.module = module
@@ -85,6 +90,10 @@ class DriverAdapter:
     def describeConnection(self, conn: Any) -> Any:
         """Whatever :meth:`cancel` needs later about ``conn`` (read right after connecting)."""
         return None
+
+    def connectNonblocking(self, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> Any:
+        """Open a connection in the driver's nonblocking mode (any thread; blocks until it is ready)."""
+        raise NotImplementedError(f"{self.name} has no nonblocking connections")
 
     def ping(self, conn: Any, goodSql: str | None) -> None:
         """Raise if ``conn`` is no longer usable; leaves no transaction open."""
@@ -176,6 +185,7 @@ class Psycopg2Adapter(DriverAdapter):
 
     name = "psycopg2"
     canCancel = True
+    supportsLanes = True
     _conflictStates = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
     def ping(self, conn: Any, goodSql: str | None) -> None:
@@ -191,6 +201,28 @@ class Psycopg2Adapter(DriverAdapter):
 
     def singleRunner(self, conn: Any) -> SingleRunner:
         return _Psycopg2Runner(self, conn)
+
+    def connectNonblocking(self, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> Any:
+        # libpq enforces connect_timeout only for blocking connects: bound the wait here the same way.
+        extensions = importlib.import_module(self.module.__name__ + ".extensions")
+        timeout = _connectTimeout(extensions, connargs, connkw)
+        conn = self.module.connect(*connargs, async_=True, **connkw)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                state = conn.poll()
+                if state == extensions.POLL_OK:
+                    return conn
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if state == extensions.POLL_READ:
+                    ready = select.select([conn.fileno()], [], [], left)[0]
+                else:
+                    ready = select.select([], [conn.fileno()], [], left)[1]
+                if not ready:
+                    raise self.module.OperationalError(f"timeout expired (connect_timeout={timeout:g})")
+        except BaseException:
+            self.discard(conn)
+            raise
 
     def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
         # One statement in autocommit mode, leaving the connection as it found it.
@@ -295,6 +327,23 @@ class _Psycopg2Runner(SingleRunner):
                 conn.autocommit = False
 
 
+def _connectTimeout(
+    extensions: ModuleType, connargs: Sequence[Any], connkw: Mapping[str, Any]
+) -> float | None:
+    """The ``connect_timeout`` (seconds) given in psycopg2's DSN or keywords, if any (None: wait forever)."""
+    value = connkw.get("connect_timeout")
+    if value is None:
+        dsn = connargs[0] if connargs else connkw.get("dsn")
+        if isinstance(dsn, str) and dsn:
+            value = extensions.parse_dsn(dsn).get("connect_timeout")
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return None
+    # libpq: zero or negative means wait forever; anything below 2 s counts as 2 s.
+    return max(seconds, 2.0) if seconds > 0 else None
+
+
 def _transactionStatusOf(conn: Any) -> Callable[[], int]:
     """A zero-argument reader of ``conn``'s libpq transaction status (psycopg2 or psycopg 3)."""
     reader = getattr(conn, "get_transaction_status", None)
@@ -318,6 +367,7 @@ class Psycopg3Adapter(Psycopg2Adapter):
     """
 
     name = "psycopg"
+    supportsLanes = False  # psycopg 3's nonblocking API is its own (async connections), not psycopg2's
     _sqlstateAttribute = "sqlstate"
     _lostFlags = ("broken", "closed")
 

@@ -32,6 +32,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from adbapi._async import AsyncTransaction
 from adbapi._drivers import DriverAdapter, adapterFor
 from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._lane import _IDLE as _LANE_IDLE
+from adbapi._lane import LaneSupport, _Lane
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolStatistics
@@ -102,7 +104,7 @@ class ConnectionPool:
     CP_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql"]
     _EXTRA_ARGS = [
         "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
-        "timeout", "retry",
+        "timeout", "retry", "nonblocking",
     ]
 
     noisy = False
@@ -184,6 +186,9 @@ class ConnectionPool:
             raise TypeError(f"cp_retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry: RetryPolicy | None = retry
         self._timed = any(v is not None for v in (self._pingAfter, self._maxLifetime, self._idleTimeout))
+        nonblocking = options.get("nonblocking")
+        if nonblocking is not None and not isinstance(nonblocking, bool):
+            raise TypeError(f"cp_nonblocking must be a bool or None, not {type(nonblocking).__name__}")
 
         _poolCounter += 1
         self._number = _poolCounter
@@ -202,17 +207,29 @@ class ConnectionPool:
             and self.connectionFactory is Connection
             and self.transactionFactory is Transaction
         )
+        # Lanes (``_lane.py``): runQuery/runOperation on nonblocking connections the reactor drives.
+        self._laneSupport: LaneSupport | None = None
+        whyNot = self._whyNoLanes(nonblocking)
+        if nonblocking is True and whyNot is not None:
+            raise ValueError(f"cp_nonblocking=True is not possible here: {whyNot}")
+        if nonblocking is not False and whyNot is None:
+            self._laneSupport = LaneSupport(self.dbapi.__name__)
 
         # Shared with workers, under _lock:
         self._lock = threading.Lock()
         self._pending: collections.deque[_Call] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: set[_Worker] = set()
+        # Lanes are created, used and closed in the reactor thread; the lock guards these two because
+        # workers and statistics() count them:
+        self._lanes: set[_Lane] = set()
+        self._idleLanes: list[_Lane] = []
         self._stopping = False
         self._connectionsOpened = 0
         self._reconnects = 0
         self._recycled = 0
         self._workerCount = 0
+        self._laneCount = 0
         # Worker -> reactor hand-off (no lock: deque appends/pops are atomic; _flushScheduled is set by
         # workers and cleared by the reactor before it drains, so a race costs an empty flush, never a
         # stranded outcome):
@@ -242,10 +259,31 @@ class ConnectionPool:
     def __repr__(self) -> str:
         with self._lock:
             workers, idle, waiting = len(self._workers), len(self._idle), len(self._pending)
+            lanes, idleLanes = len(self._lanes), len(self._idleLanes)
+        laneText = f" lanes={lanes}" if self._laneSupport is not None else ""
         return (
             f"<ConnectionPool {self._label} [{self._redactor.describe()}] {self._state} "
-            f"workers={workers} busy={workers - idle} waiting={waiting}>"
+            f"workers={workers}{laneText} busy={workers - idle + lanes - idleLanes} waiting={waiting}>"
         )
+
+    def _whyNoLanes(self, nonblocking: bool | None) -> str | None:
+        """None when runQuery/runOperation can run on lanes, else why not (``__init__``)."""
+        if not self._adapter.supportsLanes:
+            return f"{self.dbapiName} has no nonblocking connections the pool can drive (psycopg2 has)"
+        if not self._fastPath:
+            return "the pool's class overrides how calls run (_runQuery, _runOperation, connect...)"
+        if self.openfun is not None:
+            return "cp_openfun expects a blocking connection"
+        if self.max == 1 and nonblocking is None:
+            # One connection: every call shares it, as in Twisted (a lane would be a second session).
+            return "cp_max is 1"
+        for key in ("async", "async_", "connection_factory"):
+            if key in self.connkw:
+                return f"the connection keyword {key!r} is given"
+        needed = ("addReader", "addWriter", "removeReader", "removeWriter", "callFromThread")
+        if not all(callable(getattr(self._reactor, m, None)) for m in needed):
+            return "cp_reactor cannot watch file descriptors"
+        return None
 
     def _start(self) -> None:
         self.startID = None
@@ -261,7 +299,9 @@ class ConnectionPool:
         self.running = True
         with self._lock:
             self._stopping = False
-            fresh = [self._newWorkerLocked() for _ in range(max(0, self.min - len(self._workers)))]
+            # With lanes, slots open on demand: a worker only when a call needs a thread.
+            wanted = 0 if self._laneSupport is not None else self.min
+            fresh = [self._newWorkerLocked() for _ in range(max(0, wanted - len(self._workers)))]
             now = self._clock.seconds() if self._timed else 0.0
             for worker in fresh:
                 worker.idleSince = worker.lastUsed = now
@@ -325,10 +365,16 @@ class ConnectionPool:
             self._stopping = True
             idle, self._idle[:] = self._idle[:], []
             workers = list(self._workers)
+            idleLanes, self._idleLanes[:] = self._idleLanes[:], []
         for worker in idle:
             worker.inbox.put(None)
-        if not workers:
-            self._closed()
+        for lane in idleLanes:
+            lane.retire(recycled=False)
+        with self._lock:
+            slots = len(self._workers) + len(self._lanes)
+        if not slots:
+            if self._state == _CLOSING:
+                self._closed()
         elif not self._reactor.running:
             # Nothing will deliver the exit notices until the reactor runs: wait here.
             for worker in workers:
@@ -345,6 +391,58 @@ class ConnectionPool:
         waiters, self._closeWaiters = self._closeWaiters, []
         for d in waiters:
             d.callback(None)
+
+    def _newLaneLocked(self) -> _Lane:
+        assert self._laneSupport is not None
+        self._laneCount += 1
+        lane = _Lane(self, self._laneCount, self._laneSupport)
+        self._lanes.add(lane)
+        return lane
+
+    def _laneClosed(self, lane: _Lane) -> None:
+        """A lane closed (reactor thread): forget it; the last slot to go ends a close."""
+        with self._lock:
+            self._lanes.discard(lane)
+            if lane in self._idleLanes:
+                self._idleLanes.remove(lane)
+            remaining = len(self._workers) + len(self._lanes)
+        if remaining == 0 and self._state == _CLOSING:
+            self._closed()
+
+    def _nextForLane(self, lane: _Lane, canIdle: bool) -> _Call | None:
+        """The next waiting call for a lane that finished one; None once it idled or closed (reactor thread).
+
+        A waiting call only a worker thread can run (an interaction) turns the lane
+        into a worker: the lane closes and a new worker takes the call, so the
+        slot count stays within ``cp_max`` and the queue stays in order.
+        """
+        convert: tuple[_Worker, _Call] | None = None
+        with self._lock:
+            pending = self._pending
+            if pending:
+                head = pending.popleft()
+                head.waited = self._now() - head.enqueuedAt
+                if head.kind <= FAST_OPERATION:
+                    head.state = RUNNING
+                    head.worker = lane
+                    return head
+                self._lanes.discard(lane)
+                worker = self._newWorkerLocked()
+                head.state = ASSIGNED
+                convert = (worker, head)
+            elif canIdle and not self._stopping:
+                lane.state = _LANE_IDLE
+                lane.idleSince = self._now() if self._timed else 0.0
+                self._idleLanes.append(lane)
+                return None
+        if convert is not None:
+            worker, head = convert
+            worker.thread.start()
+            worker.inbox.put(head)
+            lane.retire(recycled=False)
+        else:
+            lane.retire(recycled=False)
+        return None
 
     def _newWorkerLocked(self) -> _Worker:
         self._workerCount += 1
@@ -403,15 +501,17 @@ class ConnectionPool:
         with self._lock:
             workers = list(self._workers)
             idle = len(self._idle)
+            lanes = list(self._lanes)
+            idleLanes = len(self._idleLanes)
             waiting = len(self._pending)
             opened, reconnects, recycled = self._connectionsOpened, self._reconnects, self._recycled
         return PoolStatistics(
             name=self.name or f"ConnectionPool-{self._number}",
             state=self._state,
             workers=len(workers),
-            connectionsOpen=sum(1 for w in workers if w.conn is not None),
-            busy=len(workers) - idle,
-            idle=idle,
+            connectionsOpen=sum(w.conn is not None for w in workers) + sum(x.conn is not None for x in lanes),
+            busy=len(workers) - idle + len(lanes) - idleLanes,
+            idle=idle + idleLanes,
             waiting=waiting,
             longestWait=self._longestWait,
             calls=self._calls,
@@ -422,6 +522,7 @@ class ConnectionPool:
             connectionsOpened=opened,
             reconnects=reconnects,
             recycled=recycled,
+            lanes=len(lanes),
         )
 
     # -- Twisted's per-thread connection API (worker threads) ----------------------------
@@ -575,32 +676,52 @@ class ConnectionPool:
         return call.deferred
 
     def _dispatch(self, call: _Call) -> bool:
-        """Hand ``call`` to an idle worker, a new worker, or the waiting queue; False if refused."""
+        """Hand ``call`` to an idle lane or worker, a new one, or the waiting queue; False if refused."""
         fresh = False
+        lane: _Lane | None = None
+        worker: _Worker | None = None
+        retired: _Lane | None = None
+        queued: bool | None = None
         with self._lock:
-            if self._idle:
+            if call.kind <= FAST_OPERATION and self._laneSupport is not None and self._reactor.running:
+                # A lane first (no thread hand-off), then an idle worker, then a new lane.
+                if self._idleLanes:
+                    lane = self._idleLanes.pop()
+                elif self._idle:
+                    worker = self._idle.pop()
+                elif len(self._workers) + len(self._lanes) < self.max:
+                    lane = self._newLaneLocked()
+                else:
+                    queued = self._queueLocked(call)
+                if lane is not None:
+                    call.state = RUNNING
+                    call.worker = lane
+            elif self._idle:
                 worker = self._idle.pop()
-                call.state = ASSIGNED
-            elif len(self._workers) < self.max:
+            elif len(self._workers) + len(self._lanes) < self.max:
                 worker = self._newWorkerLocked()
                 fresh = True
-                call.state = ASSIGNED
-            elif self._maxWaiting is None or len(self._pending) < self._maxWaiting:
-                # The common case under load: a worker takes it from the queue when it finishes a call.
-                call.state = QUEUED
-                call.enqueuedAt = self._now()
-                self._pending.append(call)
-                if self._backlogTimer is None:
-                    self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
-                if self._waitTimeout is not None:
-                    call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
-                return True
+            elif call.kind > FAST_OPERATION and self._idleLanes:
+                # Only a worker thread can run it: the longest idle lane's slot becomes one.
+                retired = self._idleLanes.pop(0)
+                self._lanes.discard(retired)
+                worker = self._newWorkerLocked()
+                fresh = True
             else:
-                worker = None
+                queued = self._queueLocked(call)
+            if worker is not None:
+                call.state = ASSIGNED
+        if lane is not None:
+            lane.start(call)
+            return True
         if worker is not None:
+            if retired is not None:
+                retired.retire(recycled=False)
             if fresh:
                 worker.thread.start()
             worker.inbox.put(call)
+            return True
+        if queued:
             return True
         self._rejected += 1
         call.state = CANCELLED
@@ -608,6 +729,20 @@ class ConnectionPool:
             PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
         )
         return False
+
+    def _queueLocked(self, call: _Call) -> bool:
+        """Put ``call`` in the waiting queue (pool lock held); False when ``cp_max_waiting`` refuses it."""
+        if self._maxWaiting is not None and len(self._pending) >= self._maxWaiting:
+            return False
+        # The common case under load: a worker or lane takes it from the queue when it finishes a call.
+        call.state = QUEUED
+        call.enqueuedAt = self._now()
+        self._pending.append(call)
+        if self._backlogTimer is None:
+            self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
+        if self._waitTimeout is not None:
+            call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
+        return True
 
     def _waitExpired(self, call: _Call) -> None:
         call.waitTimer = None
@@ -626,6 +761,7 @@ class ConnectionPool:
         """The canceller of every call's Deferred (reactor thread)."""
         self._cancelled += 1
         side = None
+        laneToCancel: _Lane | None = None
         with self._lock:
             state = call.state
             if state is QUEUED:
@@ -636,7 +772,9 @@ class ConnectionPool:
             elif state is RUNNING and not call.cancelRequested:
                 call.cancelRequested = True
                 worker = call.worker
-                if worker is not None and self._adapter.canCancel:
+                if isinstance(worker, _Lane):
+                    laneToCancel = worker
+                elif worker is not None and self._adapter.canCancel:
                     call.statementOver = threading.Event()
                     call.cancelDone = threading.Event()
                     side = call.cancelThread = threading.Thread(
@@ -645,6 +783,8 @@ class ConnectionPool:
                     )
         if side is not None:
             side.start()
+        if laneToCancel is not None:
+            laneToCancel.cancel(call)
         if state is BACKOFF:
             self._backingOff.discard(call)
             call.state = CANCELLED
@@ -681,6 +821,7 @@ class ConnectionPool:
         """Fire the Deferreds of finished calls, in completion order (reactor thread)."""
         self._flushScheduled = False
         results = self._results
+        settle = self._settle
         while results:
             call, ok, value, flags = results.popleft()
             if call is None:  # a worker exited: its last act was to queue this
@@ -688,36 +829,40 @@ class ConnectionPool:
                 exited.thread.join(1.0)
                 self._workerExited()
                 continue
-            if call.waitTimer is not None:
-                if call.waitTimer.active():
-                    call.waitTimer.cancel()
-                call.waitTimer = None
-            if call.waited > self._longestWait:
-                self._longestWait = call.waited
-            d = call.deferred
-            if d.called:  # cancelled while it ran: the outcome has nobody to go to
-                continue
-            self._calls += 1
-            if ok:
-                d.callback(value)
-                continue
-            retry = self._retry
-            if (
-                retry is not None
-                and flags
-                and self._state == _RUNNING
-                and retry.shouldRetry(call.attempt, bool(flags & _FLAG_CONFLICT),
-                                      bool(flags & _FLAG_LOST_BEFORE_COMMIT))
-            ):
-                self._scheduleRetry(call, value, retry)
-                continue
-            self._errors += 1
-            d.errback(Failure(value))
+            settle(call, ok, value, flags)
+
+    def _settle(self, call: _Call, ok: bool, value: Any, flags: int) -> None:
+        """Fire one finished call's Deferred, or schedule its retry (reactor thread)."""
+        if call.waitTimer is not None:
+            if call.waitTimer.active():
+                call.waitTimer.cancel()
+            call.waitTimer = None
+        if call.waited > self._longestWait:
+            self._longestWait = call.waited
+        d = call.deferred
+        if d.called:  # cancelled while it ran: the outcome has nobody to go to
+            return
+        self._calls += 1
+        if ok:
+            d.callback(value)
+            return
+        retry = self._retry
+        if (
+            retry is not None
+            and flags
+            and self._state == _RUNNING
+            and retry.shouldRetry(call.attempt, bool(flags & _FLAG_CONFLICT),
+                                  bool(flags & _FLAG_LOST_BEFORE_COMMIT))
+        ):
+            self._scheduleRetry(call, value, retry)
+            return
+        self._errors += 1
+        d.errback(Failure(value))
 
     def _workerExited(self) -> None:
         if self._state == _CLOSING:
             with self._lock:
-                remaining = len(self._workers)
+                remaining = len(self._workers) + len(self._lanes)
             if remaining == 0:
                 self._closed()
 
@@ -771,12 +916,18 @@ class ConnectionPool:
             return
         now = self._clock.seconds()
         retired: list[_Worker] = []
+        retiredLanes: list[_Lane] = []
         with self._lock:
-            surplus = len(self._workers) - self.min
-            # The idle stack is LIFO: the longest idle sit at the bottom.
+            surplus = len(self._workers) + len(self._lanes) - self.min
+            # The idle stacks are LIFO: the longest idle sit at the bottom.
             while surplus > 0 and self._idle and now - self._idle[0].idleSince >= self._idleTimeout:
                 retired.append(self._idle.pop(0))
                 surplus -= 1
+            while surplus > 0 and self._idleLanes and now - self._idleLanes[0].idleSince >= self._idleTimeout:
+                retiredLanes.append(self._idleLanes.pop(0))
+                surplus -= 1
+        for lane in retiredLanes:
+            lane.retire(recycled=True)
         for worker in retired:
             if worker.conn is not None:
                 with self._lock:

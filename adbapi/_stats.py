@@ -20,7 +20,7 @@ class PoolStatistics:
     workers: int
     #: connections currently open
     connectionsOpen: int
-    #: connections running a call
+    #: connections running a call (on workers or lanes)
     busy: int
     #: connections (or workers without one yet) waiting for work
     idle: int
@@ -44,3 +44,5 @@ class PoolStatistics:
     reconnects: int
     #: connections closed for age (``cp_max_lifetime``) or idleness (``cp_idle_timeout``)
     recycled: int
+    #: lanes alive: slots whose nonblocking connection the reactor drives (psycopg2's runQuery/runOperation)
+    lanes: int = 0

@@ -30,6 +30,7 @@ from reactor import CancelledError, Deferred
 
 if TYPE_CHECKING:
     from adbapi._drivers import SingleRunner
+    from adbapi._lane import _Lane
     from adbapi._pool import ConnectionPool
 
 __all__: list[str] = []
@@ -64,7 +65,7 @@ class _Call:
     """
 
     # Under the pool lock (``state`` too): set by the worker that takes the call / by the canceller.
-    worker: _Worker | None = None
+    worker: _Worker | _Lane | None = None
     cancelRequested = False  # the worker also reads it unlocked (a stale False only delays the check)
     # Created by the canceller (under the pool lock) when it starts a side thread; the Events
     # themselves are the hand-off between the worker and the side thread:

@@ -1,7 +1,8 @@
 """Shared fixtures for the adbapi tests: one behaviour suite, four real drivers.
 
-``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 and
-psycopg 3 on the test PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
+``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 (twice:
+single statements on worker threads, and on lanes) and psycopg 3 on the test
+PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
 driver module, its connect arguments, its parameter marker and the server-side
 tools the fault tests use (a long statement, the connection's server id, killing
 a connection). ``runReactor`` runs one test body inside a fresh reactor, with a
@@ -21,7 +22,7 @@ import pytest
 
 from reactor import Deferred, Reactor
 
-BACKENDS = ["sqlite", "postgres", "psycopg3", "mysql"]
+BACKENDS = ["sqlite", "postgres", "lanes", "psycopg3", "mysql"]
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Backend:
     connkw: dict[str, Any]
     marker: str
     tables: list[str] = field(default_factory=list)
+    #: the pool's ``cp_nonblocking`` for psycopg2: False (worker threads) or True (lanes), unless a test says
+    nonblocking: bool | None = None
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.marker)
@@ -59,6 +62,8 @@ class Backend:
     def pool(self, reactor: Reactor, **kw: Any) -> Any:
         import adbapi
 
+        if self.nonblocking is not None and "cp_nonblocking" not in kw and "cp_openfun" not in kw:
+            kw["cp_nonblocking"] = self.nonblocking
         return adbapi.ConnectionPool(self.module, *self.connargs, cp_reactor=reactor, **self.connkw, **kw)
 
     def adminConnect(self) -> Any:
@@ -114,7 +119,7 @@ def backendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Ba
     yield from _makeBackend(request.param, request, tmp_path)
 
 
-@pytest.fixture(name="serverBackend", params=["postgres", "psycopg3", "mysql"])
+@pytest.fixture(name="serverBackend", params=["postgres", "lanes", "psycopg3", "mysql"])
 def serverBackendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     """The server backends only (for faults that need a server session)."""
     yield from _makeBackend(request.param, request, tmp_path)
@@ -124,11 +129,13 @@ def _makeBackend(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> It
     if name == "sqlite":
         path = str(tmp_path / f"db-{uuid.uuid4().hex[:8]}.sqlite")
         b = Backend("sqlite", sqlite3, (path,), {"timeout": 0.2}, "?")
-    elif name == "postgres":
+    elif name in ("postgres", "lanes"):
+        # psycopg2 twice: runQuery/runOperation on worker threads, and on lanes (nonblocking connections
+        # the reactor drives). Interactions run on worker threads in both.
         import psycopg2
 
         dsn = request.getfixturevalue("postgresDSN")
-        b = Backend("postgres", psycopg2, (dsn,), {}, "%s")
+        b = Backend("postgres", psycopg2, (dsn,), {}, "%s", nonblocking=name == "lanes")
     elif name == "psycopg3":
         # psycopg 3 on the same server: a Backend named "postgres", as the server is what the faults use.
         import psycopg

@@ -236,6 +236,11 @@ def test_killedSessionIsReplaced(serverBackend: Backend) -> None:
     assert stats.reconnects == 1 and stats.connectionsOpened == 2
 
 
+def _serverId(txn: Transaction, backend: Backend) -> int:
+    txn.execute(backend.serverIdQuery)
+    return int(txn.fetchall()[0][0])
+
+
 def test_killedSessionInInteractionIsReplaced(serverBackend: Backend) -> None:
     """A session killed in the middle of an interaction is replaced too."""
     backend = serverBackend
@@ -247,7 +252,8 @@ def test_killedSessionInInteractionIsReplaced(serverBackend: Backend) -> None:
 
     async def body(reactor: Reactor) -> Any:
         pool = backend.pool(reactor, cp_min=1, cp_max=1)
-        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        # Asked in an interaction: on lanes, runQuery's session is not the interactions' one.
+        sid = await pool.runInteraction(_serverId, backend)
         with pytest.raises(backend.module.Error):
             await pool.runInteraction(interaction, sid)
         return await pool.runQuery("SELECT 3")
@@ -266,7 +272,7 @@ def test_reconnectTrueErrbacksConnectionLost(serverBackend: Backend) -> None:
         with pytest.raises(ConnectionLost) as info:
             await pool.runQuery("SELECT 1")
         cause = info.value.__cause__
-        sid2 = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        sid2 = await pool.runInteraction(_serverId, backend)
         backend.killSession(sid2)
         with pytest.raises(ConnectionLost):
             await pool.runInteraction(lambda txn: txn.execute("SELECT 1"))
@@ -312,10 +318,10 @@ def test_failedRollbackOnKilledSessionKeepsOriginalError(serverBackend: Backend,
 
     async def body(reactor: Reactor) -> Any:
         pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_reconnect=reconnect)
-        sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        sid = await pool.runInteraction(_serverId, backend)
         with pytest.raises(LookupError, match="original"):
             await pool.runInteraction(interaction, sid)
-        newSid = (await pool.runQuery(backend.serverIdQuery))[0][0]
+        newSid = await pool.runInteraction(_serverId, backend)
         return sid, newSid, pool.statistics()
 
     with caplog.at_level(logging.DEBUG, logger="adbapi"):

@@ -1,0 +1,582 @@
+"""Lanes: psycopg2's ``runQuery``/``runOperation`` driven by the reactor thread, with no thread in between.
+
+Why: a statement handed to a worker thread and its result handed back cost two
+thread hand-offs and, with four workers and the reactor sharing the GIL, most of
+the client's time per primary-key lookup (measured with ``perf``: nine in ten of
+the extra futex calls are GIL hand-offs). psycopg2 can instead run a
+connection in nonblocking mode (libpq's ``PQsendQuery`` and ``PQconsumeInput``):
+the reactor sends the statement, watches the socket like any other, and reads
+the result when it is there. No call waits on the GIL of another thread.
+
+A lane is one slot of the pool (it counts against ``cp_max`` like a worker) with
+one nonblocking connection. Lanes run only single statements; interactions,
+``runWithConnection``, async transactions and Twisted's ``connect()`` run on
+worker threads as before. A statement runs exactly as on a worker's fast path:
+in autocommit mode, so the server runs it (or a multi-statement string) as one
+transaction; a statement that opened a transaction itself gets its ``COMMIT``
+(or ``ROLLBACK`` after an error), as Twisted's commit would.
+
+Nothing here blocks the reactor thread:
+
+- connections are opened in a short-lived thread (DNS, TLS and authentication
+  may block), then handed over;
+- a result of more than ``_FETCH_IN_THREAD`` rows is converted to Python in a
+  short-lived thread;
+- a cancel request (``PQcancel`` opens its own connection) is sent from the same
+  side thread as a worker's (``_worker.sendCancel``).
+
+Threads and state: the reactor thread owns every field of a lane, except
+``conn``/``connInfo``, which the cancel side thread reads under ``connLock``
+(the lane swaps them under the same lock, so a connection is never closed while a
+cancel on it is being sent). While a side thread works on the connection, the
+lane does nothing else with it: the side thread's last act is a
+``callFromThread`` back into the lane, and the lane is not released (nor the
+pool closed) before that.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from adbapi._errors import ConnectionLost
+from adbapi._worker import DONE, FAST_QUERY, _Call, sendCancel
+from reactor import CancelledError, Failure
+
+if TYPE_CHECKING:
+    from adbapi._pool import ConnectionPool
+
+__all__: list[str] = []
+
+_log = logging.getLogger("adbapi")
+
+# Lane states
+_OPENING = "opening"  # a side thread is opening the connection
+_IDLE = "idle"  # on the pool's idle-lane stack
+_BUSY = "busy"  # running a call
+_CLOSED = "closed"
+
+# What the lane waits for while busy
+_NONE = 0
+_PING = 1  # cp_ping_after's check before the statement
+_STATEMENT = 2
+_END = 3  # the COMMIT/ROLLBACK of a transaction the statement opened
+_SIDE = 4  # a side thread (fetch, cancel) has the connection
+
+# libpq transaction status (PQTRANS_*)
+_PG_IDLE = 0
+_PG_INTRANS = 2
+_PG_INERROR = 3
+
+# A statement at most this long leaves an idle connection's socket in one write (Linux's least send buffer).
+_SURELY_SENT = 4096
+# Results with more rows than this are converted in a side thread (the reactor must not stall on them).
+_FETCH_IN_THREAD = 1000
+# A cursor whose last result had more rows than this is replaced (its result stays in memory until the
+# cursor's next execute).
+_KEEP_RESULT_ROWS = 256
+
+
+class LaneSupport:
+    """What a pool needs to run lanes for one psycopg2-like module: its poll states."""
+
+    __slots__ = ("pollOk", "pollRead", "pollWrite")
+
+    def __init__(self, moduleName: str) -> None:
+        extensions = importlib.import_module(moduleName + ".extensions")
+        self.pollOk: int = extensions.POLL_OK
+        self.pollRead: int = extensions.POLL_READ
+        self.pollWrite: int = extensions.POLL_WRITE
+
+
+class _Lane:
+    """One pool slot whose nonblocking connection the reactor thread drives (reactor thread only)."""
+
+    def __init__(self, pool: ConnectionPool, number: int, support: LaneSupport) -> None:
+        self.pool = pool
+        self.reactor: Any = pool._reactor
+        self.support = support
+        self.name = f"{pool._threadPrefix}-lane-{number}"
+        # Swapped under connLock, which the cancel side thread holds while it sends a cancel:
+        self.connLock = threading.Lock()
+        self.conn: Any = None
+        self.connInfo: Any = None
+        self.cursor: Any = None
+        self.fd = -1
+        self.state = _OPENING
+        self.step = _NONE
+        self.current: _Call | None = None
+        self.watching = False
+        self.writing = False
+        self.side: threading.Thread | None = None
+        self.openedAt = 0.0
+        self.lastUsed = 0.0
+        self.idleSince = 0.0  # set under the pool lock when the lane goes idle
+        # A statement's outcome, kept while its transaction is ended or a cancel side thread stops.
+        self.kept: tuple[bool, Any] | None = None
+        # Outcomes waiting to be fired, and whether _release is on the stack (no recursion through it).
+        self.finished: list[tuple[_Call, bool, Any, int]] = []
+        self.releasing = False
+        # The call whose statement ended while its cancel side thread still ran (waits in cancelStopped).
+        self.awaitingCancel: _Call | None = None
+
+    def __repr__(self) -> str:
+        return f"<adbapi lane {self.name} {self.state}>"
+
+    # -- IReadDescriptor / IWriteDescriptor (the reactor calls these) ---------------------------
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return self.name
+
+    def doRead(self) -> None:
+        if self.step != _STATEMENT:
+            if self.step == _PING or self.step == _END:
+                self._poll()
+            else:
+                self._idleRead()
+            return
+        # The hot path, inlined: a statement's result arrived; fetch it and finish the call.
+        call = self.current
+        assert call is not None
+        conn = self.conn
+        try:
+            state = conn.poll()
+        except Exception as e:
+            self._unwrite()
+            self._stepFailed(e)
+            return
+        if state != self.support.pollOk:
+            self._pollState(state)
+            return
+        if self.writing:
+            self._unwrite()
+        if call.statementOver is not None:
+            self._statementOver(True, None)
+            return
+        value = None
+        if call.kind == FAST_QUERY and not call.deferred.called:
+            cursor = self.cursor
+            if cursor.rowcount > _KEEP_RESULT_ROWS:
+                self._conclude(True, None)  # a big result: maybe fetched in a thread, then a new cursor
+                return
+            try:
+                value = cursor.fetchall()
+            except Exception as e:
+                self._afterResult(False, e)
+                return
+        if conn.get_transaction_status() != _PG_IDLE:
+            self._afterResult(True, value)
+            return
+        self._done(True, value, 0)
+
+    def _idleRead(self) -> None:
+        # No statement out: a notice, or the server closing the connection. poll() takes it in.
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            conn.poll()
+        except Exception as e:
+            _log.info("adbapi: %s: an idle connection was lost (%s)", self.pool._label, type(e).__name__)
+            if self.state == _IDLE:
+                self._dropConnection(broken=True)
+                self._close()
+
+    def doWrite(self) -> None:
+        self._poll()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor gave up on the descriptor (it shut down, or doRead raised): so does the lane.
+        self.watching = self.writing = False
+        self._dropConnection(broken=True)
+        call = self.current
+        if call is not None:
+            error = ConnectionLost("the database connection was lost")
+            error.__cause__ = reason.value
+            self._done(False, error, 0)
+        elif self.state != _CLOSED:
+            self._close()
+
+    # -- running a call -----------------------------------------------------------------------
+
+    def start(self, call: _Call) -> None:
+        """Run ``call`` (RUNNING, ``call.worker is self``) on this lane."""
+        self.current = call
+        self.state = _BUSY
+        if self.conn is None:
+            self._open()
+            return
+        pool = self.pool
+        if pool._timed:
+            now = pool._clock.seconds()
+            if pool._maxLifetime is not None and now - self.openedAt >= pool._maxLifetime:
+                self._dropConnection(broken=False, recycled=True)
+                self._open()
+                return
+            if pool._pingAfter is not None and now - self.lastUsed >= pool._pingAfter:
+                self._send(_PING, (pool._goodSqlForPing or "SELECT 1",), {})
+                return
+        self._statement()
+
+    def _statement(self) -> None:
+        call = self.current
+        assert call is not None
+        if call.deferred.called:  # cancelled while the connection was opened or checked
+            self._done(False, CancelledError("cancelled before it reached the database"), 0)
+            return
+        self._send(_STATEMENT, call.args, call.kw)
+
+    def _send(self, step: int, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        """Send a statement; its outcome always arrives later, from the reactor (never inside the caller).
+
+        A call that ended inside ``runQuery`` would fire its Deferred there, and a
+        caller issuing the next query from its callback would recurse without bound.
+        """
+        self.step = step
+        cursor = self.cursor
+        try:
+            cursor.execute(*args, **kw)
+        except Exception as e:
+            self._sideBegins()
+            self.reactor.callLater(0, self._sendFailed, step, e)
+            return
+        query = cursor.query
+        if query is None or len(query) > _SURELY_SENT:
+            # libpq may still hold part of it (the socket buffer was full): poll() sends the rest once
+            # the socket is writable. A shorter statement on an idle socket leaves in one write.
+            self.writing = True
+            self.reactor.addWriter(self)
+
+    def _sendFailed(self, step: int, error: Exception) -> None:
+        self._sideEnds()
+        self.step = step
+        self._stepFailed(error)
+
+    def _poll(self) -> None:
+        try:
+            state = self.conn.poll()
+        except Exception as e:
+            self._unwrite()
+            self._stepFailed(e)
+            return
+        if state == self.support.pollOk:
+            self._unwrite()
+            self._stepDone()
+        else:
+            self._pollState(state)
+
+    def _pollState(self, state: int) -> None:
+        """poll() said the statement is not over: watch for writability only while libpq has more to send."""
+        if state == self.support.pollWrite:
+            if not self.writing:
+                self.writing = True
+                self.reactor.addWriter(self)
+        else:
+            self._unwrite()
+
+    def _unwrite(self) -> None:
+        if self.writing:
+            self.writing = False
+            self.reactor.removeWriter(self)
+
+    def _stepDone(self) -> None:
+        step = self.step
+        if step == _STATEMENT:
+            self._statementOver(True, None)
+        elif step == _PING:
+            if self.pool._timed:
+                self.lastUsed = self.pool._clock.seconds()
+            self._statement()
+        else:  # _END: the statement's outcome stands
+            kept, self.kept = self.kept, None
+            assert kept is not None
+            self._done(kept[0], kept[1], 0)
+
+    def _stepFailed(self, error: Exception) -> None:
+        step = self.step
+        pool = self.pool
+        if step == _STATEMENT:
+            self._statementOver(False, error)
+            return
+        if step == _PING:
+            _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
+                      type(error).__name__)
+            self._dropConnection(broken=True)
+            self._open()
+            return
+        # _END: the COMMIT or ROLLBACK failed; the connection is not to be trusted.
+        kept, self.kept = self.kept, None
+        assert kept is not None
+        _log.warning("adbapi: %s: ending a transaction failed (%s); discarding the connection", pool._label,
+                     pool._redactor.scrub(f"{type(error).__name__}: {error}"))
+        disconnected = pool._adapter.isDisconnect(error, self.conn)
+        self._dropConnection(broken=True)
+        if kept[0]:
+            # The statement's work was not committed: the caller gets the failure to commit.
+            self._failed(error, disconnected)
+        else:
+            self._failed(kept[1], disconnected)
+
+    def _statementOver(self, ok: bool, value: Any) -> None:
+        call = self.current
+        assert call is not None
+        over, done = call.statementOver, call.cancelDone
+        if over is not None and done is not None:
+            # A cancel was sent: nothing more runs on this connection until its side thread stopped.
+            over.set()
+            if not done.is_set():
+                self.kept = (ok, value)
+                self.awaitingCancel = call
+                self._sideBegins()
+                return
+            if call.cancelThread is not None:
+                call.cancelThread.join(1.0)  # past sendCancel: only its report to the reactor is left
+        self._conclude(ok, value)
+
+    def cancelStopped(self, call: _Call) -> None:
+        """``call``'s cancel side thread finished (reactor thread, via callFromThread)."""
+        if call.cancelThread is not None:
+            call.cancelThread.join(1.0)
+        if self.awaitingCancel is not call:
+            return  # the statement had not ended yet, or it ended after the side thread did
+        self.awaitingCancel = None
+        self._sideEnds()
+        kept, self.kept = self.kept, None
+        assert kept is not None
+        self._conclude(*kept)
+
+    def _conclude(self, ok: bool, value: Any) -> None:
+        call = self.current
+        assert call is not None
+        if not ok:
+            self._afterResult(False, value)
+            return
+        if call.kind != FAST_QUERY or call.deferred.called:
+            self._afterResult(True, None)
+            return
+        cursor = self.cursor
+        if cursor.rowcount > _FETCH_IN_THREAD:
+            self._fetchInThread(cursor)
+            return
+        try:
+            rows = cursor.fetchall()
+        except Exception as e:
+            self._afterResult(False, e)
+            return
+        self._afterResult(True, rows)
+
+    def _fetchInThread(self, cursor: Any) -> None:
+        self._sideBegins()
+
+        def fetch() -> None:
+            try:
+                outcome: tuple[bool, Any] = (True, cursor.fetchall())
+            except BaseException as e:
+                outcome = (False, e)
+            self.reactor.callFromThread(self._fetched, outcome)
+
+        self.side = threading.Thread(target=fetch, name=f"{self.name}-fetch", daemon=True)
+        self.side.start()
+
+    def _fetched(self, outcome: tuple[bool, Any]) -> None:
+        side, self.side = self.side, None
+        if side is not None:
+            side.join(1.0)
+        self._sideEnds()
+        self._afterResult(*outcome)
+
+    def _afterResult(self, ok: bool, value: Any) -> None:
+        """The statement (and fetch) ended: end a transaction it left open, then finish the call."""
+        if not ok and self.pool._adapter.isDisconnect(value, self.conn):
+            self._dropConnection(broken=True)
+            self._failed(value, True)
+            return
+        try:
+            status = self.conn.get_transaction_status()
+        except Exception:
+            status = _PG_IDLE
+        if status == _PG_INTRANS or status == _PG_INERROR:
+            # The statement opened a transaction itself ("BEGIN; ..."): end it as Twisted's commit would.
+            self.kept = (ok, value)
+            self._send(_END, ("COMMIT" if status == _PG_INTRANS else "ROLLBACK",), {})
+            return
+        if ok:
+            self._done(True, value, 0)
+        else:
+            self._failed(value, False)
+
+    def _failed(self, error: BaseException, disconnected: bool) -> None:
+        pool = self.pool
+        if disconnected and pool.reconnect:
+            lost = ConnectionLost("the database connection was lost")
+            lost.__cause__ = error
+            lost.__suppress_context__ = True
+            error = lost
+        self._done(False, error, pool._classify(error, True))
+
+    # -- finishing a call ---------------------------------------------------------------------------
+
+    def _done(self, ok: bool, value: Any, flags: int) -> None:
+        call = self.current
+        assert call is not None
+        self.current = None
+        self.step = _NONE
+        call.state = DONE
+        pool = self.pool
+        if pool._timed:
+            self.lastUsed = pool._clock.seconds()
+        cursor = self.cursor
+        if cursor is not None and cursor.rowcount > _KEEP_RESULT_ROWS and self.conn is not None:
+            self.cursor = self.conn.cursor()
+            cursor.close()
+        if self.releasing:
+            # The loop below is on the stack: it takes the next call, then fires this outcome.
+            self.finished.append((call, ok, value, flags))
+            return
+        self.releasing = True
+        try:
+            # Start the next waiting call before firing this one's callbacks, so the server is kept
+            # busy. Without a connection (lost, or it failed to end a transaction) the slot serves the
+            # next waiting call with a new one, as a worker does, but does not sit idle. A call that
+            # ends at once (cancelled while it waited for the connection) frees the lane again.
+            while self.current is None and self.state == _BUSY:
+                nxt = pool._nextForLane(self, self.conn is not None)
+                if nxt is None:
+                    break
+                self.start(nxt)
+        finally:
+            self.releasing = False
+        pool._settle(call, ok, value, flags)
+        if self.finished:
+            finished, self.finished = self.finished, []
+            for outcome in finished:
+                pool._settle(*outcome)
+
+    # -- side threads ------------------------------------------------------------------------------
+
+    def _sideBegins(self) -> None:
+        self.step = _SIDE
+        # The socket is not read meanwhile; a notice arriving now would make the reactor spin on it.
+        if self.watching:
+            self.watching = False
+            self.reactor.removeReader(self)
+
+    def _sideEnds(self) -> None:
+        self.step = _NONE
+        if self.conn is not None and not self.watching:
+            self.watching = True
+            self.reactor.addReader(self)
+
+    def cancel(self, call: _Call) -> None:
+        """Stop ``call``'s statement on the server (reactor thread)."""
+        if self.current is not call or self.step != _STATEMENT or call.statementOver is not None:
+            return  # not on the server (yet): _statement checks the Deferred before it sends
+        pool = self.pool
+        call.statementOver = threading.Event()
+        call.cancelDone = threading.Event()
+
+        def sendThenReport() -> None:
+            try:
+                sendCancel(pool, self, call)  # type: ignore[arg-type]
+            finally:
+                self.reactor.callFromThread(self.cancelStopped, call)
+
+        call.cancelThread = threading.Thread(target=sendThenReport, name=f"{self.name}-cancel", daemon=True)
+        call.cancelThread.start()
+
+    # -- the connection -----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Open a connection in a side thread; the current call runs once it is there."""
+        pool = self.pool
+        self.step = _SIDE
+        if pool.noisy:
+            _log.info("adbapi connecting: %s", pool._label)
+
+        def connect() -> None:
+            try:
+                conn = pool._adapter.connectNonblocking(pool.connargs, pool.connkw)
+                try:
+                    info = pool._adapter.describeConnection(conn)
+                except BaseException:
+                    pool._adapter.discard(conn)
+                    raise
+                outcome: tuple[bool, Any, Any] = (True, conn, info)
+            except BaseException as e:
+                pool._redactor.scrubException(e)
+                outcome = (False, e, None)
+            self.reactor.callFromThread(self._opened, *outcome)
+
+        self.side = threading.Thread(target=connect, name=f"{self.name}-connect", daemon=True)
+        self.side.start()
+
+    def _opened(self, ok: bool, conn: Any, info: Any) -> None:
+        side, self.side = self.side, None
+        if side is not None:
+            side.join(1.0)
+        self.step = _NONE
+        pool = self.pool
+        if not ok:
+            # The call that needed the connection gets the reason; the next waiting call tries again.
+            self._done(False, conn, pool._classify(conn, False))
+            return
+        with self.connLock:
+            self.conn = conn
+            self.connInfo = info
+        self.cursor = conn.cursor()
+        self.fd = conn.fileno()
+        self.watching = True
+        self.reactor.addReader(self)
+        if pool._timed:
+            self.openedAt = self.lastUsed = pool._clock.seconds()
+        with pool._lock:
+            pool._connectionsOpened += 1
+        if self.current is not None:
+            self._statement()
+
+    def _dropConnection(self, broken: bool, recycled: bool = False) -> None:
+        if self.watching:
+            self.watching = False
+            self.reactor.removeReader(self)
+        self._unwrite()
+        with self.connLock:  # waits for a cancel being sent on it
+            conn, self.conn, self.connInfo = self.conn, None, None
+        self.cursor = None
+        self.fd = -1
+        if conn is None:
+            return
+        pool = self.pool
+        if pool.noisy:
+            _log.info("adbapi closing: %s", pool._label)
+        if broken:
+            pool._adapter.discard(conn)
+        else:
+            try:
+                conn.close()
+            except Exception as e:
+                _log.warning("adbapi: %s: closing a connection failed: %s", pool._label,
+                             pool._redactor.scrub(str(e)))
+        with pool._lock:
+            if broken:
+                pool._reconnects += 1
+            if recycled:
+                pool._recycled += 1
+
+    def retire(self, recycled: bool) -> None:
+        """Close an idle lane (the pool took it off the idle stack)."""
+        self._dropConnection(broken=False, recycled=recycled)
+        self._close()
+
+    def _close(self) -> None:
+        if self.state == _CLOSED:
+            return
+        if self.conn is not None:
+            self._dropConnection(broken=False)
+        self.state = _CLOSED
+        self.pool._laneClosed(self)
+
