@@ -309,13 +309,15 @@ class _Lane:
             self._dropConnection(broken=True)
             self._open()
             return
-        # _END: the COMMIT or ROLLBACK failed; the connection is not to be trusted.
+        # _END: the COMMIT or ROLLBACK failed. A COMMIT refused by the server (a deferred constraint)
+        # leaves the session idle and sound; anything else and the connection is not to be trusted.
         kept, self.kept = self.kept, None
         assert kept is not None
-        _log.warning("adbapi: %s: ending a transaction failed (%s); discarding the connection", pool._label,
-                     pool._redactor.scrub(f"{type(error).__name__}: {error}"))
         disconnected = pool._adapter.isDisconnect(error, self.conn)
-        self._dropConnection(broken=True)
+        if disconnected or self._transactionStatus() != _PG_IDLE:
+            _log.warning("adbapi: %s: ending a transaction failed (%s); discarding the connection",
+                         pool._label, pool._redactor.scrub(f"{type(error).__name__}: {error}"))
+            self._dropConnection(broken=True)
         if kept[0]:
             # The statement's work was not committed: the caller gets the failure to commit.
             self._failed(error, disconnected)
@@ -396,19 +398,28 @@ class _Lane:
             self._dropConnection(broken=True)
             self._failed(value, True)
             return
-        try:
-            status = self.conn.get_transaction_status()
-        except Exception:
-            status = _PG_IDLE
+        status = self._transactionStatus()
         if status == _PG_INTRANS or status == _PG_INERROR:
             # The statement opened a transaction itself ("BEGIN; ..."): end it as Twisted's commit would.
             self.kept = (ok, value)
             self._send(_END, ("COMMIT" if status == _PG_INTRANS else "ROLLBACK",), {})
             return
+        if status != _PG_IDLE:
+            # Still busy after the statement ended (a COPY, which a lane cannot feed or drain): the
+            # connection cannot take another statement, so it goes.
+            _log.info("adbapi: %s: a connection left busy by its statement is discarded", self.pool._label)
+            self._dropConnection(broken=False)
         if ok:
             self._done(True, value, 0)
         else:
             self._failed(value, False)
+
+    def _transactionStatus(self) -> int:
+        """libpq's PQTRANS_* for the connection (PQTRANS_UNKNOWN, 4, once it is unusable)."""
+        try:
+            return int(self.conn.get_transaction_status())
+        except Exception:
+            return 4
 
     def _failed(self, error: BaseException, disconnected: bool) -> None:
         pool = self.pool
@@ -456,6 +467,8 @@ class _Lane:
             finished, self.finished = self.finished, []
             for outcome in finished:
                 pool._settle(*outcome)
+        if self.state == _CLOSED:
+            pool._endCloseIfLast()  # deferred by _laneClosed until the calls above had fired
 
     # -- side threads ------------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ Threads and state
   pool's lifecycle state and the counters that only it updates.
 - **Worker threads** (``_worker._Worker``) each own at most one connection and
   run one call at a time.
+- **Lanes** (``_lane._Lane``, psycopg2 only) are slots whose nonblocking
+  connection the reactor thread drives for runQuery/runOperation; they count
+  against ``cp_max`` with the workers (``_lane.py`` explains them).
 - ``self._lock`` (a plain ``threading.Lock``) guards what both sides touch: the
   waiting queue ``_pending``, the idle stack ``_idle``, the worker set
   ``_workers``, ``_stopping``, every dispatched call's ``state`` and the counters
@@ -94,7 +97,10 @@ class ConnectionPool:
     ``cp_max_lifetime``, ``cp_idle_timeout``, ``cp_max_waiting`` (fail fast past
     this many waiting calls), ``cp_wait_timeout``, ``cp_timeout`` (default
     per-call timeout, cancelling on the server), ``cp_retry`` (a
-    :class:`RetryPolicy`), ``cp_clock`` (time source, default the reactor).
+    :class:`RetryPolicy`), ``cp_clock`` (time source, default the reactor),
+    ``cp_nonblocking`` (psycopg2: run runQuery/runOperation on lanes, nonblocking
+    connections the reactor drives; None, the default, chooses them where
+    possible, False turns them off, True insists).
 
     Every ``run*`` method must be called in the reactor thread and returns a
     Deferred that fires there. Cancelling it removes a waiting call, or stops
@@ -388,6 +394,18 @@ class ConnectionPool:
         if self._backlogTimer is not None and self._backlogTimer.active():
             self._backlogTimer.cancel()
         self._backlogTimer = None
+        # Calls still waiting with no slot left to run them (the reactor stopped before they could
+        # start) are not dropped silently.
+        with self._lock:
+            stranded = list(self._pending)
+            self._pending.clear()
+            for call in stranded:
+                call.state = CANCELLED
+        for call in stranded:
+            if call.waitTimer is not None and call.waitTimer.active():
+                call.waitTimer.cancel()
+            if not call.deferred.called:
+                call.deferred.errback(PoolClosedError(f"{self._label} closed before this call could run"))
         waiters, self._closeWaiters = self._closeWaiters, []
         for d in waiters:
             d.callback(None)
@@ -400,11 +418,21 @@ class ConnectionPool:
         return lane
 
     def _laneClosed(self, lane: _Lane) -> None:
-        """A lane closed (reactor thread): forget it; the last slot to go ends a close."""
+        """A lane closed (reactor thread): forget it; the last slot to go ends a close.
+
+        A lane that closes while it finishes a call (``_Lane._done``) fires that
+        call first and then calls :meth:`_endCloseIfLast` itself, so a close never
+        fires before the Deferreds of the calls it waited for.
+        """
         with self._lock:
             self._lanes.discard(lane)
             if lane in self._idleLanes:
                 self._idleLanes.remove(lane)
+        if not lane.releasing:
+            self._endCloseIfLast()
+
+    def _endCloseIfLast(self) -> None:
+        with self._lock:
             remaining = len(self._workers) + len(self._lanes)
         if remaining == 0 and self._state == _CLOSING:
             self._closed()
@@ -701,8 +729,9 @@ class ConnectionPool:
             elif len(self._workers) + len(self._lanes) < self.max:
                 worker = self._newWorkerLocked()
                 fresh = True
-            elif call.kind > FAST_OPERATION and self._idleLanes:
-                # Only a worker thread can run it: the longest idle lane's slot becomes one.
+            elif self._idleLanes:
+                # Only a worker thread can run it (an interaction, or any call while the reactor is not
+                # running, when a lane cannot make progress): the longest idle lane's slot becomes one.
                 retired = self._idleLanes.pop(0)
                 self._lanes.discard(retired)
                 worker = self._newWorkerLocked()

@@ -6,7 +6,10 @@ concurrency 1 and 32 (that many callers, each issuing its next query when the
 previous one answered). Sides:
 
 - ``deferthreads``: our ``adbapi.ConnectionPool('psycopg2', cp_min=4, cp_max=4)``
-  on our reactor;
+  on our reactor, as configured by default: single statements run on lanes
+  (nonblocking connections the reactor drives, ``adbapi/_lane.py``);
+- ``deferthreads/threads``: the same with ``cp_nonblocking=False`` (single
+  statements on the pool's worker threads), for comparison only;
 - ``twisted-adbapi``: Twisted 26.10 ``enterprise.adbapi`` with psycopg2, on its own
   ``EPollReactor`` instance (not installed as the global reactor);
 - ``asyncpg``: ``asyncpg.create_pool(min_size=4, max_size=4)``, ``pool.fetch``;
@@ -183,6 +186,9 @@ def run(quick: bool) -> list[Comparison]:
         ours = Reactor()
         oursPool = adbapi.ConnectionPool("psycopg2", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
                                          cp_name="bench")
+        # The same pool with lanes turned off: single statements on worker threads, for comparison.
+        oursThreadsPool = adbapi.ConnectionPool("psycopg2", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
+                                                cp_name="bench-threads", cp_nonblocking=False)
         oursPool3 = None
         if importlib.util.find_spec("psycopg") is not None:  # psycopg 3: the second driver set
             oursPool3 = adbapi.ConnectionPool("psycopg", DSN, cp_min=POOL, cp_max=POOL, cp_reactor=ours,
@@ -301,8 +307,13 @@ def run(quick: bool) -> list[Comparison]:
                 def oursIssue(i: int, sql: str = sql, params: Any = params) -> Any:
                     return oursPool.runQuery(sql, params(i))
 
+                def oursThreadsIssue(i: int, sql: str = sql, params: Any = params) -> Any:
+                    return oursThreadsPool.runQuery(sql, params(i))
+
                 bench: dict[str, Callable[[], float | None]] = {
                     "deferthreads": _deferredDriver(oursLoop, time.perf_counter, oursIssue, ops, concurrency),
+                    "deferthreads/threads": _deferredDriver(oursLoop, time.perf_counter, oursThreadsIssue,
+                                                            ops, concurrency),
                 }
                 if "twisted" in sides:
                     tLoop, tPool, _tr = sides["twisted"]
