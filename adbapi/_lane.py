@@ -116,7 +116,7 @@ class _Lane:
         self.idleSince = 0.0  # set under the pool lock when the lane goes idle
         # A statement's outcome, kept while its transaction is ended or a cancel side thread stops.
         self.kept: tuple[bool, Any] | None = None
-        # Outcomes waiting to be fired, and whether _release is on the stack (no recursion through it).
+        # Outcomes waiting to be fired, and whether _done's release loop is on the stack (no recursion).
         self.finished: list[tuple[_Call, bool, Any, int]] = []
         self.releasing = False
         # The call whose statement ended while its cancel side thread still ran (waits in cancelStopped).
