@@ -63,8 +63,9 @@ class SingleRunner:
         """Run one statement as its own transaction: ``fetchall()`` when ``fetch``, else None."""
         return self.adapter.runSingle(self.conn, args, kw, fetch)
 
-    def leave(self) -> None:
-        """Drop any state kept between statements (nothing here)."""
+    def leave(self, commit: bool = True) -> None:
+        """Drop any state kept between statements (nothing here); ``commit`` says whether a transaction
+        the last statement left open is committed or rolled back."""
 
 
 @implementer(IDriverAdapter)
@@ -298,7 +299,7 @@ class _Psycopg2Runner(SingleRunner):
             cursor.execute(*args, **kw)
             result = cursor.fetchall() if fetch else None
         except BaseException:
-            self.leave()
+            self.leave(commit=False)
             raise
         if self.status() != _PG_IDLE:
             # The statement itself opened a transaction ("BEGIN; ..."): end it as Twisted's commit would.
@@ -308,7 +309,9 @@ class _Psycopg2Runner(SingleRunner):
             cursor.close()
         return result
 
-    def leave(self) -> None:
+    def leave(self, commit: bool = True) -> None:
+        """Put the connection back in its own mode; a transaction the statement left open is committed
+        (``commit``, after a statement that succeeded) or rolled back (after one that failed)."""
         cursor, self.cursor = self.cursor, None
         if cursor is None:
             return
@@ -317,7 +320,7 @@ class _Psycopg2Runner(SingleRunner):
             if not conn.closed:
                 status = self.status()
                 if status == _PG_INTRANS or status == _PG_INERROR:
-                    cursor.execute("COMMIT" if status == _PG_INTRANS else "ROLLBACK")
+                    cursor.execute("COMMIT" if commit and status == _PG_INTRANS else "ROLLBACK")
         finally:
             try:
                 cursor.close()

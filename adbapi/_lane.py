@@ -70,6 +70,9 @@ _PG_IDLE = 0
 _PG_INTRANS = 2
 _PG_INERROR = 3
 
+# How long the reactor thread waits for a cancel side thread that was told to stop (it ends within one
+# PQcancel round trip), when the reactor is dropping the lane and cannot hear from it later.
+_CANCEL_JOIN = 5.0
 # A statement at most this long leaves an idle connection's socket in one write (Linux's least send buffer).
 _SURELY_SENT = 4096
 # Results with more rows than this are converted in a side thread (the reactor must not stall on them).
@@ -119,6 +122,8 @@ class _Lane:
         # Outcomes waiting to be fired, and whether _done's release loop is on the stack (no recursion).
         self.finished: list[tuple[_Call, bool, Any, int]] = []
         self.releasing = False
+        # Set when the reactor dropped the lane (connectionLost): it closes after its current call.
+        self.abandoned = False
         # The call whose statement ended while its cancel side thread still ran (waits in cancelStopped).
         self.awaitingCancel: _Call | None = None
 
@@ -191,10 +196,18 @@ class _Lane:
         self._poll()
 
     def connectionLost(self, reason: Failure) -> None:
-        # The reactor gave up on the descriptor (it shut down, or doRead raised): so does the lane.
+        # The reactor gave up on the descriptor (it shut down, or doRead raised): so does the lane, and
+        # it takes no further call (one still waiting is errbacked when the pool's close ends).
         self.watching = self.writing = False
-        self._dropConnection(broken=True)
+        self.abandoned = True
         call = self.current
+        if call is not None and call.statementOver is not None:
+            # A cancel side thread is sending: tell it the statement is over and let it end first, as
+            # nothing will hear from it once the reactor has stopped.
+            call.statementOver.set()
+            if call.cancelThread is not None:
+                call.cancelThread.join(_CANCEL_JOIN)
+        self._dropConnection(broken=True)
         if call is not None:
             error = ConnectionLost("the database connection was lost")
             error.__cause__ = reason.value
@@ -402,7 +415,7 @@ class _Lane:
         if status == _PG_INTRANS or status == _PG_INERROR:
             # The statement opened a transaction itself ("BEGIN; ..."): end it as Twisted's commit would.
             self.kept = (ok, value)
-            self._send(_END, ("COMMIT" if status == _PG_INTRANS else "ROLLBACK",), {})
+            self._send(_END, ("COMMIT" if ok and status == _PG_INTRANS else "ROLLBACK",), {})
             return
         if status != _PG_IDLE:
             # Still busy after the statement ended (a COPY, which a lane cannot feed or drain): the
@@ -456,6 +469,9 @@ class _Lane:
             # next waiting call with a new one, as a worker does, but does not sit idle. A call that
             # ends at once (cancelled while it waited for the connection) frees the lane again.
             while self.current is None and self.state == _BUSY:
+                if self.abandoned:
+                    self._close()
+                    break
                 nxt = pool._nextForLane(self, self.conn is not None)
                 if nxt is None:
                     break

@@ -1,0 +1,187 @@
+"""adbapi lanes at their edges: retries, a mixed stress run within cp_max, close-then-stop with a cancel in
+flight, and a failed statement's own transaction (real PostgreSQL server; workers too where it helps)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+
+from adbapi import PoolTimeoutError, RetryPolicy
+from reactor import CancelledError, Deferred, Reactor
+from reactor.task import LoopingCall, deferLater
+from tests.adbapi_support import Backend, runReactor
+
+LONG_QUERY = "SELECT pg_sleep(30)"
+PID_QUERY = "SELECT pg_backend_pid()"
+
+
+@pytest.fixture(name="lanes")
+def lanesFixture(postgresDSN: str) -> Iterator[Backend]:
+    backend = Backend("postgres", psycopg2, (postgresDSN,), {}, "%s", nonblocking=True)
+    try:
+        yield backend
+    finally:
+        backend.dropTables()
+
+
+def _uniqueName(prefix: str) -> str:
+    return f"{prefix}-{time.monotonic_ns()}"
+
+
+def _poolThreads(name: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}-")]
+
+
+async def _until(reactor: Reactor, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {seconds} s")
+        await deferLater(reactor, 0.01)
+
+
+def _isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
+    rows = backend.admin(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query LIKE %s",
+        pid, like,
+    )
+    return bool(rows[0][0])
+
+
+def test_retryOnConflictRerunsALaneStatement(lanes: Backend, uniqueTableName: str) -> None:
+    """A lane statement failing with a serialization failure (40001) is re-run by cp_retry."""
+    seq = f"{uniqueTableName}_s"
+    func = f"{uniqueTableName}_f"
+    lanes.admin(f"CREATE SEQUENCE {seq}")
+    lanes.admin(
+        f"CREATE FUNCTION {func}() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF nextval('{seq}') = 1 THEN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END IF; "
+        "RETURN 7; END $$"
+    )
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_retry=RetryPolicy(attempts=3, backoff=0.01))
+        rows = await pool.runQuery(f"SELECT {func}()")
+        stats = pool.statistics()
+        await pool.close()
+        return rows, stats
+
+    try:
+        rows, stats = runReactor(body)
+    finally:
+        lanes.admin(f"DROP FUNCTION IF EXISTS {func}()")
+        lanes.admin(f"DROP SEQUENCE IF EXISTS {seq}")
+    assert rows == [(7,)]
+    assert stats.retries == 1 and stats.lanes >= 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixedStressStaysWithinCpMaxAndFiresEverything(lanes: Backend, seed: int) -> None:
+    """Random runQuery / runInteraction / cancels / timeouts on cp_max=3: never more than 3 slots, every
+    Deferred fires, the close fires and no pool thread is left."""
+    name = _uniqueName("stress")
+    rng = random.Random(seed)
+    maxSeen: list[int] = [0]
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=0, cp_max=3, cp_name=name, cp_wait_timeout=0.15,
+                          cp_ping_after=0.005, cp_idle_timeout=0.02, cp_max_lifetime=0.05)
+
+        def sample() -> None:
+            with pool._lock:
+                n = len(pool._workers) + len(pool._lanes)
+            maxSeen[0] = max(maxSeen[0], n)
+
+        loop = LoopingCall(sample)
+        loop.clock = reactor
+        loop.start(0.001)
+        ds: list[Deferred[Any]] = []
+        for i in range(300):
+            r = rng.random()
+            if r < 0.55:
+                d = pool.runQuery("SELECT %s::int, pg_sleep(%s)", (i, rng.choice([0, 0, 0.002, 0.01])))
+            elif r < 0.75:
+                d = pool.runInteraction(lambda t, i=i: (t.execute("SELECT %s::int", (i,)), t.fetchall())[1])
+            elif r < 0.85:
+                d = pool.runOperation("SELECT pg_sleep(0.01)")
+            else:
+                d = pool.runQuery("SELECT pg_sleep(0.2)")
+                reactor.callLater(rng.random() * 0.05, d.cancel)
+            d.addErrback(lambda f: f.trap(CancelledError, PoolTimeoutError))
+            ds.append(d)
+            if rng.random() < 0.3:
+                await deferLater(reactor, rng.random() * 0.01)
+        for d in ds:
+            await d
+        await pool.close()
+        loop.stop()
+        return pool.statistics()
+
+    stats = runReactor(body, timeout=60)
+    assert maxSeen[0] <= 3
+    assert stats.state == "closed"
+    assert _poolThreads(name) == []
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
+def test_closeThenStopWithACancelInFlightLeavesNoThread(lanes: Backend, nonblocking: bool) -> None:
+    """Twisted's idiom ``pool.close(); reactor.stop()`` (close's Deferred ignored, as the docs allow) with a
+    statement being cancelled: the pool's threads end promptly (within 3 s of run() returning).
+
+    On lanes, the reactor's 'during shutdown' connectionLost ends the lane's call without setting the
+    call's ``statementOver``: the cancel side thread keeps looping (and sending cancels) for 10 s."""
+    name = _uniqueName("closestop")
+    reactor = Reactor()
+    outcome: list[Any] = []
+
+    async def main() -> None:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_name=name, cp_nonblocking=nonblocking)
+        pid = (await pool.runQuery(PID_QUERY))[0][0]
+        d = pool.runQuery(LONG_QUERY)
+        d.addBoth(outcome.append)
+        await _until(reactor, lambda: _isActive(lanes, pid), "the long statement on the server")
+        d.cancel()
+        pool.close()
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
+    guard = reactor.callLater(10, reactor.crash)
+    reactor.run(installSignalHandlers=False)
+    timedOut = not guard.active()
+    if not timedOut:
+        guard.cancel()
+    deadline = time.monotonic() + 3.0
+    for t in threading.enumerate():
+        if t.name.startswith(f"PoolThread-{name}-"):
+            t.join(max(0.0, deadline - time.monotonic()))
+    left = _poolThreads(name)
+    reactor.close()
+    assert not timedOut
+    assert left == [], left
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
+def test_runQueryErrorInsideTheStatementsOwnTransactionDoesNotCommitIt(lanes: Backend, uniqueTableName: str,
+                                                                      nonblocking: bool) -> None:
+    """runQuery("BEGIN; INSERT ...") fails (no result set to fetch); docs/adbapi.md says a statement that
+    leaves a transaction open is "rolled back after an error" (Twisted rolls back too): the row must not
+    be committed while the caller gets the error."""
+    table = lanes.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_nonblocking=nonblocking)
+        with pytest.raises(psycopg2.ProgrammingError):
+            await pool.runQuery(f"BEGIN; INSERT INTO {table} (id, v) VALUES (1, 1)")
+        stats = pool.statistics()
+        await pool.close()
+        return stats
+
+    stats = runReactor(body)
+    assert (stats.lanes > 0) == nonblocking
+    assert lanes.admin(f"SELECT count(*) FROM {table}")[0][0] == 0
