@@ -93,8 +93,11 @@ class DriverAdapter:
         return None
 
     def connectNonblocking(self, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> Any:
-        """Open a connection in the driver's nonblocking mode (any thread; blocks until it is ready)."""
-        raise NotImplementedError(f"{self.name} has no nonblocking connections")
+        """Open a connection in the driver's nonblocking mode (any thread; blocks until it is ready).
+
+        Only adapters with ``supportsLanes`` have one; the pool never calls it on the others.
+        """
+        raise RuntimeError(f"{self.name} has no nonblocking connections (supportsLanes is False)")
 
     def ping(self, conn: Any, goodSql: str | None) -> None:
         """Raise if ``conn`` is no longer usable; leaves no transaction open."""

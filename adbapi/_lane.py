@@ -139,45 +139,10 @@ class _Lane:
         return self.name
 
     def doRead(self) -> None:
-        if self.step != _STATEMENT:
-            if self.step == _PING or self.step == _END:
-                self._poll()
-            else:
-                self._idleRead()
-            return
-        # The hot path, inlined: a statement's result arrived; fetch it and finish the call.
-        call = self.current
-        assert call is not None
-        conn = self.conn
-        try:
-            state = conn.poll()
-        except Exception as e:
-            self._unwrite()
-            self._stepFailed(e)
-            return
-        if state != self.support.pollOk:
-            self._pollState(state)
-            return
-        if self.writing:
-            self._unwrite()
-        if call.statementOver is not None:
-            self._statementOver(True, None)
-            return
-        value = None
-        if call.kind == FAST_QUERY and not call.deferred.called:
-            cursor = self.cursor
-            if cursor.rowcount > _KEEP_RESULT_ROWS:
-                self._conclude(True, None)  # a big result: maybe fetched in a thread, then a new cursor
-                return
-            try:
-                value = cursor.fetchall()
-            except Exception as e:
-                self._afterResult(False, e)
-                return
-        if conn.get_transaction_status() != _PG_IDLE:
-            self._afterResult(True, value)
-            return
-        self._done(True, value, 0)
+        if self.step == _STATEMENT or self.step == _PING or self.step == _END:
+            self._poll()
+        else:
+            self._idleRead()
 
     def _idleRead(self) -> None:
         # No statement out: a notice, or the server closing the connection. poll() takes it in.

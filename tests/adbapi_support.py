@@ -12,6 +12,8 @@ bound on the whole run.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -153,13 +155,17 @@ def _makeBackend(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> It
         b.dropTables()
 
 
-def runReactor(body: Callable[[Reactor], Coroutine[Any, Any, Any]], timeout: float = 20.0) -> Any:
+def runReactor(body: Callable[[Any], Coroutine[Any, Any, Any]], timeout: float = 20.0,
+               reactor: Any = None) -> Any:
     """Run ``body(reactor)`` as a coroutine in a fresh reactor; return its result or raise its error.
 
     The reactor stops when the body finishes (firing ``before shutdown``, so pools
-    drain) or after ``timeout`` seconds, which fails the test.
+    drain) or after ``timeout`` seconds, which fails the test. A ``reactor`` made
+    elsewhere (one hosted on asyncio, say) is used instead and closed afterwards.
     """
-    reactor = Reactor()
+    given = reactor is not None
+    if reactor is None:
+        reactor = Reactor()
     outcome: dict[str, Any] = {}
 
     def start() -> None:
@@ -178,9 +184,13 @@ def runReactor(body: Callable[[Reactor], Coroutine[Any, Any, Any]], timeout: flo
 
     reactor.callWhenRunning(start)
     guard = reactor.callLater(timeout, tooLong)
-    reactor.run(installSignalHandlers=False)
-    if guard.active():
-        guard.cancel()
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        if guard.active():
+            guard.cancel()
+        if given:
+            reactor.close()
     if "timeout" in outcome and "result" not in outcome:
         raise AssertionError(f"test body did not finish within {timeout} s")
     result = outcome.get("result")
@@ -189,3 +199,60 @@ def runReactor(body: Callable[[Reactor], Coroutine[Any, Any, Any]], timeout: flo
     if isinstance(result, Failure):
         result.raiseException()
     return result
+
+
+# -- lanes (psycopg2 runQuery/runOperation on nonblocking connections) -------------------------------
+
+LONG_QUERY = "SELECT pg_sleep(30)"
+PID_QUERY = "SELECT pg_backend_pid()"
+
+
+@pytest.fixture(name="lanes")
+def lanesFixture(postgresDSN: str) -> Iterator[Backend]:
+    """psycopg2 on the test server with lanes forced (``cp_nonblocking=True``); its tables dropped after."""
+    backend = Backend("postgres", psycopg2Module(), (postgresDSN,), {}, "%s", nonblocking=True)
+    try:
+        yield backend
+    finally:
+        backend.dropTables()
+
+
+def psycopg2Module() -> ModuleType:
+    import psycopg2
+
+    return psycopg2
+
+
+def uniqueName(prefix: str) -> str:
+    """A pool name no other test uses (its threads are named after it)."""
+    return f"{prefix}-{time.monotonic_ns()}"
+
+
+def poolThreads(name: str) -> list[str]:
+    """Names of the live threads of the pool named ``name`` (workers and lane side threads)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}-")]
+
+
+def workerThreads(name: str) -> list[str]:
+    """Names of the live worker threads of the pool named ``name`` (lane side threads excluded)."""
+    return [n for n in poolThreads(name) if "-lane-" not in n]
+
+
+async def until(reactor: Any, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
+    """Wait on the reactor (polling every 10 ms) until ``predicate()``; fail after ``seconds``."""
+    from reactor.task import deferLater
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {seconds} s")
+        await deferLater(reactor, 0.01)
+
+
+def isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
+    """Whether server session ``pid`` is running a statement like ``like`` (asked from another session)."""
+    rows = backend.admin(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query LIKE %s",
+        pid, like,
+    )
+    return bool(rows[0][0])

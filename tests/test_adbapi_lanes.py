@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 import types
-from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import psycopg2
@@ -24,53 +23,19 @@ import adbapi._lane
 from adbapi import ConnectionLost, ConnectionPool, PoolClosedError, Transaction
 from reactor import CancelledError, Deferred, Reactor, TimeoutError, gatherResults
 from reactor.task import Clock, LoopingCall, deferLater
-from tests.adbapi_support import Backend, runReactor
+from tests.adbapi_support import (  # noqa: F401
+    LONG_QUERY,
+    PID_QUERY,
+    Backend,
+    isActive,
+    lanesFixture,
+    poolThreads,
+    runReactor,
+    uniqueName,
+    until,
+    workerThreads,
+)
 from tests.loopsupport import makeReactor
-
-LONG_QUERY = "SELECT pg_sleep(30)"
-PID_QUERY = "SELECT pg_backend_pid()"
-
-
-@pytest.fixture(name="lanes")
-def lanesFixture(postgresDSN: str) -> Iterator[Backend]:
-    """psycopg2 on the test server with lanes forced (``cp_nonblocking=True``); its tables dropped after."""
-    backend = Backend("postgres", psycopg2, (postgresDSN,), {}, "%s", nonblocking=True)
-    try:
-        yield backend
-    finally:
-        backend.dropTables()
-
-
-def _uniqueName(prefix: str) -> str:
-    return f"{prefix}-{time.monotonic_ns()}"
-
-
-def _poolThreads(name: str) -> list[str]:
-    """Names of the live threads of the pool named ``name`` (workers and lane side threads)."""
-    return [t.name for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}-")]
-
-
-def _workerThreads(name: str) -> list[str]:
-    """Names of the live worker threads of the pool named ``name`` (lane side threads excluded)."""
-    return [n for n in _poolThreads(name) if "-lane-" not in n]
-
-
-async def _until(reactor: Reactor, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
-    """Wait on the reactor (polling every 10 ms) until ``predicate()``; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
-        await deferLater(reactor, 0.01)
-
-
-def _isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
-    """Whether server session ``pid`` is running a statement like ``like`` (asked from another session)."""
-    rows = backend.admin(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query LIKE %s",
-        pid, like,
-    )
-    return bool(rows[0][0])
 
 
 def _sessionState(backend: Backend, pid: int) -> str | None:
@@ -87,42 +52,6 @@ def _liveSessions(backend: Backend, pids: Any) -> set[int]:
 
 def _rowCount(backend: Backend, table: str) -> int:
     return int(backend.admin(f"SELECT count(*) FROM {table}")[0][0])
-
-
-def _runHosted(reactor: Any, body: Callable[[Any], Coroutine[Any, Any, Any]], timeout: float = 15.0) -> Any:
-    """``runReactor`` for a reactor made elsewhere (the asyncio-hosted one); closes it afterwards."""
-    outcome: dict[str, Any] = {}
-
-    def start() -> None:
-        d: Deferred[Any] = Deferred.fromCoroutine(body(reactor))
-
-        def done(result: Any) -> None:
-            outcome["result"] = result
-            if reactor.running and not reactor.stopping:
-                reactor.stop()
-
-        d.addBoth(done)
-
-    def tooLong() -> None:
-        outcome.setdefault("timeout", True)
-        reactor.crash()
-
-    reactor.callWhenRunning(start)
-    guard = reactor.callLater(timeout, tooLong)
-    try:
-        reactor.run(installSignalHandlers=False)
-    finally:
-        if guard.active():
-            guard.cancel()
-        reactor.close()
-    if "timeout" in outcome and "result" not in outcome:
-        raise AssertionError(f"test body did not finish within {timeout} s")
-    result = outcome.get("result")
-    from reactor import Failure
-
-    if isinstance(result, Failure):
-        result.raiseException()
-    return result
 
 
 # -- 1. when lanes are used -----------------------------------------------------------------------
@@ -201,7 +130,7 @@ def test_cpNonblockingTrueWithSqliteRaisesValueError(tmp_path: Any) -> None:
 
 def test_laneQueriesRunWithoutWorkerThreads(lanes: Backend) -> None:
     """runQuery on lanes starts no worker thread; callbacks run in the reactor thread; side threads end."""
-    name = _uniqueName("nothreads")
+    name = uniqueName("nothreads")
     seen: list[tuple[list[str], bool]] = []
 
     async def body(reactor: Reactor) -> Any:
@@ -209,7 +138,7 @@ def test_laneQueriesRunWithoutWorkerThreads(lanes: Backend) -> None:
         pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_name=name)
 
         def record(rows: Any) -> Any:
-            seen.append((_workerThreads(name), threading.current_thread() is reactorThread))
+            seen.append((workerThreads(name), threading.current_thread() is reactorThread))
             return rows
 
         results = []
@@ -218,9 +147,9 @@ def test_laneQueriesRunWithoutWorkerThreads(lanes: Backend) -> None:
         results += await gatherResults([pool.runQuery("SELECT %s::int", (i,)).addCallback(record)
                                         for i in range(10, 20)])
         # The connect side threads are short-lived: wait (bounded) for them to end.
-        await _until(reactor, lambda: not _poolThreads(name), "the lanes' connect threads ending")
+        await until(reactor, lambda: not poolThreads(name), "the lanes' connect threads ending")
         stats = pool.statistics()
-        left = _poolThreads(name)
+        left = poolThreads(name)
         await pool.close()
         return results, stats, left
 
@@ -236,18 +165,18 @@ def test_laneQueriesRunWithoutWorkerThreads(lanes: Backend) -> None:
 
 
 async def _startedOnServer(reactor: Reactor, backend: Backend, pid: int) -> None:
-    await _until(reactor, lambda: _isActive(backend, pid), "the long statement showing up on the server")
+    await until(reactor, lambda: isActive(backend, pid), "the long statement showing up on the server")
 
 
 async def _goneFromServer(reactor: Reactor, backend: Backend, pid: int) -> None:
-    await _until(reactor, lambda: not _isActive(backend, pid), "the statement ending on the server")
+    await until(reactor, lambda: not isActive(backend, pid), "the statement ending on the server")
 
 
 def test_cancelRunningLaneQueryStopsItOnTheServerAndReusesTheLane(lanes: Backend) -> None:
     """Cancelling a lane's pg_sleep(30) errbacks CancelledError at once, stops it on the server, and the
     same connection (same backend pid) serves the next call within 1 s."""
 
-    name = _uniqueName("cancel")
+    name = uniqueName("cancel")
 
     async def body(reactor: Reactor) -> Any:
         pool = lanes.pool(reactor, cp_min=1, cp_max=1, cp_name=name)
@@ -268,7 +197,7 @@ def test_cancelRunningLaneQueryStopsItOnTheServerAndReusesTheLane(lanes: Backend
         return pid, after, elapsed, reusedWithin, stats
 
     pid, after, elapsed, reusedWithin, stats = runReactor(body)
-    assert _poolThreads(name) == []  # the cancel side thread is gone too
+    assert poolThreads(name) == []  # the cancel side thread is gone too
     assert elapsed < 1.0
     assert reusedWithin < 1.0  # the statement really ended: the lane's connection answered again
     assert after == pid
@@ -276,39 +205,19 @@ def test_cancelRunningLaneQueryStopsItOnTheServerAndReusesTheLane(lanes: Backend
     assert stats.cancelled == 1 and stats.reconnects == 0 and stats.connectionsOpened == 1
 
 
-def test_cpTimeoutOnALaneIsAStatementTimeout(lanes: Backend) -> None:
-    """cp_timeout on a lane errbacks TimeoutError on time, stops the statement on the server, keeps the
-    connection."""
+@pytest.mark.parametrize("how", ["cp_timeout", "addTimeout"])
+def test_timeoutOnALaneIsAStatementTimeout(lanes: Backend, how: str) -> None:
+    """cp_timeout, or runQuery(...).addTimeout(t, reactor), on a lane errbacks TimeoutError on time, stops the
+    statement on the server and keeps the connection."""
 
     async def body(reactor: Reactor) -> Any:
-        pool = lanes.pool(reactor, cp_min=1, cp_max=1, cp_timeout=0.3)
+        options = {"cp_timeout": 0.3} if how == "cp_timeout" else {}
+        pool = lanes.pool(reactor, cp_min=1, cp_max=1, **options)
         pid = (await pool.runQuery(PID_QUERY))[0][0]
         began = time.monotonic()
         with pytest.raises(TimeoutError):
-            await pool.runQuery(LONG_QUERY)
-        elapsed = time.monotonic() - began
-        after = (await pool.runQuery(PID_QUERY))[0][0]
-        reusedWithin = time.monotonic() - began
-        await _goneFromServer(reactor, lanes, pid)
-        return pid, after, elapsed, reusedWithin, pool.statistics()
-
-    pid, after, elapsed, reusedWithin, stats = runReactor(body)
-    assert 0.25 < elapsed < 1.5
-    assert reusedWithin < 1.5
-    assert after == pid
-    assert stats.lanes == 1 and stats.reconnects == 0 and stats.connectionsOpened == 1
-
-
-def test_addTimeoutOnALaneIsAStatementTimeout(lanes: Backend) -> None:
-    """runQuery(...).addTimeout(t, reactor) on a lane stops the statement on the server; the lane is
-    reused."""
-
-    async def body(reactor: Reactor) -> Any:
-        pool = lanes.pool(reactor, cp_min=1, cp_max=1)
-        pid = (await pool.runQuery(PID_QUERY))[0][0]
-        began = time.monotonic()
-        with pytest.raises(TimeoutError):
-            await pool.runQuery(LONG_QUERY).addTimeout(0.3, reactor)
+            d = pool.runQuery(LONG_QUERY)
+            await (d if how == "cp_timeout" else d.addTimeout(0.3, reactor))
         elapsed = time.monotonic() - began
         after = (await pool.runQuery(PID_QUERY))[0][0]
         reusedWithin = time.monotonic() - began
@@ -548,7 +457,7 @@ def test_idleLaneNoticesItsSessionWasTerminated(lanes: Backend) -> None:
         pid = (await pool.runQuery(PID_QUERY))[0][0]
         assert pool.statistics().connectionsOpen == 1
         lanes.killSession(pid)
-        await _until(reactor, lambda: pool.statistics().connectionsOpen == 0,
+        await until(reactor, lambda: pool.statistics().connectionsOpen == 0,
                      "the idle lane noticing its session was terminated", seconds=2.0)
         newPid = (await pool.runQuery(PID_QUERY))[0][0]
         return pid, newPid, pool.statistics()
@@ -642,7 +551,7 @@ def test_maxLifetimeRecyclesALaneConnection(lanes: Backend) -> None:
         same = (await pool.runQuery(PID_QUERY))[0][0]
         clock.advance(1)
         newPid = (await pool.runQuery(PID_QUERY))[0][0]
-        await _until(reactor, lambda: not _liveSessions(lanes, [pid]), "the old session ending")
+        await until(reactor, lambda: not _liveSessions(lanes, [pid]), "the old session ending")
         return pid, same, newPid, pool.statistics()
 
     pid, same, newPid, stats = runReactor(body)
@@ -664,7 +573,7 @@ def test_idleTimeoutRetiresIdleLanesDownToCpMin(lanes: Backend) -> None:
         half = pool.statistics()
         clock.advance(15)
         after = pool.statistics()
-        await _until(reactor, lambda: len(_liveSessions(lanes, pids)) == 1, "two retired sessions ending")
+        await until(reactor, lambda: len(_liveSessions(lanes, pids)) == 1, "two retired sessions ending")
         survivor = _liveSessions(lanes, pids)
         used = (await pool.runQuery(PID_QUERY))[0][0]
         return pids, busy, half, after, survivor, used
@@ -818,7 +727,7 @@ def test_closeLetsInFlightLaneQueriesFinishThenClosesEveryConnection(lanes: Back
             await refused
         rows = await gatherResults(inFlight)
         await closed
-        await _until(reactor, lambda: not _liveSessions(lanes, pids), "the pool's sessions ending")
+        await until(reactor, lambda: not _liveSessions(lanes, pids), "the pool's sessions ending")
         late = pool.runQuery("SELECT 1")
         lateAtOnce = late.called
         with pytest.raises(PoolClosedError):
@@ -835,7 +744,7 @@ def test_closeLetsInFlightLaneQueriesFinishThenClosesEveryConnection(lanes: Back
 def test_reactorShutdownWithLaneQueriesInFlightFiresEveryDeferred(lanes: Backend) -> None:
     """reactor.stop() with lane queries running and waiting: every Deferred fires, and no thread of the
     pool is left when run() returns."""
-    name = _uniqueName("shutdown")
+    name = uniqueName("shutdown")
     reactor = Reactor()
     calls: list[Deferred[Any]] = []
     outcomes: list[Any] = []
@@ -862,7 +771,7 @@ def test_reactorShutdownWithLaneQueriesInFlightFiresEveryDeferred(lanes: Backend
     assert all(d.called for d in calls)
     # Accepted calls (running or waiting for a lane) all run to the end before the pool closes.
     assert sorted(o[0][0] for o in outcomes) == list(range(6)), outcomes
-    assert _poolThreads(name) == []
+    assert poolThreads(name) == []
 
 
 def test_callMadeWhileTheReactorIsNotRunningIsServedWhenItRunsAgain(lanes: Backend) -> None:
@@ -1027,14 +936,14 @@ def test_lanesWorkOnTheAsyncioHostedReactor(lanes: Backend, uniqueTableName: str
         pids = {r[0][0] for r in await gatherResults([pool.runQuery(PID_QUERY) for _ in range(2)])}
         for pid in pids:
             lanes.killSession(pid)
-        await _until(reactor, lambda: pool.statistics().connectionsOpen == 0,
+        await until(reactor, lambda: pool.statistics().connectionsOpen == 0,
                      "the idle lanes noticing their sessions were terminated", seconds=2.0)
         again = (await pool.runQuery(PID_QUERY))[0][0]
         assert again not in pids
         await pool.close()
         return together, inTurn, big, stats
 
-    together, inTurn, big, stats = _runHosted(hosted, body)
+    together, inTurn, big, stats = runReactor(body, 15.0, reactor=hosted)
     assert [r[0][0] for r in together] == [0, 1, 2, 3]
     assert inTurn == [4, 5, 6, 7]
     assert [r[0] for r in big] == list(range(1, 5001))

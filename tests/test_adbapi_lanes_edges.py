@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
@@ -15,43 +14,17 @@ import pytest
 from adbapi import PoolTimeoutError, RetryPolicy
 from reactor import CancelledError, Deferred, Reactor
 from reactor.task import LoopingCall, deferLater
-from tests.adbapi_support import Backend, runReactor
-
-LONG_QUERY = "SELECT pg_sleep(30)"
-PID_QUERY = "SELECT pg_backend_pid()"
-
-
-@pytest.fixture(name="lanes")
-def lanesFixture(postgresDSN: str) -> Iterator[Backend]:
-    backend = Backend("postgres", psycopg2, (postgresDSN,), {}, "%s", nonblocking=True)
-    try:
-        yield backend
-    finally:
-        backend.dropTables()
-
-
-def _uniqueName(prefix: str) -> str:
-    return f"{prefix}-{time.monotonic_ns()}"
-
-
-def _poolThreads(name: str) -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}-")]
-
-
-async def _until(reactor: Reactor, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
-        await deferLater(reactor, 0.01)
-
-
-def _isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
-    rows = backend.admin(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query LIKE %s",
-        pid, like,
-    )
-    return bool(rows[0][0])
+from tests.adbapi_support import (  # noqa: F401
+    LONG_QUERY,
+    PID_QUERY,
+    Backend,
+    isActive,
+    lanesFixture,
+    poolThreads,
+    runReactor,
+    uniqueName,
+    until,
+)
 
 
 def test_retryOnConflictRerunsALaneStatement(lanes: Backend, uniqueTableName: str) -> None:
@@ -85,7 +58,7 @@ def test_retryOnConflictRerunsALaneStatement(lanes: Backend, uniqueTableName: st
 def test_mixedStressStaysWithinCpMaxAndFiresEverything(lanes: Backend, seed: int) -> None:
     """Random runQuery / runInteraction / cancels / timeouts on cp_max=3: never more than 3 slots, every
     Deferred fires, the close fires and no pool thread is left."""
-    name = _uniqueName("stress")
+    name = uniqueName("stress")
     rng = random.Random(seed)
     maxSeen: list[int] = [0]
 
@@ -126,7 +99,7 @@ def test_mixedStressStaysWithinCpMaxAndFiresEverything(lanes: Backend, seed: int
     stats = runReactor(body, timeout=60)
     assert maxSeen[0] <= 3
     assert stats.state == "closed"
-    assert _poolThreads(name) == []
+    assert poolThreads(name) == []
 
 
 @pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
@@ -136,7 +109,7 @@ def test_closeThenStopWithACancelInFlightLeavesNoThread(lanes: Backend, nonblock
 
     On lanes, the reactor's 'during shutdown' connectionLost ends the lane's call without setting the
     call's ``statementOver``: the cancel side thread keeps looping (and sending cancels) for 10 s."""
-    name = _uniqueName("closestop")
+    name = uniqueName("closestop")
     reactor = Reactor()
     outcome: list[Any] = []
 
@@ -145,7 +118,7 @@ def test_closeThenStopWithACancelInFlightLeavesNoThread(lanes: Backend, nonblock
         pid = (await pool.runQuery(PID_QUERY))[0][0]
         d = pool.runQuery(LONG_QUERY)
         d.addBoth(outcome.append)
-        await _until(reactor, lambda: _isActive(lanes, pid), "the long statement on the server")
+        await until(reactor, lambda: isActive(lanes, pid), "the long statement on the server")
         d.cancel()
         pool.close()
         reactor.stop()
@@ -160,7 +133,7 @@ def test_closeThenStopWithACancelInFlightLeavesNoThread(lanes: Backend, nonblock
     for t in threading.enumerate():
         if t.name.startswith(f"PoolThread-{name}-"):
             t.join(max(0.0, deadline - time.monotonic()))
-    left = _poolThreads(name)
+    left = poolThreads(name)
     reactor.close()
     assert not timedOut
     assert left == [], left
