@@ -41,6 +41,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS
 from adbapi._errors import ConnectionLost
 from adbapi._worker import DONE, FAST_QUERY, _Call, sendCancel
 from reactor import CancelledError, Failure
@@ -65,11 +66,6 @@ _STATEMENT = 2
 _END = 3  # the COMMIT/ROLLBACK of a transaction the statement opened
 _SIDE = 4  # a side thread (fetch, cancel) has the connection
 
-# libpq transaction status (PQTRANS_*)
-_PG_IDLE = 0
-_PG_INTRANS = 2
-_PG_INERROR = 3
-
 # How long the reactor thread waits for a cancel side thread that was told to stop (it ends within one
 # PQcancel round trip), when the reactor is dropping the lane and cannot hear from it later.
 _CANCEL_JOIN = 5.0
@@ -77,9 +73,6 @@ _CANCEL_JOIN = 5.0
 _SURELY_SENT = 4096
 # Results with more rows than this are converted in a side thread (the reactor must not stall on them).
 _FETCH_IN_THREAD = 1000
-# A cursor whose last result had more rows than this is replaced (its result stays in memory until the
-# cursor's next execute).
-_KEEP_RESULT_ROWS = 256
 
 
 class LaneSupport:
