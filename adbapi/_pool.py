@@ -337,7 +337,12 @@ class ConnectionPool:
             except (ValueError, KeyError, TypeError):
                 pass
             self.startID = None
-        return self._stopWorkers()
+        d = self._stopWorkers()
+        if not d.called and self._reactor.running:
+            # Twisted's idiom is ``pool.close(); reactor.stop()`` with close's result ignored: the
+            # shutdown then waits for this close, so the calls it is letting finish still fire.
+            self.shutdownID = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
+        return d
 
     def finalClose(self) -> Deferred[None]:
         """Twisted's name for the shutdown-time close."""
@@ -391,6 +396,12 @@ class ConnectionPool:
 
     def _closed(self) -> None:
         self._state = _CLOSED
+        if self.shutdownID is not None:  # the trigger close() left for a shutdown that did not come
+            try:
+                self._reactor.removeSystemEventTrigger(self.shutdownID)
+            except (ValueError, KeyError):
+                pass
+            self.shutdownID = None
         if self._backlogTimer is not None and self._backlogTimer.active():
             self._backlogTimer.cancel()
         self._backlogTimer = None

@@ -293,6 +293,38 @@ def test_reactorShutdownDrainsThePool(backend: Backend) -> None:
     assert pool.statistics().state == "closed"
 
 
+def test_closeThenReactorStopStillFiresEveryQueuedCall(backend: Backend) -> None:
+    """Twisted's idiom ``pool.close(); reactor.stop()`` (close's Deferred ignored): the shutdown waits for
+    the close, so the running call and the calls queued behind it all fire and no thread is left."""
+    outcome: list[Any] = []
+    release = threading.Event()
+
+    def hold(txn: Transaction) -> str:
+        release.wait(10)
+        return "finished"
+
+    reactor = Reactor()
+    pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_name="closestop")
+
+    def start() -> None:
+        pool.runInteraction(hold).addBoth(outcome.append)
+        for i in range(3):
+            pool.runQuery(backend.sql("SELECT ?"), (i,)).addBoth(lambda r: outcome.append(r[0][0]))
+        pool.close()
+        reactor.stop()
+        reactor.callLater(0, release.set)
+
+    reactor.callWhenRunning(start)
+    guard = reactor.callLater(20, reactor.crash)
+    reactor.run(installSignalHandlers=False)
+    assert guard.active()
+    guard.cancel()
+    reactor.close()
+    assert outcome == ["finished", 0, 1, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("PoolThread-closestop")]
+    assert pool.statistics().state == "closed"
+
+
 def test_startsAtFirstUseBeforeReactorRuns(backend: Backend) -> None:
     """A call made before the reactor runs starts the pool and fires once the reactor runs."""
     reactor = Reactor()
