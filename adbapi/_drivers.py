@@ -120,6 +120,13 @@ class DriverAdapter:
         """The runner of single statements for a newly opened ``conn``."""
         return SingleRunner(self, conn)
 
+    def isSettled(self, conn: Any) -> bool:
+        """True when ``conn``, just rolled back after an error, runs no statement and holds no transaction.
+
+        False makes the pool discard it. DB-API has no way to ask, so the base trusts the rollback.
+        """
+        return True
+
     def runSingle(self, conn: Any, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
         """Run one statement as its own transaction; the fast path of runQuery/runOperation.
 
@@ -205,6 +212,11 @@ class Psycopg2Adapter(DriverAdapter):
 
     def singleRunner(self, conn: Any) -> SingleRunner:
         return _Psycopg2Runner(self, conn)
+
+    def isSettled(self, conn: Any) -> bool:
+        # A COPY the driver refused to read (execute() of "COPY ... TO STDOUT") leaves libpq mid-statement
+        # (ACTIVE), and psycopg2's rollback() does not end it: the next statement would start a transaction.
+        return bool(_transactionStatusOf(conn)() == _PG_IDLE)
 
     def connectNonblocking(self, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> Any:
         # libpq enforces connect_timeout only for blocking connects: bound the wait here the same way.
@@ -302,7 +314,10 @@ class _Psycopg2Runner(SingleRunner):
             cursor.execute(*args, **kw)
             result = cursor.fetchall() if fetch else None
         except BaseException:
-            self.leave(commit=False)
+            try:
+                self.leave(commit=False)
+            except Exception:  # the caller gets the statement's error; the pool's recovery judges the rest
+                pass
             raise
         if self.status() != _PG_IDLE:
             # The statement itself opened a transaction ("BEGIN; ..."): end it as Twisted's commit would.

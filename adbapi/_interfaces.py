@@ -12,7 +12,8 @@ __all__ = ["IDriverAdapter"]
 class IDriverAdapter(Interface):
     """What the pool needs to know about one DB-API module beyond DB-API 2.0.
 
-    ``connect``, ``describeConnection``, ``ping``, ``discard``, ``runSingle`` and ``singleRunner`` run
+    ``connect``, ``describeConnection``, ``ping``, ``discard``, ``runSingle``, ``singleRunner`` and
+    ``isSettled`` run
     in the worker thread that owns the connection; ``cancel`` runs in a side
     thread while that worker is blocked in the driver; the classifiers run anywhere.
     """
@@ -37,6 +38,9 @@ class IDriverAdapter(Interface):
 
     def singleRunner(conn: Any) -> Any:
         """Return the ``SingleRunner`` that runs ``runQuery``/``runOperation`` statements on ``conn``."""
+
+    def isSettled(conn: Any) -> bool:
+        """True when ``conn``, just rolled back after an error, runs no statement and holds no transaction."""
 
     def isDisconnect(exc: BaseException, conn: Any) -> bool:
         """True when ``exc`` (raised on ``conn``, or None) means the connection is gone."""

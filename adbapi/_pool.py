@@ -666,6 +666,11 @@ class ConnectionPool:
                          self._redactor.scrub(f"{type(e).__name__}: {e}"))
             if worker is not None and raw is worker.conn:
                 worker.discardConnection(broken=True)
+            return
+        if worker is not None and raw is worker.conn and not self._adapter.isSettled(raw):
+            _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
+                         self._label)
+            worker.discardConnection(broken=True)
 
     def _recoverRaw(self, raw: Any, error: BaseException) -> None:
         """``_recover`` for the fast path, which works on the raw connection."""
@@ -686,6 +691,11 @@ class ConnectionPool:
             # The caller re-raises ``error``, as _recover does.
             _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
                          self._redactor.scrub(f"{type(e).__name__}: {e}"))
+            worker.discardConnection(broken=True)
+            return
+        if not self._adapter.isSettled(raw):
+            _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
+                         self._label)
             worker.discardConnection(broken=True)
 
     def _classify(self, error: BaseException, committing: bool) -> int:

@@ -115,6 +115,23 @@ def test_failedSingleStatementRestoresTheConnection(pg: Backend) -> None:
     assert runReactor(body) == ((False, drivers._PG_IDLE), [(2,)])
 
 
+
+def test_refusedCopyErrbacksItsOwnErrorAndTheNextStatementRunsOnItsOwn(pg: Backend) -> None:
+    """runQuery("COPY ... TO STDOUT"), which the driver refuses after the server began the COPY, errbacks
+    the driver's own error (not one from putting the connection back), and the next runQuery runs as its
+    own statement: not inside a transaction left open by the unfinished COPY."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = pg.pool(reactor, cp_min=1, cp_max=1)
+        await pool.runQuery("SELECT 1")
+        with pytest.raises(pg.module.ProgrammingError, match=r"(?i)copy"):
+            await pool.runQuery("COPY (SELECT 1) TO STDOUT")
+        # In a transaction, now() is the transaction's start, so it differs from the statement's time.
+        ownStatement = await pool.runQuery("SELECT now() = statement_timestamp()")
+        return ownStatement, await pool.runWithConnection(_mode)
+
+    assert runReactor(body) == ([(True,)], (False, drivers._PG_IDLE))
+
 def test_statementThatOpensATransactionIsCommitted(pg: Backend, uniqueTableName: str) -> None:
     """runOperation('BEGIN; ...') is committed as Twisted's commit would, and the pool stays usable."""
     table = pg.createTable(uniqueTableName)
