@@ -20,12 +20,17 @@ Lifecycle: ``new`` -> ``running`` (on reactor start or first call) ->
 ``closing`` (``close()`` or ``before shutdown``: no new calls, accepted calls
 finish, connections close in their threads) -> ``closed`` (calls errback at once;
 ``start()`` may reopen it, as Twisted's does).
+
+The module is longer than most here on purpose: dispatch, the hand-off of
+results, the lifecycle and the failure handling all read and write the state
+under ``_lock`` described above, and keeping them in one class keeps every
+access to that state in one place. The checking of the ``cp_*`` keywords lives in
+``_options.py``, the threads in ``_worker.py``, the lanes in ``_lane.py``.
 """
 
 from __future__ import annotations
 
 import collections
-import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -37,6 +42,7 @@ from adbapi._drivers import DriverAdapter, adapterFor
 from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
 from adbapi._lane import _IDLE as _LANE_IDLE
 from adbapi._lane import LaneSupport, _Lane
+from adbapi._options import TWISTED_ARGS, checkTwistedOptions, loadModule, poolOptions, popOptions
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolStatistics
@@ -76,14 +82,10 @@ _BACKLOG_FLUSH = 0.002
 _poolCounter = 0
 
 
-def _optionalSeconds(name: str, value: Any, allowZero: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
-    if value < 0 or (value == 0 and not allowZero):
-        raise ValueError(f"{name} must be {'>= 0' if allowZero else '> 0'}, got {value!r}")
-    return float(value)
+def _defaultReactor() -> Any:
+    from reactor import getReactor
+
+    return getReactor()
 
 
 class ConnectionPool:
@@ -107,11 +109,7 @@ class ConnectionPool:
     the running statement on the server (psycopg2, sqlite3, PyMySQL/MySQLdb).
     """
 
-    CP_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql"]
-    _EXTRA_ARGS = [
-        "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
-        "timeout", "retry", "nonblocking",
-    ]
+    CP_ARGS = list(TWISTED_ARGS)
 
     noisy = False
     min = 3
@@ -127,74 +125,29 @@ class ConnectionPool:
 
     def __init__(self, dbapiName: str | ModuleType, *connargs: Any, **connkw: Any) -> None:
         global _poolCounter
-        options = {k[3:]: connkw.pop(k) for k in list(connkw) if k.startswith("cp_")}
-        unknown = sorted(set(options) - set(self.CP_ARGS) - set(self._EXTRA_ARGS))
-        if unknown:
-            names = ", ".join("cp_" + u for u in unknown)
-            raise TypeError(f"ConnectionPool() got unknown keyword argument(s): {names}")
-        if isinstance(dbapiName, ModuleType):
-            self.dbapi = dbapiName
-            self.dbapiName = dbapiName.__name__
-        elif isinstance(dbapiName, str):
-            self.dbapiName = dbapiName
-            self.dbapi = importlib.import_module(dbapiName)
-        else:
-            raise TypeError(f"dbapiName must be a module name or a module, not {type(dbapiName).__name__}")
-        if not callable(getattr(self.dbapi, "connect", None)):
-            raise TypeError(f"dbapiName {self.dbapiName!r} is not a DB-API module (it has no connect())")
-        if getattr(self.dbapi, "apilevel", None) != "2.0":
-            _log.info("adbapi: DB API module %s is not DB API 2.0 compliant", self.dbapiName)
-
+        options = popOptions(connkw, self.CP_ARGS)
+        self.dbapi, self.dbapiName = loadModule(dbapiName)
         self.connargs = connargs
         self.connkw = connkw
         self._goodSqlGiven = "good_sql" in options and options["good_sql"] is not None
         for arg in self.CP_ARGS:
             if arg in options and not (arg == "good_sql" and options[arg] is None):
                 setattr(self, arg, options[arg])
-        for arg in ("min", "max"):
-            value = getattr(self, arg)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"cp_{arg} must be an int, not {type(value).__name__}")
-        if self.max < 1:
-            raise ValueError(f"cp_max must be >= 1, got {self.max}")
-        if self.min < 0:
-            raise ValueError(f"cp_min must be >= 0, got {self.min}")
-        self.min = min(self.min, self.max)
-        self.max = max(self.min, self.max)
-        if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"cp_name must be a str or None, not {type(self.name).__name__}")
-        if self.openfun is not None and not callable(self.openfun):
-            raise TypeError("cp_openfun must be callable or None")
-        if not isinstance(self.good_sql, str):
-            raise TypeError(f"cp_good_sql must be a str, not {type(self.good_sql).__name__}")
-
-        reactor = options.get("reactor")
-        if reactor is None:
-            from reactor import getReactor
-
-            reactor = getReactor()
+        checkTwistedOptions(self)
+        extra = poolOptions(options, _defaultReactor)
+        reactor = extra.reactor
         self._reactor: Any = reactor
-        self._clock: Any = options.get("clock") or reactor
+        self._clock: Any = extra.clock
         self._now: Callable[[], float] = self._clock.seconds
-        self._pingAfter = _optionalSeconds("cp_ping_after", options.get("ping_after"), allowZero=True)
-        self._maxLifetime = _optionalSeconds("cp_max_lifetime", options.get("max_lifetime"))
-        self._idleTimeout = _optionalSeconds("cp_idle_timeout", options.get("idle_timeout"))
-        self._waitTimeout = _optionalSeconds("cp_wait_timeout", options.get("wait_timeout"))
-        self._timeout = _optionalSeconds("cp_timeout", options.get("timeout"))
-        maxWaiting = options.get("max_waiting")
-        if maxWaiting is not None and (isinstance(maxWaiting, bool) or not isinstance(maxWaiting, int)):
-            raise TypeError(f"cp_max_waiting must be an int or None, not {type(maxWaiting).__name__}")
-        if maxWaiting is not None and maxWaiting < 0:
-            raise ValueError(f"cp_max_waiting must be >= 0, got {maxWaiting}")
-        self._maxWaiting: int | None = maxWaiting
-        retry = options.get("retry")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"cp_retry must be a RetryPolicy or None, not {type(retry).__name__}")
-        self._retry: RetryPolicy | None = retry
-        self._timed = any(v is not None for v in (self._pingAfter, self._maxLifetime, self._idleTimeout))
-        nonblocking = options.get("nonblocking")
-        if nonblocking is not None and not isinstance(nonblocking, bool):
-            raise TypeError(f"cp_nonblocking must be a bool or None, not {type(nonblocking).__name__}")
+        self._pingAfter = extra.pingAfter
+        self._maxLifetime = extra.maxLifetime
+        self._idleTimeout = extra.idleTimeout
+        self._waitTimeout = extra.waitTimeout
+        self._timeout = extra.timeout
+        self._maxWaiting: int | None = extra.maxWaiting
+        self._retry: RetryPolicy | None = extra.retry
+        self._timed = extra.timed
+        nonblocking = extra.nonblocking
 
         _poolCounter += 1
         self._number = _poolCounter
