@@ -29,6 +29,7 @@ from typing import Any
 from zope.interface import implementer
 
 from adbapi._interfaces import IDriverAdapter
+from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
 
 __all__ = [
     "DriverAdapter",
@@ -301,10 +302,19 @@ class _Psycopg2Runner(SingleRunner):
 
     def run(self, args: tuple[Any, ...], kw: Mapping[str, Any], fetch: bool) -> Any:
         conn = self.conn
+        if fetch:
+            text = queryText(args, kw, conn)
+            if text is None or not returnsRows(text):
+                # It may return no result set: then fetchall() fails, and Twisted rolls the statement
+                # back, which needs it inside BEGIN ... COMMIT (the driver's default mode) to be undone.
+                self.leave()
+                return DriverAdapter.runSingle(self.adapter, conn, args, kw, fetch)
         cursor = self.cursor
         if cursor is None:
-            if self.status() != _PG_IDLE:
+            if self.status() != _PG_IDLE or _hasSessionCharacteristics(conn):
                 # A transaction is open (a driver-level call left one): the statement joins and commits it.
+                # Or set_session() chose an isolation level, read-only or deferrable: the driver applies
+                # those in its BEGIN, which autocommit mode would skip.
                 return DriverAdapter.runSingle(self.adapter, conn, args, kw, fetch)
             self.wasAutocommit = conn.autocommit
             if not self.wasAutocommit:
@@ -313,11 +323,16 @@ class _Psycopg2Runner(SingleRunner):
         try:
             cursor.execute(*args, **kw)
             result = cursor.fetchall() if fetch else None
-        except BaseException:
+        except BaseException as e:
+            wasAutocommit = self.wasAutocommit
             try:
                 self.leave(commit=False)
             except Exception:  # the caller gets the statement's error; the pool's recovery judges the rest
                 pass
+            if not wasAutocommit and _sqlstate(e) == NO_ACTIVE_TRANSACTION and self.status() == _PG_IDLE:
+                # LOCK, SAVEPOINT, DECLARE...: refused before doing anything, and the implicit
+                # transaction was rolled back. Twisted's BEGIN would have opened the block they need.
+                return DriverAdapter.runSingle(self.adapter, conn, args, kw, fetch)
             raise
         if self.status() != _PG_IDLE:
             # The statement itself opened a transaction ("BEGIN; ..."): end it as Twisted's commit would.
@@ -363,6 +378,24 @@ def _connectTimeout(
         return None
     # libpq: zero or negative means wait forever; anything below 2 s counts as 2 s.
     return max(seconds, 2.0) if seconds > 0 else None
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg2 (``pgcode``) or psycopg 3 (``sqlstate``) error, else None."""
+    code = getattr(error, "pgcode", None) or getattr(error, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _hasSessionCharacteristics(conn: Any) -> bool:
+    """True when ``conn.set_session()`` (or its attributes) set an isolation level, read-only or deferrable.
+
+    psycopg2 and psycopg 3 both report None for "the server's default".
+    """
+    return (
+        getattr(conn, "isolation_level", None) is not None
+        or getattr(conn, "readonly", getattr(conn, "read_only", None)) is not None
+        or getattr(conn, "deferrable", None) is not None
+    )
 
 
 def _transactionStatusOf(conn: Any) -> Callable[[], int]:

@@ -41,8 +41,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS
+from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
+from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
 from adbapi._worker import DONE, FAST_QUERY, _Call, sendCancel
 from reactor import CancelledError, Failure
 
@@ -65,6 +66,7 @@ _PING = 1  # cp_ping_after's check before the statement
 _STATEMENT = 2
 _END = 3  # the COMMIT/ROLLBACK of a transaction the statement opened
 _SIDE = 4  # a side thread (fetch, cancel) has the connection
+_BEGIN = 5  # the BEGIN of a statement run inside a transaction block, as Twisted runs every statement
 
 # How long the reactor thread waits for a cancel side thread that was told to stop (it ends within one
 # PQcancel round trip), when the reactor is dropping the lane and cannot hear from it later.
@@ -119,6 +121,8 @@ class _Lane:
         self.abandoned = False
         # The call whose statement ended while its cancel side thread still ran (waits in cancelStopped).
         self.awaitingCancel: _Call | None = None
+        # The current statement runs inside BEGIN ... COMMIT (see _statement).
+        self.inBlock = False
 
     def __repr__(self) -> str:
         return f"<adbapi lane {self.name} {self.state}>"
@@ -132,7 +136,8 @@ class _Lane:
         return self.name
 
     def doRead(self) -> None:
-        if self.step == _STATEMENT or self.step == _PING or self.step == _END:
+        step = self.step
+        if step == _STATEMENT or step == _PING or step == _END or step == _BEGIN:
             self._poll()
         else:
             self._idleRead()
@@ -179,6 +184,7 @@ class _Lane:
         """Run ``call`` (RUNNING, ``call.worker is self``) on this lane."""
         self.current = call
         self.state = _BUSY
+        self.inBlock = False
         if self.conn is None:
             self._open()
             return
@@ -198,9 +204,24 @@ class _Lane:
         call = self.current
         assert call is not None
         if call.deferred.called:  # cancelled while the connection was opened or checked
-            self._done(False, CancelledError("cancelled before it reached the database"), 0)
+            error = CancelledError("cancelled before it reached the database")
+            if self.inBlock:
+                self._afterResult(False, error)  # rolls the block back first
+            else:
+                self._done(False, error, 0)
             return
+        if call.kind == FAST_QUERY and not self.inBlock:
+            text = queryText(call.args, call.kw, self.conn)
+            if text is None or not returnsRows(text):
+                # It may return no result set: fetchall() then fails and Twisted rolls the statement
+                # back, which needs it inside a block (_statements.py).
+                self._begin()
+                return
         self._send(_STATEMENT, call.args, call.kw)
+
+    def _begin(self) -> None:
+        self.inBlock = True
+        self._send(_BEGIN, ("BEGIN",), {})
 
     def _send(self, step: int, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         """Send a statement; its outcome always arrives later, from the reactor (never inside the caller).
@@ -263,6 +284,8 @@ class _Lane:
             if self.pool._timed:
                 self.lastUsed = self.pool._clock.seconds()
             self._statement()
+        elif step == _BEGIN:
+            self._statement()
         else:  # _END: the statement's outcome stands
             kept, self.kept = self.kept, None
             assert kept is not None
@@ -272,6 +295,17 @@ class _Lane:
         step = self.step
         pool = self.pool
         if step == _STATEMENT:
+            call = self.current
+            assert call is not None
+            if (not self.inBlock and call.statementOver is None and not call.deferred.called
+                    and _sqlstate(error) == NO_ACTIVE_TRANSACTION and self._transactionStatus() == _PG_IDLE):
+                # LOCK, SAVEPOINT, DECLARE...: refused before doing anything, outside the transaction
+                # block Twisted's BEGIN would have opened. Run it again inside one.
+                self._begin()
+                return
+            self._statementOver(False, error)
+            return
+        if step == _BEGIN:
             self._statementOver(False, error)
             return
         if step == _PING:

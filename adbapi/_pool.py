@@ -158,8 +158,10 @@ class ConnectionPool:
         self._goodSqlForPing: str | None = self.good_sql if self._goodSqlGiven else None
         # Subclasses that override Twisted's hooks keep them on every call.
         cls = type(self)
+        self._ownRunInteraction = cls.runInteraction is ConnectionPool.runInteraction
         self._fastPath = (
-            cls._runInteraction is ConnectionPool._runInteraction
+            self._ownRunInteraction
+            and cls._runInteraction is ConnectionPool._runInteraction
             and cls._runQuery is ConnectionPool._runQuery
             and cls._runOperation is ConnectionPool._runOperation
             and cls.connect is ConnectionPool.connect
@@ -211,6 +213,7 @@ class ConnectionPool:
         self._retries = 0
         self._longestWait = 0.0
         self.shutdownID: Any = None
+        self._closeTrigger: Any = None
         self.startID: Any = reactor.callWhenRunning(self._start)
 
     # -- lifecycle (reactor thread) ----------------------------------------------------
@@ -291,10 +294,11 @@ class ConnectionPool:
                 pass
             self.startID = None
         d = self._stopWorkers()
-        if not d.called and self._reactor.running:
+        if not d.called and self._reactor.running and self._closeTrigger is None:
             # Twisted's idiom is ``pool.close(); reactor.stop()`` with close's result ignored: the
             # shutdown then waits for this close, so the calls it is letting finish still fire.
-            self.shutdownID = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
+            # Held apart from Twisted's ``shutdownID``, which is None once close() has returned.
+            self._closeTrigger = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         return d
 
     def finalClose(self) -> Deferred[None]:
@@ -303,7 +307,7 @@ class ConnectionPool:
         return self._stopWorkers()
 
     def _shutdown(self) -> Deferred[None]:
-        self.shutdownID = None
+        self.shutdownID = self._closeTrigger = None
         return self._stopWorkers()
 
     def _stopWorkers(self) -> Deferred[None]:
@@ -349,12 +353,12 @@ class ConnectionPool:
 
     def _closed(self) -> None:
         self._state = _CLOSED
-        if self.shutdownID is not None:  # the trigger close() left for a shutdown that did not come
+        if self._closeTrigger is not None:  # the trigger close() left for a shutdown that did not come
             try:
-                self._reactor.removeSystemEventTrigger(self.shutdownID)
+                self._reactor.removeSystemEventTrigger(self._closeTrigger)
             except (ValueError, KeyError):
                 pass
-            self.shutdownID = None
+            self._closeTrigger = None
         if self._backlogTimer is not None and self._backlogTimer.active():
             self._backlogTimer.cancel()
         self._backlogTimer = None
@@ -470,7 +474,10 @@ class ConnectionPool:
             raise TypeError("runQuery() needs the SQL statement as its first argument")
         if self._fastPath:
             return self._submit(FAST_QUERY, None, args, kw)
-        return self._submit(INTERACTION, self._runQuery, args, kw)
+        if self._ownRunInteraction:
+            return self._submit(INTERACTION, self._runQuery, args, kw)
+        # As in Twisted: a subclass's runInteraction sees runQuery too.
+        return self.runInteraction(self._runQuery, *args, **kw)
 
     def runOperation(self, *args: Any, **kw: Any) -> Deferred[None]:
         """Execute one statement (``cursor.execute(*args, **kw)``) and fire with None."""
@@ -478,7 +485,9 @@ class ConnectionPool:
             raise TypeError("runOperation() needs the SQL statement as its first argument")
         if self._fastPath:
             return self._submit(FAST_OPERATION, None, args, kw)
-        return self._submit(INTERACTION, self._runOperation, args, kw)
+        if self._ownRunInteraction:
+            return self._submit(INTERACTION, self._runOperation, args, kw)
+        return self.runInteraction(self._runOperation, *args, **kw)
 
     def transaction(self) -> AsyncTransaction:
         """An async context manager holding one connection for a transaction (reactor thread).

@@ -158,3 +158,60 @@ def test_runQueryErrorInsideTheStatementsOwnTransactionDoesNotCommitIt(lanes: Ba
     stats = runReactor(body)
     assert (stats.lanes > 0) == nonblocking
     assert lanes.admin(f"SELECT count(*) FROM {table}")[0][0] == 0
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
+def test_runQueryOfAStatementWithoutRowsIsRolledBack(lanes: Backend, uniqueTableName: str,
+                                                     nonblocking: bool) -> None:
+    """runQuery("INSERT ...") errbacks the driver's "no results to fetch" and, as in Twisted, nothing is
+    committed (the statement ran inside a transaction block, not in autocommit mode)."""
+    table = lanes.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_nonblocking=nonblocking)
+        with pytest.raises(psycopg2.ProgrammingError):
+            await pool.runQuery(f"INSERT INTO {table} (id, v) VALUES (1, 1)")
+        rows = await pool.runQuery(f"SELECT count(*) FROM {table}")
+        return rows, pool.statistics()
+
+    rows, stats = runReactor(body)
+    assert rows == [(0,)]
+    assert (stats.lanes > 0) == nonblocking
+    assert lanes.admin(f"SELECT count(*) FROM {table}")[0][0] == 0
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
+def test_runQueryReturningRowsStaysOutsideATransactionBlock(lanes: Backend, uniqueTableName: str,
+                                                            nonblocking: bool) -> None:
+    """A SELECT, or an INSERT ... RETURNING, keeps the one-round-trip path: it runs as its own implicit
+    transaction, where now() is the statement's own start time."""
+    table = lanes.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_nonblocking=nonblocking)
+        selected = await pool.runQuery("SELECT now() = statement_timestamp()")
+        inserted = await pool.runQuery(
+            f"INSERT INTO {table} (id, v) VALUES (1, 1) RETURNING now() = statement_timestamp()")
+        return selected, inserted
+
+    assert runReactor(body) == ([(True,)], [(True,)])
+    assert lanes.admin(f"SELECT count(*) FROM {table}")[0][0] == 1
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["workers", "lanes"])
+def test_runOperationThatNeedsATransactionBlockRunsInOne(lanes: Backend, uniqueTableName: str,
+                                                         nonblocking: bool) -> None:
+    """LOCK TABLE, refused outside a transaction block, runs inside one (as Twisted's BEGIN gives it), and
+    the lock is gone once the call fired."""
+    table = lanes.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = lanes.pool(reactor, cp_min=1, cp_max=2, cp_nonblocking=nonblocking)
+        await pool.runOperation(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        await pool.runOperation(f"INSERT INTO {table} (id, v) VALUES (1, 1)")
+        return pool.statistics()
+
+    stats = runReactor(body)
+    assert (stats.lanes > 0) == nonblocking
+    assert stats.errors == 0
+    assert lanes.admin(f"SELECT count(*) FROM {table}")[0][0] == 1
