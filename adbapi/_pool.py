@@ -19,7 +19,7 @@ Threads and state
 Lifecycle: ``new`` -> ``running`` (on reactor start or first call) ->
 ``closing`` (``close()`` or ``before shutdown``: no new calls, accepted calls
 finish, connections close in their threads) -> ``closed`` (calls errback at once;
-``start()`` may reopen it, as Twisted's does).
+``start()`` may reopen it; Twisted's cannot be restarted).
 
 The module is longer than most here on purpose: dispatch, the hand-off of
 results, the lifecycle and the failure handling all read and write the state
@@ -33,7 +33,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -86,6 +86,30 @@ def _defaultReactor() -> Any:
     from reactor import getReactor
 
     return getReactor()
+
+
+class _ConnectionsView(Mapping[int, Any]):
+    """``ConnectionPool.connections``: thread id -> that worker's open connection, read under the lock."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def _snapshot(self) -> dict[int, Any]:
+        pool = self._pool
+        with pool._lock:
+            workers = list(pool._workers)
+        return {w.thread.ident: w.conn for w in workers if w.conn is not None and w.thread.ident is not None}
+
+    def __getitem__(self, threadID: int) -> Any:
+        return self._snapshot()[threadID]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._snapshot())
+
+    def __len__(self) -> int:
+        return len(self._snapshot())
 
 
 class ConnectionPool:
@@ -159,6 +183,8 @@ class ConnectionPool:
         # Subclasses that override Twisted's hooks keep them on every call.
         cls = type(self)
         self._ownRunInteraction = cls.runInteraction is ConnectionPool.runInteraction
+        self._ownConnect = cls.connect is ConnectionPool.connect
+        self._ownClose = cls._close is ConnectionPool._close
         self._fastPath = (
             self._ownRunInteraction
             and cls._runInteraction is ConnectionPool._runInteraction
@@ -232,8 +258,8 @@ class ConnectionPool:
         """None when runQuery/runOperation can run on lanes, else why not (``__init__``)."""
         if not self._adapter.supportsLanes:
             return f"{self.dbapiName} has no nonblocking connections the pool can drive (psycopg2 has)"
-        if not self._fastPath:
-            return "the pool's class overrides how calls run (_runQuery, _runOperation, connect...)"
+        if not self._fastPath or not self._ownClose:
+            return "the pool's class overrides how calls run (_runQuery, _runOperation, connect, _close...)"
         if self.openfun is not None:
             return "cp_openfun expects a blocking connection"
         if self.max == 1 and nonblocking is None:
@@ -537,6 +563,19 @@ class ConnectionPool:
             )
         return worker
 
+    def threadID(self) -> int:
+        """The calling thread's id, the key of :attr:`connections` (Twisted's name; any thread)."""
+        return threading.get_ident()
+
+    @property
+    def connections(self) -> Mapping[int, Any]:
+        """Twisted's ``{thread id: connection}``: a live, read-only view of the workers' open connections.
+
+        Twisted code reads it from a worker, as in ``self.connections.get(self.threadID())``
+        before ``self.disconnect(conn)``; lanes (reactor-driven) are not in it.
+        """
+        return _ConnectionsView(self)
+
     def connect(self) -> Any:
         """This worker thread's DB-API connection, opened on first use (worker threads only)."""
         worker = self._currentWorker()
@@ -552,6 +591,16 @@ class ConnectionPool:
         worker.discardConnection(broken=True)
 
     # -- Twisted's overridable bodies (worker threads) ------------------------------------
+
+    def _close(self, conn: Any) -> None:
+        """Close one of the pool's connections (its worker thread): at close, recycling, ``disconnect()``."""
+        if self.noisy:
+            _log.info("adbapi closing: %s", self._label)
+        try:
+            conn.close()
+        except Exception as e:
+            _log.warning("adbapi: %s: closing a connection failed: %s", self._label,
+                         self._redactor.scrub(str(e)))
 
     def _runInteraction(self, interaction: Callable[..., _T], *args: Any, **kw: Any) -> _T:
         conn = self.connectionFactory(self)

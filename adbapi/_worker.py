@@ -117,6 +117,8 @@ class _Worker:
         self.lastUsed = 0.0
         self.current: _Call | None = None
         self.committing = False
+        # True while a subclass's connect() runs for this worker (its super().connect() opens normally).
+        self.inOwnConnect = False
         # Written under the pool lock by the worker when it goes idle:
         self.idleSince = 0.0
 
@@ -273,6 +275,17 @@ class _Worker:
 
     def _open(self) -> Any:
         pool = self.pool
+        if not pool._ownConnect and not self.inOwnConnect:
+            # A subclass's connect() decides what the connection is, as in Twisted; its
+            # super().connect() comes back here and opens one the usual way.
+            self.inOwnConnect = True
+            try:
+                conn = pool.connect()
+            finally:
+                self.inOwnConnect = False
+            if conn is not self.conn:
+                self._took(conn, pool._adapter.describeConnection(conn))
+            return conn
         if pool.noisy:
             _log.info("adbapi connecting: %s", pool._label)
         try:
@@ -287,6 +300,12 @@ class _Worker:
         except BaseException:
             pool._adapter.discard(conn)
             raise
+        self._took(conn, info)
+        return conn
+
+    def _took(self, conn: Any, info: Any) -> None:
+        """Make ``conn`` this worker's connection (worker thread)."""
+        pool = self.pool
         with self.connLock:
             self.connInfo = info
             self.conn = conn
@@ -295,7 +314,6 @@ class _Worker:
             self.openedAt = self.lastUsed = pool._clock.seconds()
         with pool._lock:
             pool._connectionsOpened += 1
-        return conn
 
     def discardConnection(self, broken: bool) -> None:
         """Close this worker's connection because it is (or may be) broken (worker thread)."""
@@ -304,9 +322,16 @@ class _Worker:
             conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
             return
-        if self.pool.noisy:
-            _log.info("adbapi closing: %s", self.pool._label)
-        self.pool._adapter.discard(conn)
+        pool = self.pool
+        if pool._ownClose:
+            if pool.noisy:
+                _log.info("adbapi closing: %s", pool._label)
+            pool._adapter.discard(conn)
+        else:
+            try:
+                pool._close(conn)  # a subclass's, as Twisted's disconnect() calls it
+            except Exception:
+                pool._adapter.discard(conn)
         if broken:
             with self.pool._lock:
                 self.pool._reconnects += 1
@@ -317,13 +342,7 @@ class _Worker:
             conn, self.conn, self.connInfo = self.conn, None, None
         if conn is None:
             return
-        if self.pool.noisy:
-            _log.info("adbapi closing: %s", self.pool._label)
-        try:
-            conn.close()
-        except Exception as e:
-            _log.warning("adbapi: %s: closing a connection failed: %s", self.pool._label,
-                         self.pool._redactor.scrub(str(e)))
+        self.pool._close(conn)
         if recycled:
             with self.pool._lock:
                 self.pool._recycled += 1
