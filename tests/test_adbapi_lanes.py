@@ -367,7 +367,7 @@ def test_copyStatementOnALaneErrbacksAndTheNextCallWorks(lanes: Backend, uniqueT
 
 
 def test_poolRestartedAfterCloseRunsOnLanesAgain(lanes: Backend) -> None:
-    """start() after close() reopens the pool (as Twisted's does): runQuery runs on lanes again."""
+    """start() after close() reopens the pool (Twisted's cannot): runQuery runs on lanes again."""
 
     async def body(reactor: Reactor) -> Any:
         pool = lanes.pool(reactor, cp_min=1, cp_max=2)
