@@ -334,7 +334,14 @@ class ConnectionPool:
 
     def _shutdown(self) -> Deferred[None]:
         self.shutdownID = self._closeTrigger = None
-        return self._stopWorkers()
+        if self._state != _RUNNING:
+            return self._stopWorkers()
+        # The other 'before shutdown' triggers fire in this same pass, and one may still use the pool
+        # (a last flush; Twisted's pool closes only 'during' shutdown): the close begins a turn later,
+        # whichever order the triggers were added in, and lets what they asked for finish.
+        closed: Deferred[None] = Deferred()
+        self._reactor.callLater(0, lambda: self._stopWorkers().chainDeferred(closed))
+        return closed
 
     def _stopWorkers(self) -> Deferred[None]:
         if self._state in (_NEW, _CLOSED):

@@ -325,6 +325,33 @@ def test_closeThenReactorStopStillFiresEveryQueuedCall(backend: Backend) -> None
     assert pool.statistics().state == "closed"
 
 
+
+def test_beforeShutdownTriggerAddedLaterCanStillQuery(backend: Backend) -> None:
+    """A 'before shutdown' trigger added after the pool started (so it fires after the pool's own) can
+    still run a last query: the pool closes one reactor turn later and lets it finish."""
+    outcome: list[Any] = []
+    reactor = Reactor()
+    pool = backend.pool(reactor, cp_min=1, cp_max=2)
+
+    def lastFlush() -> Any:
+        return pool.runQuery(backend.sql("SELECT ?"), ("flushed",)).addBoth(outcome.append)
+
+    def start() -> None:
+        def started(_: object) -> None:
+            reactor.addSystemEventTrigger("before", "shutdown", lastFlush)
+            reactor.stop()
+
+        pool.runQuery("SELECT 1").addCallback(started)
+
+    reactor.callWhenRunning(start)
+    guard = reactor.callLater(20, reactor.crash)
+    reactor.run(installSignalHandlers=False)
+    assert guard.active()
+    guard.cancel()
+    reactor.close()
+    assert [[tuple(r) for r in rows] for rows in outcome] == [[("flushed",)]]
+    assert pool.statistics().state == "closed"
+
 def test_startsAtFirstUseBeforeReactorRuns(backend: Backend) -> None:
     """A call made before the reactor runs starts the pool and fires once the reactor runs."""
     reactor = Reactor()

@@ -214,7 +214,6 @@ def test_overriddenRunInteractionSeesRunQuery(sqlitePath: str) -> None:
     assert seen == ["_runQuery", "_runOperation"]
 
 
-@pytest.mark.xfail(strict=True, reason="the pool closes in 'before shutdown' (Twisted: 'during')")
 def test_beforeShutdownTriggerCanQuery(sqlitePath: str) -> None:
     """A 'before shutdown' trigger added after the pool started can still run a query, as in Twisted."""
     outcome: list[Any] = []
