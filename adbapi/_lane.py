@@ -489,9 +489,16 @@ class _Lane:
 
     def _sideEnds(self) -> None:
         self.step = _NONE
-        if self.conn is not None and not self.watching:
+        conn = self.conn
+        # A connection libpq has closed meanwhile (the server ended the session) has no socket to
+        # watch, and its descriptor number may already belong to another: the outcome kept by the
+        # side step, handled next, drops it.
+        if conn is not None and not self.watching and not conn.closed:
+            try:
+                self.reactor.addReader(self)
+            except OSError:  # the socket went away under psycopg2's feet: the next step finds it out
+                return
             self.watching = True
-            self.reactor.addReader(self)
 
     def cancel(self, call: _Call) -> None:
         """Stop ``call``'s statement on the server (reactor thread)."""

@@ -435,7 +435,9 @@ class ConnectionPool:
     def _endCloseIfLast(self) -> None:
         with self._lock:
             remaining = len(self._workers) + len(self._lanes)
-        if remaining == 0 and self._state == _CLOSING:
+        # Outcomes still waiting in _results are fired first: a worker queues its exit notice after its
+        # last outcome, so the flush that fires them comes back here once they are all out.
+        if remaining == 0 and self._state == _CLOSING and not self._results:
             self._closed()
 
     def _nextForLane(self, lane: _Lane, canIdle: bool) -> _Call | None:
@@ -929,10 +931,7 @@ class ConnectionPool:
 
     def _workerExited(self) -> None:
         if self._state == _CLOSING:
-            with self._lock:
-                remaining = len(self._workers) + len(self._lanes)
-            if remaining == 0:
-                self._closed()
+            self._endCloseIfLast()
 
     # -- retries (reactor thread) --------------------------------------------------------------
 

@@ -1,0 +1,594 @@
+"""adbapi under load *and* failures: storms of calls while the server kills the pool's sessions.
+
+Each storm runs 32 callers (runQuery, runOperation, runInteraction, runWithConnection; some
+cancelled, some with ``addTimeout``) while a killer thread, fed by a reactor timer, terminates
+the pool's own sessions (PostgreSQL: found by a unique ``application_name``; MariaDB: the thread
+ids the pool's ``cp_openfun`` recorded). The promises checked: every Deferred fires, the pool
+never holds more than ``cp_max`` connections (its statistics and the server agree), the calls
+after the storm work, statistics are consistent once quiet, and ``close()`` / reactor shutdown
+drain everything and leave no thread. Randomness is seeded; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import adbapi
+from reactor import CancelledError, Deferred, Reactor, TimeoutError
+from reactor.task import deferLater
+from tests.adbapi_support import (  # noqa: F401
+    Backend,
+    lanesFixture,
+    poolThreads,
+    runReactor,
+    serverBackendFixture,
+    uniqueName,
+)
+
+CALLERS = 32
+CP_MAX = 4
+STORM_SECONDS = 1.5
+KILL_EVERY = 0.02
+
+
+def _kinds() -> list[Any]:
+    return [
+        pytest.param("lanes", id="lanes"),
+        pytest.param("threads", id="pg-threads"),
+        pytest.param("mysql", id="mysql"),
+    ]
+
+
+class Chaos:
+    """One pool on one server, its sessions, and a killer for them."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.name = uniqueName("chaos").replace("-", "_")
+        self.ids: set[int] = set()  # MariaDB: thread ids of the pool's connections
+        self.killed: set[int] = set()
+        self.lock = threading.Lock()  # ids and killed change in workers and the killer thread
+        if kind == "mysql":
+            import pymysql
+
+            self.module: Any = pymysql
+            self.connkw: dict[str, Any] = dict(request.getfixturevalue("mysqlConnectKw"))
+            self.dsn = ""
+            self.sleep = "SLEEP"
+        else:
+            import psycopg2
+
+            self.module = psycopg2
+            self.dsn = request.getfixturevalue("postgresDSN")
+            self.connkw = {}
+            self.sleep = "pg_sleep"
+        self.table = f"chaos_{self.name}"
+        serial = "INTEGER AUTO_INCREMENT" if kind == "mysql" else "SERIAL"
+        self.admin(f"CREATE TABLE {self.table} (id {serial} PRIMARY KEY, v INTEGER)")
+
+    # -- the server side (test code only) -------------------------------------------------------
+
+    def adminConnect(self) -> Any:
+        if self.kind == "mysql":
+            return self.module.connect(autocommit=True, **self.connkw)
+        conn = self.module.connect(self.dsn)
+        conn.autocommit = True
+        return conn
+
+    def admin(self, statement: str, *params: Any) -> list[Any]:
+        conn = self.adminConnect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(statement, params or None)
+            return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            conn.close()
+
+    def drop(self) -> None:
+        try:
+            self.admin(f"DROP TABLE IF EXISTS {self.table}")
+        except Exception:
+            pass
+
+    def sessions(self) -> set[int]:
+        """Server ids of the pool's live sessions (killed ones excluded: they may linger a moment)."""
+        if self.kind == "mysql":
+            alive = {r[0] for r in self.admin("SELECT id FROM information_schema.processlist")}
+            with self.lock:
+                return (alive & self.ids) - self.killed
+        rows = self.admin("SELECT pid FROM pg_stat_activity WHERE application_name = %s", self.name)
+        with self.lock:
+            return {r[0] for r in rows} - self.killed
+
+    def killAll(self) -> None:
+        """Terminate every session of the pool and wait until they are gone."""
+        if self.kind == "mysql":
+            with self.lock:
+                ids = sorted(self.ids - self.killed)
+                self.killed |= self.ids
+            for i in ids:
+                try:
+                    self.admin(f"KILL {int(i)}")
+                except Exception:
+                    pass
+        else:
+            self.admin("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                       "WHERE application_name = %s", self.name)
+
+    def pool(self, reactor: Reactor, **kw: Any) -> Any:
+        kw.setdefault("cp_min", 1)
+        kw.setdefault("cp_max", CP_MAX)
+        if self.kind == "mysql":
+            def openfun(conn: Any) -> None:
+                with self.lock:
+                    self.ids.add(conn.thread_id())
+
+            return adbapi.ConnectionPool(self.module, cp_reactor=reactor, cp_name=self.name,
+                                         cp_openfun=openfun, **self.connkw, **kw)
+        return adbapi.ConnectionPool(self.module, f"{self.dsn} application_name={self.name}",
+                                     cp_reactor=reactor, cp_name=self.name,
+                                     cp_nonblocking=self.kind == "lanes", **kw)
+
+
+class Killer:
+    """A thread that kills one of the pool's sessions whenever the reactor's timer asks it to."""
+
+    def __init__(self, chaos: Chaos, seed: int) -> None:
+        self.chaos = chaos
+        self.rng = random.Random(seed)
+        self.requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.kills = 0
+        self.thread = threading.Thread(target=self._main, name=f"chaos-killer-{chaos.name}", daemon=True)
+        self.timer: Any = None
+        self.reactor: Any = None
+
+    def start(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self.thread.start()
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.requests.qsize() == 0:
+            self.requests.put(True)
+        self.timer = self.reactor.callLater(KILL_EVERY, self._tick)
+
+    def stop(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.requests.put(False)
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the killer thread did not stop"
+
+    def _main(self) -> None:
+        chaos = self.chaos
+        conn = chaos.adminConnect()
+        cursor = conn.cursor()
+        try:
+            while self.requests.get():
+                try:
+                    if chaos.kind == "mysql":
+                        with chaos.lock:
+                            ids = sorted(chaos.ids - chaos.killed)
+                            victim = self.rng.choice(ids) if ids else None
+                            if victim is not None:
+                                chaos.killed.add(victim)
+                        if victim is not None:
+                            cursor.execute(f"KILL {int(victim)}")
+                            self.kills += 1
+                    else:
+                        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                       (chaos.name,))
+                        pids = sorted(r[0] for r in cursor.fetchall())
+                        if pids:
+                            victim = self.rng.choice(pids)
+                            with chaos.lock:
+                                chaos.killed.add(victim)
+                            cursor.execute("SELECT pg_terminate_backend(%s)", (victim,))
+                            self.kills += 1
+                except Exception:
+                    pass  # the victim was gone already
+        finally:
+            conn.close()
+
+
+@pytest.fixture(name="chaos", params=_kinds())
+def chaosFixture(request: pytest.FixtureRequest) -> Any:
+    chaos = Chaos(request.param, request)
+    try:
+        yield chaos
+    finally:
+        chaos.drop()
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (CancelledError, TimeoutError, adbapi.ConnectionLost)
+
+
+def _driverErrors(chaos: Chaos) -> tuple[type[BaseException], ...]:
+    return (chaos.module.OperationalError, chaos.module.InterfaceError, chaos.module.DatabaseError)
+
+
+class Storm:
+    """32 seeded callers issuing a mix of calls on one pool until told to stop."""
+
+    def __init__(self, chaos: Chaos, pool: Any, reactor: Reactor, seed: int, cancels: bool) -> None:
+        self.chaos = chaos
+        self.pool = pool
+        self.reactor = reactor
+        self.seed = seed
+        self.cancels = cancels
+        self.stopping = False
+        self.issued: list[Deferred[Any]] = []
+        self.outstanding = 0
+        self.ok = 0
+        self.errors: Counter[str] = Counter()
+        self.unexpected: list[str] = []
+        self.allowed = EXPECTED_ERRORS + _driverErrors(chaos)
+        self.callers: list[Deferred[None]] = []
+
+    def start(self) -> None:
+        self.callers = [Deferred.fromCoroutine(self._caller(i)) for i in range(CALLERS)]
+
+    def _issue(self, rng: random.Random) -> Deferred[Any]:
+        pool, table, sleep = self.pool, self.chaos.table, self.chaos.sleep
+        r = rng.random()
+        if r < 0.3:
+            d = pool.runQuery(f"SELECT {sleep}(%s), 1", (rng.choice([0, 0, 0.001, 0.005]),))
+        elif r < 0.5:
+            d = pool.runOperation(f"INSERT INTO {table} (v) VALUES (%s)", (rng.randint(0, 1000),))
+        elif r < 0.8:
+            def interaction(txn: Any, v: int) -> Any:
+                txn.execute(f"INSERT INTO {table} (v) VALUES (%s)", (v,))
+                txn.execute(f"SELECT {sleep}(0.002)")
+                txn.execute(f"SELECT count(*) FROM {table}")
+                return txn.fetchall()
+
+            d = pool.runInteraction(interaction, rng.randint(0, 1000))
+        else:
+            def withConnection(conn: Any) -> Any:
+                cursor = conn.cursor()
+                cursor.execute("SELECT 1")
+                return cursor.fetchall()
+
+            d = pool.runWithConnection(withConnection)
+        c = rng.random() if self.cancels else 1.0
+        if c < 0.08:
+            self.reactor.callLater(rng.uniform(0, 0.01), d.cancel)
+        elif c < 0.16:
+            d.addTimeout(rng.uniform(0.001, 0.03), self.reactor)
+        self.issued.append(d)
+        return d
+
+    async def _caller(self, i: int) -> None:
+        rng = random.Random(self.seed * 1000 + i)
+        while not self.stopping:
+            d = self._issue(rng)
+            self.outstanding += 1
+            try:
+                await d
+                self.ok += 1
+            except adbapi.PoolClosedError:
+                self.errors["PoolClosedError"] += 1
+                return  # the pool is closed: every further call would fail at once
+            except self.allowed as e:
+                self.errors[type(e).__name__] += 1
+            except Exception as e:
+                self.errors[type(e).__name__] += 1
+                self.unexpected.append(repr(e))
+            finally:
+                self.outstanding -= 1
+
+    def unfired(self) -> int:
+        return sum(not d.called for d in self.issued)
+
+
+def _checkBounds(chaos: Chaos, pool: Any, problems: list[str], server: bool) -> None:
+    s = pool.statistics()
+    if s.connectionsOpen > CP_MAX or s.workers + s.lanes > CP_MAX:
+        problems.append(f"more than cp_max connections: {s}")
+    if server:
+        live = chaos.sessions()
+        if len(live) > CP_MAX:
+            problems.append(f"{len(live)} live server sessions > cp_max: {s}")
+
+
+async def _until(reactor: Reactor, predicate: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await deferLater(reactor, 0.02)
+    return True
+
+
+async def _boundedClose(reactor: Reactor, pool: Any, seconds: float) -> bool:
+    closing = pool.close()
+    guard = reactor.callLater(seconds, lambda: None if closing.called else closing.cancel())
+    try:
+        await closing
+    except CancelledError:
+        return False
+    finally:
+        if guard.active():
+            guard.cancel()
+    return True
+
+
+async def _nextCallsWork(reactor: Reactor, pool: Any) -> list[str]:
+    """After the storm (no more kills): at most one failure per dead connection, then calls work."""
+    failures: list[str] = []
+    for _ in range(CP_MAX + 1):  # dead idle connections are met (and replaced) one by one
+        try:
+            await pool.runQuery("SELECT 1").addTimeout(5, reactor)
+        except Exception as e:
+            failures.append(type(e).__name__)
+    broken: list[str] = []
+    burst = [pool.runQuery("SELECT 1").addTimeout(5, reactor) for _ in range(CALLERS)]
+    burst += [pool.runInteraction(lambda t: t.execute("SELECT 1")).addTimeout(5, reactor)
+              for _ in range(CP_MAX)]
+    for d in burst:
+        try:
+            await d
+        except Exception as e:
+            broken.append(type(e).__name__)
+    if len(failures) > CP_MAX:
+        broken.append(f"{len(failures)} of {CP_MAX + 1} calls after the storm failed: {failures}")
+    return broken
+
+
+STORM_OPTIONS = [
+    pytest.param({}, id="plain"),
+    pytest.param({"cp_reconnect": True}, id="reconnect"),
+    pytest.param({"cp_retry": adbapi.RetryPolicy(attempts=3, backoff=0.001)}, id="retry"),
+]
+
+
+@pytest.mark.parametrize("options", STORM_OPTIONS)
+def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
+    """32 callers, sessions killed every 20 ms: every Deferred fires, <= cp_max, recovery, clean close."""
+    problems: list[str] = []
+    cancels = True
+
+    async def body(reactor: Reactor) -> None:
+        pool = chaos.pool(reactor, **options)
+        storm = Storm(chaos, pool, reactor, seed=7, cancels=cancels)
+        killer = Killer(chaos, seed=7)
+        killer.start(reactor)
+        storm.start()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < STORM_SECONDS:
+                _checkBounds(chaos, pool, problems, server=True)
+                await deferLater(reactor, 0.05)
+        finally:
+            storm.stopping = True
+            killer.stop()
+        if not await _until(reactor, lambda: storm.outstanding == 0, 8):
+            problems.append(f"{storm.unfired()} Deferreds never fired: {pool.statistics()}")
+            return
+        problems.extend(storm.unexpected[:3])
+        assert killer.kills > 0 and storm.ok > 0, (killer.kills, storm.ok, dict(storm.errors))
+        problems.extend(await _nextCallsWork(reactor, pool))
+        await _until(reactor, lambda: pool.statistics().busy == 0, 2)
+        s = pool.statistics()
+        if s.busy != 0 or s.waiting != 0 or s.busy + s.idle != s.connectionsOpen:
+            problems.append(f"inconsistent statistics when quiet: {s}")
+        _checkBounds(chaos, pool, problems, server=True)
+        live = chaos.sessions()
+        if len(live) != s.connectionsOpen:
+            problems.append(f"{len(live)} server sessions but connectionsOpen={s.connectionsOpen}")
+        if not await _boundedClose(reactor, pool, 8):
+            problems.append(f"close() did not finish: {pool.statistics()}")
+            return
+        if not await _until(reactor, lambda: not poolThreads(chaos.name), 2):
+            problems.append(f"threads left after close(): {poolThreads(chaos.name)}")
+
+    runReactor(body, timeout=19)
+    assert problems == []
+
+
+def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[str, Any]:
+    """A storm in a fresh reactor, then ``close()`` or ``reactor.stop()`` (or both) at 0.8 s."""
+    reactor = Reactor()
+    pool = chaos.pool(reactor)
+    storm = Storm(chaos, pool, reactor, seed=seed, cancels=cancels)
+    killer = Killer(chaos, seed=seed)
+    out: dict[str, Any] = {}
+
+    def start() -> None:
+        killer.start(reactor)
+        storm.start()
+
+    def midway() -> None:
+        if mode == "close":
+            closing = pool.close()
+
+            def closed(_: Any) -> None:
+                out["unfiredAtClose"] = storm.unfired()
+                out["threadsAtClose"] = poolThreads(chaos.name)
+                reactor.stop()
+
+            closing.addBoth(closed)
+        elif mode == "close+stop":
+            pool.close()
+            reactor.stop()
+        else:
+            reactor.stop()
+
+    def tooLong() -> None:
+        out["hung"] = pool.statistics()
+        reactor.crash()
+
+    reactor.callWhenRunning(start)
+    reactor.callLater(0.8, midway)
+    guard = reactor.callLater(10, tooLong)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        if guard.active():
+            guard.cancel()
+        storm.stopping = True
+        killer.stop()
+    out["unfired"] = storm.unfired()
+    out["unexpected"] = storm.unexpected[:3]
+    out["errors"] = dict(storm.errors)
+    out["stats"] = pool.statistics()
+    return out
+
+
+@pytest.mark.parametrize("mode", ["close", "stop", "close+stop"])
+def test_stormStoppedMidway(chaos: Chaos, mode: str) -> None:
+    """close() and/or reactor.stop() in the middle of a storm with kills: everything drains."""
+    out = _runUntilStopped(chaos, mode, cancels=True, seed=11)
+    assert "hung" not in out, f"the shutdown/close hung: {out}"
+    assert out["unfired"] == 0, out
+    assert out["unexpected"] == [], out
+    if mode == "close":
+        assert out["unfiredAtClose"] == 0, out  # close() fires after every call it let finish
+    assert out["errors"].get("PoolClosedError") == CALLERS, out
+    s = out["stats"]
+    assert (s.state, s.connectionsOpen, s.busy, s.idle, s.waiting, s.workers, s.lanes) == (
+        "closed", 0, 0, 0, 0, 0, 0), s
+    # Joined workers are gone; a lane's side thread (connect, cancel) ends right after.
+    deadline = time.monotonic() + 2
+    while poolThreads(chaos.name) and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert poolThreads(chaos.name) == []
+    assert chaos.sessions() == set()
+
+
+@pytest.mark.parametrize("pingAfter", [None, 0], ids=["noping", "ping0"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["single", "mixed"])
+def test_idleConnectionsDieThenBurst(chaos: Chaos, pingAfter: float | None, mixed: bool) -> None:
+    """All connections die while idle; a burst of 32 calls: one failure per dead connection at most
+    (none with ``cp_ping_after=0``), every slot replaced, statistics consistent."""
+    problems: list[str] = []
+    options = {} if pingAfter is None else {"cp_ping_after": pingAfter}
+
+    async def burst(pool: Any) -> Counter[str]:
+        failures: Counter[str] = Counter()
+        ds = []
+        for i in range(CALLERS):
+            if mixed and i % 3 == 0:
+                ds.append(pool.runInteraction(lambda t: t.execute(f"SELECT {chaos.sleep}(0.01)")))
+            else:
+                ds.append(pool.runQuery(f"SELECT {chaos.sleep}(0.01)"))
+        for d in ds:
+            try:
+                await d.addTimeout(8, reactorRef[0])
+            except Exception as e:
+                failures[type(e).__name__] += 1
+        return failures
+
+    reactorRef: list[Any] = []
+
+    async def body(reactor: Reactor) -> None:
+        reactorRef.append(reactor)
+        pool = chaos.pool(reactor, **options)
+        for _ in range(2):
+            warm = await burst(pool)
+            if warm:
+                problems.append(f"warm-up failed: {dict(warm)}")
+            before = pool.statistics()
+            chaos.killAll()
+            await deferLater(reactor, 0.1)
+            failures = await burst(pool)
+            allowed = 0 if pingAfter == 0 else before.connectionsOpen
+            if sum(failures.values()) > allowed:
+                problems.append(f"{dict(failures)} failures, at most {allowed} expected")
+            await _until(reactor, lambda: pool.statistics().busy == 0, 2)
+            s = pool.statistics()
+            if s.busy or s.waiting or s.busy + s.idle != s.connectionsOpen or s.connectionsOpen > CP_MAX:
+                problems.append(f"statistics after the burst: {s}")
+            live = chaos.sessions()
+            if len(live) != s.connectionsOpen:
+                problems.append(f"{len(live)} server sessions, connectionsOpen={s.connectionsOpen}")
+        if not await _boundedClose(reactor, pool, 5):
+            problems.append(f"close() did not finish: {pool.statistics()}")
+
+    runReactor(body, timeout=19)
+    assert problems == []
+    assert poolThreads(chaos.name) == []
+
+
+def test_laneCancelRacingAKilledSessionFreesTheSlot(lanes: Backend) -> None:
+    """Cancel a lane's statement just after its backend was terminated: the pool must recover."""
+    name = uniqueName("chaos-lane").replace("-", "_")
+    dsn = f"{lanes.connargs[0]} application_name={name}"
+    seen: dict[str, Any] = {}
+
+    async def body(reactor: Reactor) -> None:
+        pool = adbapi.ConnectionPool(lanes.module, dsn, cp_reactor=reactor, cp_name=name, cp_max=2,
+                                     cp_nonblocking=True)
+        d = pool.runQuery("SELECT pg_sleep(30)")
+        query = ("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
+                 "AND query LIKE 'SELECT pg_sleep(30)%%'")
+        assert await _until(reactor, lambda: bool(lanes.admin(query, name)), 5)
+        pid = lanes.admin(query, name)[0][0]
+        # Blocking, in the reactor thread: the backend is gone before the reactor reads its EOF.
+        lanes.admin("SELECT pg_terminate_backend(%s, 5000)", pid)
+        d.cancel()  # the lane starts its cancel side thread
+        with pytest.raises(CancelledError):
+            await d
+        await _until(reactor, lambda: pool.statistics().busy == 0, 1)
+        seen["afterCancel"] = pool.statistics()
+        rows = await pool.runQuery("SELECT 1").addTimeout(2, reactor)
+        assert rows == [(1,)]
+        closed = await _boundedClose(reactor, pool, 2)
+        seen["closed"] = closed
+        assert closed, f"close() did not finish: {pool.statistics()}"
+
+    try:
+        runReactor(body, timeout=6)
+    finally:
+        lanes.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    name)
+    s = seen["afterCancel"]
+    assert s.busy == 0 and s.busy + s.idle == s.connectionsOpen, s
+
+
+def test_closeFiresAfterTheDeferredOfACallItDrained(postgresDSN: str) -> None:
+    """close() fires after the Deferred of a call it let finish, even when an idle worker's exit notice
+    reached the reactor first (worker Y idles, X runs an interaction; close(); Y exits, X finishes)."""
+    import psycopg2
+
+    name = uniqueName("chaos-order")
+    order: list[tuple[str, Any]] = []
+
+    async def body(reactor: Reactor) -> None:
+        pool = adbapi.ConnectionPool(psycopg2, postgresDSN, cp_reactor=reactor, cp_name=name,
+                                     cp_min=2, cp_max=2, cp_nonblocking=False)
+        release, started = threading.Event(), threading.Event()
+        running: list[threading.Thread] = []
+
+        def blocked(txn: Any) -> str:
+            running.append(threading.current_thread())
+            started.set()
+            release.wait(5)
+            txn.execute("SELECT 1")
+            return "x"
+
+        await pool.runInteraction(lambda t: t.execute("SELECT 1"))
+        dx = pool.runInteraction(blocked)
+        assert started.wait(5)
+        dx.addBoth(lambda r: order.append(("call", r)))
+        closing = pool.close()  # the idle worker Y gets its exit order
+        closing.addBoth(lambda _: order.append(("close", dx.called)))
+        others = [t for t in threading.enumerate()
+                  if t.name.startswith(f"PoolThread-{name}-") and t is not running[0]]
+        # Blocking the reactor thread on purpose: Y's exit notice, then X's result, queue up unread.
+        for t in others:
+            t.join(5)
+        release.set()
+        running[0].join(5)
+        await deferLater(reactor, 0.2)
+        assert [what for what, _ in order] == ["call", "close"], order
+
+    runReactor(body, timeout=10)
+    assert poolThreads(name) == []
