@@ -669,7 +669,7 @@ class ConnectionPool:
         worker: _Worker | None = getattr(self._local, "worker", None)
         self._waitForCancel(worker)
         raw = getattr(conn, "_connection", None)
-        if raw is None:  # already discarded (cp_reconnect's rollback did it)
+        if raw is None or getattr(conn, "_lost", False):  # already discarded (cp_reconnect's rollback did it)
             return
         if worker is not None and self._adapter.isDisconnect(error, raw):
             worker.discardConnection(broken=True)

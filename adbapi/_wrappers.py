@@ -30,6 +30,9 @@ class Connection:
     when that fails, discards it and raises :class:`ConnectionLost`.
     """
 
+    #: True once rollback() found the connection dead and the pool discarded it.
+    _lost = False
+
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._connection: Any = None
@@ -51,13 +54,16 @@ class Connection:
             original: BaseException = e
         _log.debug("adbapi: rollback or check failed on %s: %s", self._pool._label, type(original).__name__)
         self._pool.disconnect(self._connection)
-        self._connection = None
+        # Kept, closed, as Twisted keeps it: code that swallows the ConnectionLost and goes on gets the
+        # driver's own "connection closed" error from it.
+        self._lost = True
         raise ConnectionLost("the database connection was lost") from original
 
     def reconnect(self) -> None:
         """Drop this thread's connection (if any) and take a fresh one."""
-        if self._connection is not None:
+        if self._connection is not None and not self._lost:
             self._pool.disconnect(self._connection)
+        self._lost = False
         self._connection = self._pool.connect()
 
     def __getattr__(self, name: str) -> Any:

@@ -289,7 +289,6 @@ def test_interactionClosingItsTransactionRollsBack(sqlitePath: str) -> None:
     assert runReactor(body)[0][0] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Connection drops its raw connection: commit fails AttributeError")
 def test_swallowedConnectionLostThenCommitFailsWithDriverError(pg: Pg) -> None:
     """With cp_reconnect, a function that swallows rollback()'s ConnectionLost errbacks the driver's error."""
     import psycopg2
