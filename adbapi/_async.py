@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from adbapi._errors import PoolClosedError
+from adbapi._recovery import recoverRaw
 from adbapi._worker import RESERVED, _Call, _Worker, waitForCancel
 from reactor import CancelledError, Deferred, Failure, fail
 
@@ -221,7 +222,7 @@ class AsyncTransaction:
             try:
                 conn.commit()
             except BaseException as e:
-                pool._recoverRaw(conn, e)
+                recoverRaw(pool, conn, e)
                 raise
             return
         try:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
+from adbapi._recovery import classify
 from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
 from adbapi._worker import DONE, FAST_QUERY, _Call, sendCancel
 from reactor import CancelledError, Failure
@@ -433,7 +434,7 @@ class _Lane:
             lost.__cause__ = error
             lost.__suppress_context__ = True
             error = lost
-        self._done(False, error, pool._classify(error, True))
+        self._done(False, error, classify(pool, error, True))
 
     # -- finishing a call ---------------------------------------------------------------------------
 
@@ -551,7 +552,7 @@ class _Lane:
         pool = self.pool
         if not ok:
             # The call that needed the connection gets the reason; the next waiting call tries again.
-            self._done(False, conn, pool._classify(conn, False))
+            self._done(False, conn, classify(pool, conn, False))
             return
         with self.connLock:
             self.conn = conn

@@ -39,10 +39,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from adbapi._async import AsyncTransaction
 from adbapi._drivers import DriverAdapter, adapterFor
-from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._errors import PoolClosedError, PoolOverloadedError, PoolTimeoutError
 from adbapi._lane import _IDLE as _LANE_IDLE
 from adbapi._lane import LaneSupport, _Lane
 from adbapi._options import TWISTED_ARGS, checkTwistedOptions, loadModule, poolOptions, popOptions
+from adbapi._recovery import FLAG_CONFLICT, FLAG_LOST_BEFORE_COMMIT, recover
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolStatistics
@@ -59,7 +60,6 @@ from adbapi._worker import (
     _Call,
     _Worker,
     sendCancel,
-    waitForCancel,
 )
 from adbapi._wrappers import Connection, Transaction
 from reactor import Deferred, Failure, fail, succeed
@@ -71,8 +71,6 @@ _T = TypeVar("_T")
 
 _log = logging.getLogger("adbapi")
 
-_FLAG_CONFLICT = 1
-_FLAG_LOST_BEFORE_COMMIT = 2
 
 _NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
 
@@ -621,7 +619,7 @@ class ConnectionPool:
             conn.commit()
             return result
         except BaseException as e:
-            self._recover(conn, e)
+            recover(self, conn, e)
             raise
 
     def _runWithConnection(self, func: Callable[..., _T], *args: Any, **kw: Any) -> _T:
@@ -632,7 +630,7 @@ class ConnectionPool:
             conn.commit()
             return result
         except BaseException as e:
-            self._recover(conn, e)
+            recover(self, conn, e)
             raise
 
     def _runQuery(self, trans: Transaction, *args: Any, **kw: Any) -> list[Any]:
@@ -646,89 +644,6 @@ class ConnectionPool:
         worker = getattr(self._local, "worker", None)
         if worker is not None:
             worker.committing = True
-
-    # -- failure handling (worker threads) -------------------------------------------------
-
-    def _waitForCancel(self, worker: _Worker | None) -> None:
-        """Before rolling back a failed call: let a cancel in flight finish, so it cannot hit the rollback."""
-        if worker is None:
-            return
-        with self._lock:
-            call = worker.current
-        if call is not None:
-            waitForCancel(call)
-
-    def _recover(self, conn: Connection, error: BaseException) -> None:
-        """After ``error`` in a call: roll back, or discard a broken connection.
-
-        Raises ConnectionLost (with ``cp_reconnect``) only when ``error`` itself is the
-        lost connection. When the rollback fails the connection is discarded and the
-        caller's ``raise`` re-raises ``error``: the caller always learns what went
-        wrong first, as in Twisted.
-        """
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        self._waitForCancel(worker)
-        raw = getattr(conn, "_connection", None)
-        if raw is None or getattr(conn, "_lost", False):  # already discarded (cp_reconnect's rollback did it)
-            return
-        if worker is not None and self._adapter.isDisconnect(error, raw):
-            worker.discardConnection(broken=True)
-            if self.reconnect:
-                raise ConnectionLost("the database connection was lost") from error
-            return
-        try:
-            conn.rollback()
-        except ConnectionLost:
-            # cp_reconnect's rollback found the connection dead and discarded it (and logged why).
-            return
-        except Exception as e:
-            _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
-                         self._redactor.scrub(f"{type(e).__name__}: {e}"))
-            if worker is not None and raw is worker.conn:
-                worker.discardConnection(broken=True)
-            return
-        if worker is not None and raw is worker.conn and not self._adapter.isSettled(raw):
-            _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
-                         self._label)
-            worker.discardConnection(broken=True)
-
-    def _recoverRaw(self, raw: Any, error: BaseException) -> None:
-        """``_recover`` for the fast path, which works on the raw connection."""
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        self._waitForCancel(worker)
-        if worker is None:
-            return
-        if self._adapter.isDisconnect(error, raw):
-            worker.discardConnection(broken=True)
-            if self.reconnect:
-                raise ConnectionLost("the database connection was lost") from error
-            return
-        try:
-            raw.rollback()
-            if self.reconnect:
-                self._adapter.ping(raw, self.good_sql)
-        except Exception as e:
-            # The caller re-raises ``error``, as _recover does.
-            _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", self._label,
-                         self._redactor.scrub(f"{type(e).__name__}: {e}"))
-            worker.discardConnection(broken=True)
-            return
-        if not self._adapter.isSettled(raw):
-            _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
-                         self._label)
-            worker.discardConnection(broken=True)
-
-    def _classify(self, error: BaseException, committing: bool) -> int:
-        """Flags for the retry policy (worker thread, right after the error)."""
-        if self._retry is None:
-            return 0
-        cause = error.__cause__ if isinstance(error, ConnectionLost) and error.__cause__ else error
-        flags = 0
-        if self._adapter.isConflict(cause):
-            flags |= _FLAG_CONFLICT
-        if not committing and (isinstance(error, ConnectionLost) or self._adapter.isDisconnect(cause, None)):
-            flags |= _FLAG_LOST_BEFORE_COMMIT
-        return flags
 
     # -- dispatch (reactor thread) ---------------------------------------------------------
 
@@ -921,8 +836,8 @@ class ConnectionPool:
             retry is not None
             and flags
             and self._state == _RUNNING
-            and retry.shouldRetry(call.attempt, bool(flags & _FLAG_CONFLICT),
-                                  bool(flags & _FLAG_LOST_BEFORE_COMMIT))
+            and retry.shouldRetry(call.attempt, bool(flags & FLAG_CONFLICT),
+                                  bool(flags & FLAG_LOST_BEFORE_COMMIT))
         ):
             self._scheduleRetry(call, value, retry)
             return

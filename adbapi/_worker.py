@@ -26,6 +26,7 @@ import threading
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from adbapi import _recovery  # the module: it imports this one
 from reactor import CancelledError, Deferred
 
 if TYPE_CHECKING:
@@ -202,10 +203,10 @@ class _Worker:
         # The statement is its own transaction: a loss during it is a loss during commit.
         self.committing = True
         try:
-            self.pool._recoverRaw(conn, error)
+            _recovery.recoverRaw(self.pool, conn, error)
         except BaseException as e:  # ConnectionLost with cp_reconnect
             error = e
-        return error, self.pool._classify(error, True)
+        return error, _recovery.classify(self.pool, error, True)
 
     def _execute(self, call: _Call) -> tuple[bool, Any, int]:
         """Run a RUNNING call on this worker's connection: (ok, result or exception, retry flags)."""
@@ -226,7 +227,7 @@ class _Worker:
                 except BaseException as e:
                     # The statement is its own transaction: a loss during it is a loss during commit.
                     self.committing = True
-                    pool._recoverRaw(conn, e)
+                    _recovery.recoverRaw(pool, conn, e)
                     raise
             try:
                 # Anything else gets the connection as the DB-API default leaves it.
@@ -246,7 +247,7 @@ class _Worker:
                 # An async transaction's operations came from its coroutine and are gone: it cannot
                 # be re-run, so the retry policy never applies (the error reaches the block's exit).
                 return False, e, 0
-            return False, e, pool._classify(e, self.committing)
+            return False, e, _recovery.classify(pool, e, self.committing)
 
     # -- the connection (worker thread only) -----------------------------------------
 

@@ -128,7 +128,9 @@ class IReactorCore(Interface):
     def removeSystemEventTrigger(triggerID: object) -> None:
         """Remove a trigger added by ``addSystemEventTrigger``.
 
-        Raises ``ValueError`` if it is unknown, already removed or already fired.
+        Raises ``ValueError`` if it is unknown, already removed or already fired; removing a
+        'before' trigger that ran in a firing still waiting on its Deferreds only warns
+        (``DeprecationWarning``), as in Twisted.
         """
 
     def callWhenRunning(callable: Callable[..., object], /, *args: Any, **kwargs: Any) -> object | None:

@@ -167,13 +167,15 @@ class DelayedCall:
     def reset(self, secondsFromNow: float) -> None:
         """Reschedule the call to run ``secondsFromNow`` seconds from now (not from its old time).
 
-        :raises ValueError: ``secondsFromNow`` is negative, infinite or NaN.
+        A negative value makes the call due at once, as in Twisted.
+
+        :raises ValueError: ``secondsFromNow`` is infinite or NaN.
         :raises AlreadyCancelled: / :raises AlreadyCalled: the call is not active.
         """
         if self._entry.__class__ is _State:
             self._raiseInactive()
-        if not 0 <= secondsFromNow < _INFINITY:
-            raise ValueError(f"secondsFromNow must be a finite number >= 0, got {secondsFromNow!r}")
+        if not -_INFINITY < secondsFromNow < _INFINITY:
+            raise ValueError(f"secondsFromNow must be a finite number, got {secondsFromNow!r}")
         self._queue._moveTo(self, self._queue.seconds() + secondsFromNow)
 
     def delay(self, secondsLater: float) -> None:

@@ -12,6 +12,7 @@ Everything here runs in the reactor thread; :class:`SystemEvents` takes no lock.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +55,11 @@ class _Event:
     """The pending triggers of one event type, per phase."""
 
     # Owned by the reactor thread.
-    __slots__ = ("after", "before", "during")
+    __slots__ = ("after", "before", "during", "ranBefore")
 
     def __init__(self) -> None:
+        # 'before' triggers already run by a firing still waiting on their Deferreds.
+        self.ranBefore: list[_Trigger] = []
         self.before: list[_Trigger] = []
         self.during: list[_Trigger] = []
         self.after: list[_Trigger] = []
@@ -120,6 +123,12 @@ class SystemEvents:
                 if trigger is triggerID:
                     del phaseList[i]
                     return
+            if any(trigger is triggerID for trigger in event.ranBefore):
+                # A component's close() removing its own shutdown trigger while that trigger's
+                # Deferred holds the event: harmless, and Twisted only warns here.
+                warnings.warn(f"removing {triggerID!r}, which already ran in this firing", DeprecationWarning,
+                              stacklevel=3)
+                return
         raise ValueError(f"{triggerID!r} is not pending (already fired or removed)")
 
     def pending(self, eventType: str) -> int:
@@ -146,8 +155,10 @@ class SystemEvents:
                 self._continueFiring(eventType, event)
 
         before = event.before
+        ran = event.ranBefore
         while before:
             trigger = before.pop(0)
+            ran.append(trigger)
             result = _runTrigger(trigger)
             if isinstance(result, Deferred):
                 waiting[0] += 1
@@ -155,6 +166,7 @@ class SystemEvents:
         oneDone(None)
 
     def _continueFiring(self, eventType: str, event: _Event) -> None:
+        event.ranBefore.clear()
         hook = self._duringHooks.get(eventType)
         if hook is not None:
             try:

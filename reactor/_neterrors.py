@@ -26,6 +26,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRefusedError",
     "DNSLookupError",
+    "InvalidAddressError",
     "MessageLengthError",
     "NotConnectingError",
     "NotTLSTransportError",
@@ -114,6 +115,10 @@ class CannotListenError(OSError):
     def __str__(self) -> str:
         where = self.interface or "any"
         return f"Couldn't listen on {where}:{self.port}: {self.socketError}."
+
+
+class InvalidAddressError(ValueError):
+    """An address the call cannot use as given (a UDP port takes IP literals, not host names)."""
 
 
 class MessageLengthError(ValueError):

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from reactor._address import IPv4Address, IPv6Address, addressFromSockaddr
 from reactor._deferred import Deferred
 from reactor._failure import Failure
-from reactor._neterrors import CannotListenError, MessageLengthError
+from reactor._neterrors import CannotListenError, InvalidAddressError, MessageLengthError
 from reactor._netinterfaces import IListeningPort, IMulticastTransport, IUDPTransport
 from reactor._portstop import PortStopper
 from reactor._tcp import checkListenAddress, isIPLiteral, isIPv6Literal
@@ -139,7 +139,7 @@ class UDPPort(PortStopper):
                     raise ValueError("addr is required on an unconnected UDP port")
                 host, port = addr
                 if not isIPLiteral(host):
-                    raise ValueError(f"addr host must be an IP address literal, got {host!r}")
+                    raise InvalidAddressError(f"addr host must be an IP address literal, got {host!r}")
                 sock.sendto(datagram, (host, port))
         except (BlockingIOError, InterruptedError):
             return
@@ -162,7 +162,7 @@ class UDPPort(PortStopper):
         if self._connectedAddr is not None:
             raise RuntimeError("the UDP port is already connected")
         if not isIPLiteral(host):
-            raise ValueError(f"host must be an IP address literal, got {host!r}")
+            raise InvalidAddressError(f"host must be an IP address literal, got {host!r}")
         self._sock().connect((host, port))
         self._connectedAddr = (host, port)
 

@@ -1,0 +1,110 @@
+"""What a worker does after a call failed: roll back or discard the connection, and judge a retry.
+
+All of it runs in the worker thread that owns the connection (lanes use only
+:func:`classify`, in the reactor thread). The caller always re-raises the
+original error afterwards: whatever goes wrong while recovering is logged and
+costs the connection, never the caller's view of what failed first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from adbapi import _worker  # the module: _worker imports this one
+from adbapi._errors import ConnectionLost
+
+if TYPE_CHECKING:
+    from adbapi._pool import ConnectionPool
+    from adbapi._wrappers import Connection
+
+__all__ = ["FLAG_CONFLICT", "FLAG_LOST_BEFORE_COMMIT", "classify", "recover", "recoverRaw"]
+
+_log = logging.getLogger("adbapi")
+
+#: Retry-policy flags of a failed call: the server rolled it back (serialization failure, deadlock) ...
+FLAG_CONFLICT = 1
+#: ... or the connection was lost before the commit was sent.
+FLAG_LOST_BEFORE_COMMIT = 2
+
+
+def _waitForCancelOf(pool: ConnectionPool, worker: _worker._Worker | None) -> None:
+    """Before rolling back a failed call: let a cancel in flight finish, so it cannot hit the rollback."""
+    if worker is None:
+        return
+    with pool._lock:
+        call = worker.current
+    if call is not None:
+        _worker.waitForCancel(call)
+
+def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> None:
+    """After ``error`` in a call: roll back, or discard a broken connection.
+
+    Raises ConnectionLost (with ``cp_reconnect``) only when ``error`` itself is the
+    lost connection. When the rollback fails the connection is discarded and the
+    caller's ``raise`` re-raises ``error``: the caller always learns what went
+    wrong first, as in Twisted.
+    """
+    worker: _worker._Worker | None = getattr(pool._local, "worker", None)
+    _waitForCancelOf(pool, worker)
+    raw = getattr(conn, "_connection", None)
+    if raw is None or getattr(conn, "_lost", False):  # already discarded (cp_reconnect's rollback did it)
+        return
+    if worker is not None and pool._adapter.isDisconnect(error, raw):
+        worker.discardConnection(broken=True)
+        if pool.reconnect:
+            raise ConnectionLost("the database connection was lost") from error
+        return
+    try:
+        conn.rollback()
+    except ConnectionLost:
+        # cp_reconnect's rollback found the connection dead and discarded it (and logged why).
+        return
+    except Exception as e:
+        _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", pool._label,
+                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
+        if worker is not None and raw is worker.conn:
+            worker.discardConnection(broken=True)
+        return
+    if worker is not None and raw is worker.conn and not pool._adapter.isSettled(raw):
+        _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
+                     pool._label)
+        worker.discardConnection(broken=True)
+
+def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
+    """:func:`recover` for the fast path, which works on the raw connection."""
+    worker: _worker._Worker | None = getattr(pool._local, "worker", None)
+    _waitForCancelOf(pool, worker)
+    if worker is None:
+        return
+    if pool._adapter.isDisconnect(error, raw):
+        worker.discardConnection(broken=True)
+        if pool.reconnect:
+            raise ConnectionLost("the database connection was lost") from error
+        return
+    try:
+        raw.rollback()
+        if pool.reconnect:
+            pool._adapter.ping(raw, pool.good_sql)
+    except Exception as e:
+        # The caller re-raises ``error``, as after recover().
+        _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", pool._label,
+                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
+        worker.discardConnection(broken=True)
+        return
+    if not pool._adapter.isSettled(raw):
+        _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
+                     pool._label)
+        worker.discardConnection(broken=True)
+
+def classify(pool: ConnectionPool, error: BaseException, committing: bool) -> int:
+    """Flags for the retry policy (worker thread, right after the error)."""
+    if pool._retry is None:
+        return 0
+    cause = error.__cause__ if isinstance(error, ConnectionLost) and error.__cause__ else error
+    flags = 0
+    if pool._adapter.isConflict(cause):
+        flags |= FLAG_CONFLICT
+    if not committing and (isinstance(error, ConnectionLost) or pool._adapter.isDisconnect(cause, None)):
+        flags |= FLAG_LOST_BEFORE_COMMIT
+    return flags
