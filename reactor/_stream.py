@@ -156,11 +156,7 @@ class StreamConnection:
     def _readEOF(self) -> BaseException | None:
         if self._tls is not None and not self._tls.closeNotifyReceived:
             return ConnectionLost("the TLS peer closed the connection without sending close_notify")
-        if (
-            self.disconnecting
-            or self._writeDisconnected
-            or not IHalfCloseableProtocol.providedBy(self.protocol)
-        ):
+        if self.disconnecting or not IHalfCloseableProtocol.providedBy(self.protocol):
             return ConnectionDone()
         self.stopReading()
         self._readDisconnected = True
@@ -169,6 +165,10 @@ class StreamConnection:
         except Exception as e:
             log.exception("Unhandled error in %s.readConnectionLost", self.logPrefix())
             return e
+        if self._writeDisconnected:
+            # Both directions are shut (the protocol had called loseWriteConnection): it heard
+            # readConnectionLost, as in Twisted, and the connection ends here rather than linger.
+            return ConnectionDone()
         return None
 
     def doWrite(self) -> BaseException | None:
@@ -492,7 +492,7 @@ class StreamConnection:
         # The peer's close_notify: the TLS form of _readEOF. A half-closeable protocol (whose
         # write side is still open) hears readConnectionLost and may go on writing; any other
         # closes cleanly, answering with its own close_notify, and hears ConnectionDone.
-        if self._writeDisconnected or not IHalfCloseableProtocol.providedBy(self.protocol):
+        if not IHalfCloseableProtocol.providedBy(self.protocol):
             self.loseConnection()
             return None
         self.stopReading()
@@ -502,6 +502,8 @@ class StreamConnection:
         except Exception as e:
             log.exception("Unhandled error in %s.readConnectionLost", self.logPrefix())
             return e
+        if self._writeDisconnected:
+            self.loseConnection()  # both directions are shut: end it, as _readEOF does
         return None
 
     def getPeerCertificate(self) -> Any:

@@ -468,11 +468,6 @@ def test_abortConnectionReasonMatchesTwisted(r: Any) -> None:
     assert reasons == [ConnectionAborted] and issubclass(ConnectionAborted, error.ConnectionLost)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Twisted calls readConnectionLost even after loseWriteConnection; "
-    "ours closes with connectionLost at once",
-)
 def test_halfCloseableProtocolGetsReadConnectionLostAfterLoseWriteConnection(r: Any) -> None:
     """A half-closeable client that shut its write side hears readConnectionLost when the peer closes."""
     events: list[str] = []
