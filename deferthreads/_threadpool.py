@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 import time
@@ -17,6 +18,8 @@ from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abando
 from deferthreads._threadworker import ThreadWorker
 from deferthreads._work import CallbackWorkItem, OnResult, WorkItem
 from reactor._spin import DEFAULT_SPIN, checkSpin
+
+_log = logging.getLogger("deferthreads")
 
 __all__ = ["ThreadPool"]
 
@@ -128,7 +131,7 @@ class ThreadPool:
             raise TypeError(f"clock must have a seconds() method, not {type(clock).__name__}")
         self.name = name
         self._team = Team(
-            workerFactory if workerFactory is not None else ThreadWorker,
+            workerFactory if workerFactory is not None else self._makeWorker,
             name if name is not None else f"threadpool-{next(_poolSerial)}",
             minthreads,
             maxthreads,
@@ -141,17 +144,37 @@ class ThreadPool:
         )
         self._stopLock = threading.Lock()  # serialises stop() callers
 
+    #: Twisted's hook: what makes each worker's thread, called as ``threadFactory(target=..., name=...)``
+    #: (a subclass or an instance may replace it; the thread is made a daemon before it starts).
+    threadFactory: Callable[..., threading.Thread] = threading.Thread
+
+    def _makeWorker(self, team: Team, name: str) -> ThreadWorker:
+        return ThreadWorker(team, name, self.threadFactory)
+
     # -- Twisted's attributes ------------------------------------------------------------------
 
     @property
     def min(self) -> int:
-        """The minimum number of worker threads."""
+        """The minimum number of worker threads (assigning it is ``adjustPoolsize(minthreads=...)``)."""
         return self._team.minWorkers
+
+    @min.setter
+    def min(self, value: int) -> None:
+        self.adjustPoolsize(minthreads=value)
 
     @property
     def max(self) -> int:
-        """The maximum number of worker threads."""
+        """The maximum number of worker threads (assigning it is ``adjustPoolsize(maxthreads=...)``)."""
         return self._team.maxWorkers
+
+    @max.setter
+    def max(self, value: int) -> None:
+        self.adjustPoolsize(maxthreads=value)
+
+    def dumpStats(self) -> None:
+        """Log the pool's waiters, busy workers and threads (Twisted's name; logger ``deferthreads``)."""
+        stats = self.statistics()
+        _log.info("%s: %r", self.name or self._team.name, stats)
 
     @property
     def started(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from zope.interface import implementer
 
@@ -23,12 +24,16 @@ class ThreadWorker:
     process alive; orderly shutdown joins the workers (``ThreadPool.stop``).
     """
 
-    def __init__(self, team: Team, name: str) -> None:
+    def __init__(
+        self, team: Team, name: str, threadFactory: Callable[..., threading.Thread] = threading.Thread
+    ) -> None:
         self.name = name
         self._team = team
         self._wakeLock = threading.Lock()
         self._wakeLock.acquire()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        # threadFactory is Twisted's ThreadPool.threadFactory hook: called as Thread(target=, name=).
+        self._thread = threadFactory(target=self._main, name=name)
+        self._thread.daemon = True
 
     @property
     def thread(self) -> threading.Thread:
