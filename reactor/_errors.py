@@ -44,7 +44,17 @@ class FirstError(Exception):
         self.index = index
 
     def __repr__(self) -> str:
-        return f"FirstError[#{self.index}, {self.subFailure!r}]"
+        value = getattr(self.subFailure, "value", self.subFailure)
+        return f"FirstError[#{self.index}, {value!r}]"
+
+    def __eq__(self, other: object) -> bool:
+        # As in Twisted: the same position and the same failure (ported tests compare them).
+        if isinstance(other, FirstError):
+            return (self.index, self.subFailure) == (other.index, other.subFailure)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.index, id(self.subFailure)))
 
     def __str__(self) -> str:
         return f"FirstError[#{self.index}, {self.subFailure}]"

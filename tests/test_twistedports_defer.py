@@ -321,14 +321,12 @@ def test_failNoArgOutsideExceptRaises() -> None:
 # --- differences from Twisted ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="FirstError has no equality on (index, subFailure)")
 def test_firstErrorComparesEqualByIndexAndFailure() -> None:
     """Two FirstErrors with the same index and sub-failure compare equal, as in Twisted."""
     f = Failure(ValueError("x"))
     assert FirstError(f, 1) == FirstError(f, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="FirstError repr shows the Failure, Twisted shows the exception")
 def test_firstErrorReprShowsExceptionRepr() -> None:
     """repr(FirstError) is 'FirstError[#index, repr(subFailure.value)]'."""
     assert repr(FirstError(Failure(ValueError("e")), 1)) == "FirstError[#1, ValueError('e')]"
