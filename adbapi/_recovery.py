@@ -37,6 +37,7 @@ def _waitForCancelOf(pool: ConnectionPool, worker: _worker._Worker | None) -> No
     if call is not None:
         _worker.waitForCancel(call)
 
+
 def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> None:
     """After ``error`` in a call: roll back, or discard a broken connection.
 
@@ -55,21 +56,17 @@ def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> Non
         if pool.reconnect:
             raise ConnectionLost("the database connection was lost") from error
         return
+    rollbackError: Exception | None = None
     try:
         conn.rollback()
     except ConnectionLost:
         # cp_reconnect's rollback found the connection dead and discarded it (and logged why).
         return
     except Exception as e:
-        _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", pool._label,
-                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
-        if worker is not None and raw is worker.conn:
-            worker.discardConnection(broken=True)
-        return
-    if worker is not None and raw is worker.conn and not pool._adapter.isSettled(raw):
-        _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
-                     pool._label)
-        worker.discardConnection(broken=True)
+        rollbackError = e
+    if worker is not None and raw is worker.conn:
+        _keepOrDiscard(pool, worker, raw, rollbackError)
+
 
 def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
     """:func:`recover` for the fast path, which works on the raw connection."""
@@ -82,20 +79,30 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
         if pool.reconnect:
             raise ConnectionLost("the database connection was lost") from error
         return
+    rollbackError: Exception | None = None
     try:
         raw.rollback()
         if pool.reconnect:
             pool._adapter.ping(raw, pool.good_sql)
     except Exception as e:
-        # The caller re-raises ``error``, as after recover().
-        _log.warning("adbapi: %s: rollback failed (%s); discarding the connection", pool._label,
-                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
-        worker.discardConnection(broken=True)
+        rollbackError = e  # the caller re-raises ``error``, as after recover()
+    _keepOrDiscard(pool, worker, raw, rollbackError)
+
+
+def _keepOrDiscard(
+    pool: ConnectionPool, worker: _worker._Worker, raw: Any, rollbackError: Exception | None
+) -> None:
+    """After the rollback: discard the worker's connection if it failed, or left the session mid-statement."""
+    if rollbackError is not None:
+        what = pool._redactor.scrub(f"{type(rollbackError).__name__}: {rollbackError}")
+        reason = f"rollback failed ({what})"
+    elif not pool._adapter.isSettled(raw):
+        reason = "the connection is still busy after a rollback"
+    else:
         return
-    if not pool._adapter.isSettled(raw):
-        _log.warning("adbapi: %s: the connection is still busy after a rollback; discarding it",
-                     pool._label)
-        worker.discardConnection(broken=True)
+    _log.warning("adbapi: %s: %s; discarding the connection", pool._label, reason)
+    worker.discardConnection(broken=True)
+
 
 def classify(pool: ConnectionPool, error: BaseException, committing: bool) -> int:
     """Flags for the retry policy (worker thread, right after the error)."""

@@ -13,6 +13,15 @@ from reactor import Deferred, Reactor
 from tests.adbapi_support import Backend, backendFixture, runReactor  # noqa: F401
 
 
+def runUntilStopped(reactor: Reactor, close: bool = True) -> None:
+    """Run ``reactor`` until the test's own code stops it; fail if that takes over 20 s (then close it)."""
+    guard = reactor.callLater(20, reactor.crash)
+    reactor.run(installSignalHandlers=False)
+    assert guard.active(), "the reactor did not stop within 20 s"
+    guard.cancel()
+    if close:
+        reactor.close()
+
 def test_runQueryReturnsRows(backend: Backend, uniqueTableName: str) -> None:
     """runQuery fires with fetchall() of the statement."""
     table = backend.createTable(uniqueTableName)
@@ -284,10 +293,7 @@ def test_reactorShutdownDrainsThePool(backend: Backend) -> None:
         outcome.append(d.called)
 
     reactor.callWhenRunning(start)
-    guard = reactor.callLater(20, reactor.crash)
-    reactor.run(installSignalHandlers=False)
-    assert guard.active()
-    guard.cancel()
+    runUntilStopped(reactor, close=False)
     assert outcome == ["finished", 0, 1, 2, PoolClosedError, True]
     assert not [t for t in threading.enumerate() if t.name.startswith("PoolThread-drain")]
     assert pool.statistics().state == "closed"
@@ -315,11 +321,7 @@ def test_closeThenReactorStopStillFiresEveryQueuedCall(backend: Backend) -> None
         reactor.callLater(0, release.set)
 
     reactor.callWhenRunning(start)
-    guard = reactor.callLater(20, reactor.crash)
-    reactor.run(installSignalHandlers=False)
-    assert guard.active()
-    guard.cancel()
-    reactor.close()
+    runUntilStopped(reactor)
     assert outcome == ["finished", 0, 1, 2]
     assert not [t for t in threading.enumerate() if t.name.startswith("PoolThread-closestop")]
     assert pool.statistics().state == "closed"
@@ -344,11 +346,7 @@ def test_beforeShutdownTriggerAddedLaterCanStillQuery(backend: Backend) -> None:
         pool.runQuery("SELECT 1").addCallback(started)
 
     reactor.callWhenRunning(start)
-    guard = reactor.callLater(20, reactor.crash)
-    reactor.run(installSignalHandlers=False)
-    assert guard.active()
-    guard.cancel()
-    reactor.close()
+    runUntilStopped(reactor)
     assert [[tuple(r) for r in rows] for rows in outcome] == [[("flushed",)]]
     assert pool.statistics().state == "closed"
 
