@@ -84,10 +84,8 @@ class AsyncTransaction:
         call.deferred.addErrback(self._failedBeforeStart)
         pool._transactions.add(self)
         call.deferred.addBoth(self._ended)
-        if pool._dispatch(call):
-            await self._started
-        else:
-            await call.deferred  # refused (cp_max_waiting): raises
+        pool._dispatch(call)  # a refusal (cp_max_waiting) has already failed _started
+        await self._started
         return self
 
     def _cancelStart(self, started: Deferred[None]) -> None:
@@ -115,9 +113,12 @@ class AsyncTransaction:
         self._closedByPool = True
         self._ops.put((_CLOSE, (), {}, None))
 
-    def _failedBeforeStart(self, failure: Failure) -> Failure:
+    def _failedBeforeStart(self, failure: Failure) -> Failure | None:
         if not self._started.called:
+            # The block never started: the caller gets the error from _started (awaited by
+            # __aenter__), and __aexit__ will not run to read it here, so it is consumed.
             self._started.errback(failure)
+            return None
         return failure
 
     async def __aexit__(

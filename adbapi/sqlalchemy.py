@@ -121,6 +121,9 @@ class SQLAlchemyPool:
         worker thread with no unit running there; use :meth:`runCore` instead."""
         self._saPool: WorkerConnectionPool = saPool
         self._sessionFactory = sessionFactory
+        # The driver's DB-API base class: its errors raised outside SQLAlchemy are wrapped in _submit.
+        error = getattr(dbapi, "Error", None)
+        self._driverError: type[Exception] | None = error if isinstance(error, type) else None
 
     @property
     def dialect(self) -> sqlalchemy.Dialect:
@@ -248,6 +251,18 @@ class SQLAlchemyPool:
                 failure.value.__context__ = None
                 failure.value.__suppress_context__ = False
                 return Failure(error, type(error), error.__traceback__)
+            orig = failure.value
+            if self._driverError is not None and isinstance(orig, self._driverError):
+                # The driver failed outside SQLAlchemy: at the pool's own COMMIT, after the unit returned.
+                # SQLAlchemy code still gets SQLAlchemy's class, with the driver's error as .orig.
+                made = DBAPIError.instance(
+                    "COMMIT", None, orig, self._driverError,
+                    connection_invalidated=self.pool._adapter.isDisconnect(orig, None),
+                    dialect=self.engine.dialect,
+                )
+                if isinstance(made, DBAPIError):
+                    made.__traceback__ = orig.__traceback__
+                    return Failure(made, type(made), orig.__traceback__)
             return failure
 
         d.addErrback(restore)
