@@ -430,13 +430,20 @@ class ConnectionPool:
         if not lane.releasing:
             self._endCloseIfLast()
 
-    def _endCloseIfLast(self) -> None:
+    def _endCloseIfLast(self, queued: bool = False) -> None:
         with self._lock:
             remaining = len(self._workers) + len(self._lanes)
         # Outcomes still waiting in _results are fired first: a worker queues its exit notice after its
         # last outcome, so the flush that fires them comes back here once they are all out.
-        if remaining == 0 and self._state == _CLOSING and not self._results:
+        if remaining != 0 or self._state != _CLOSING or self._results:
+            return
+        if queued or not self._reactor.running:
             self._closed()
+        else:
+            # Async-transaction operations hand their outcomes back with callFromThread, outside
+            # _results: a worker queued those before its exit notice, so behind them, the close fires
+            # after their Deferreds.
+            self._reactor.callFromThread(self._endCloseIfLast, True)
 
     def _nextForLane(self, lane: _Lane, canIdle: bool) -> _Call | None:
         """The next waiting call for a lane that finished one; None once it idled or closed (reactor thread).
