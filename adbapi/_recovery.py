@@ -51,10 +51,7 @@ def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> Non
     raw = getattr(conn, "_connection", None)
     if raw is None or getattr(conn, "_lost", False):  # already discarded (cp_reconnect's rollback did it)
         return
-    if worker is not None and pool._adapter.isDisconnect(error, raw):
-        worker.discardConnection(broken=True)
-        if pool.reconnect:
-            raise ConnectionLost("the database connection was lost") from error
+    if worker is not None and _droppedAsLost(pool, worker, raw, error):
         return
     rollbackError: Exception | None = None
     try:
@@ -72,12 +69,7 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
     """:func:`recover` for the fast path, which works on the raw connection."""
     worker: _worker._Worker | None = getattr(pool._local, "worker", None)
     _waitForCancelOf(pool, worker)
-    if worker is None:
-        return
-    if pool._adapter.isDisconnect(error, raw):
-        worker.discardConnection(broken=True)
-        if pool.reconnect:
-            raise ConnectionLost("the database connection was lost") from error
+    if worker is None or _droppedAsLost(pool, worker, raw, error):
         return
     rollbackError: Exception | None = None
     try:
@@ -87,6 +79,17 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
     except Exception as e:
         rollbackError = e  # the caller re-raises ``error``, as after recover()
     _keepOrDiscard(pool, worker, raw, rollbackError)
+
+
+def _droppedAsLost(pool: ConnectionPool, worker: _worker._Worker, raw: Any, error: BaseException) -> bool:
+    """When ``error`` means the connection is gone: discard it and say so (with ``cp_reconnect``, raise
+    ConnectionLost from ``error``, as Twisted does)."""
+    if not pool._adapter.isDisconnect(error, raw):
+        return False
+    worker.discardConnection(broken=True)
+    if pool.reconnect:
+        raise ConnectionLost("the database connection was lost") from error
+    return True
 
 
 def _keepOrDiscard(
