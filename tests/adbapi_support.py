@@ -256,3 +256,16 @@ def isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
         pid, like,
     )
     return bool(rows[0][0])
+
+
+def waitUntil(predicate: Callable[[], object], seconds: float, step: float = 0.01) -> bool:
+    """Block the calling thread (not a running reactor's) until ``predicate()`` is true or ``seconds``
+    passed; True if it became true. For what only another process or thread changes (server sessions,
+    threads ending)."""
+    pause = threading.Event()
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        pause.wait(step)
+    return True

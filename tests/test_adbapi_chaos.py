@@ -30,6 +30,7 @@ from tests.adbapi_support import (  # noqa: F401
     runReactor,
     serverBackendFixture,
     uniqueName,
+    waitUntil,
 )
 
 CALLERS = 32
@@ -452,18 +453,19 @@ def test_stormStoppedMidway(chaos: Chaos, mode: str) -> None:
     if mode == "close":
         assert out["unfiredAtClose"] == 0, out  # close() fires after every call it let finish
     assert out["errors"].get("PoolClosedError") == CALLERS, out
-    s = out["stats"]
+    assertPoolGone(chaos, out["stats"])
+
+
+def assertPoolGone(chaos: Chaos, stats: Any) -> None:
+    """After a stopped storm: the pool closed and empty, no thread of it left, no session on the server."""
+    s = stats
     assert (s.state, s.connectionsOpen, s.busy, s.idle, s.waiting, s.workers, s.lanes) == (
         "closed", 0, 0, 0, 0, 0, 0), s
     # Joined workers are gone; a lane's side thread (connect, cancel) ends right after.
-    deadline = time.monotonic() + 2
-    while poolThreads(chaos.name) and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
+    waitUntil(lambda: not poolThreads(chaos.name), 2)
     assert poolThreads(chaos.name) == []
     # The server ends a session a moment after its client closed the socket.
-    deadline = time.monotonic() + 3
-    while chaos.sessions() and time.monotonic() < deadline:
-        threading.Event().wait(0.02)
+    waitUntil(lambda: not chaos.sessions(), 3, 0.02)
     assert chaos.sessions() == set()
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import adbapi
 from reactor import CancelledError, Deferred, Reactor
 from reactor.task import deferLater
-from tests.adbapi_support import poolThreads, runReactor, uniqueName
+from tests.adbapi_support import poolThreads, runReactor, uniqueName, waitUntil
 from tests.test_adbapi_chaos import (  # noqa: F401
     CP_MAX,
     STORM_OPTIONS,
@@ -35,6 +35,7 @@ from tests.test_adbapi_chaos import (  # noqa: F401
     Killer,
     _boundedClose,
     _until,
+    assertPoolGone,
     chaosFixture,
 )
 
@@ -336,17 +337,7 @@ def test_transactionStormStoppedMidway(chaos: Chaos, mode: str) -> None:
     assert storm.errors["PoolClosedError"] == BLOCK_CALLERS, storm.errors
     assert storm.errors["query:PoolClosedError"] == QUERY_CALLERS, storm.errors
     assert storm.checkRows() == []
-    s = pool.statistics()
-    assert (s.state, s.connectionsOpen, s.busy, s.idle, s.waiting, s.workers, s.lanes) == (
-        "closed", 0, 0, 0, 0, 0, 0), s
-    deadline = time.monotonic() + 2
-    while poolThreads(chaos.name) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert poolThreads(chaos.name) == []
-    deadline = time.monotonic() + 3
-    while chaos.sessions() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert chaos.sessions() == set()
+    assertPoolGone(chaos, pool.statistics())
 
 
 def test_transactionEnterFailureLeavesNoUnhandledError(
@@ -558,10 +549,9 @@ def test_sqlalchemyCommitLostIsDBAPIError(saChaos: Chaos, kind: str) -> None:
             "SELECT CONNECTION_ID()" if chaos.kind == "mysql" else "SELECT pg_backend_pid()")).scalar_one()
         if chaos.kind == "mysql":
             chaos.admin(f"KILL {int(sid)}")
-            deadline = time.monotonic() + 3
-            while chaos.admin("SELECT count(*) FROM information_schema.processlist WHERE id = %s", sid)[0][0]:
-                assert time.monotonic() < deadline, "the killed session did not go away"
-                time.sleep(0.01)
+            gone = waitUntil(lambda: not chaos.admin(
+                "SELECT count(*) FROM information_schema.processlist WHERE id = %s", sid)[0][0], 3)
+            assert gone, "the killed session did not go away"
         else:
             chaos.admin("SELECT pg_terminate_backend(%s, 5000)", sid)
 
