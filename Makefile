@@ -10,8 +10,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# mysqlclient (MySQLdb) compiles against libmariadb: installed when pkg-config finds it (.ci/run installs
+# libmariadb-dev), else its tests skip with the reason (and fail under REQUIRE_MYSQL=1).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy]'
+	if pkg-config --exists libmariadb || pkg-config --exists mysqlclient; then \
+		$(BIN)/python -m pip install --quiet -e '.[mysqlclient]'; \
+	else \
+		echo "note: no libmariadb-dev (pkg-config libmariadb): MySQLdb tests will skip"; \
+	fi
 	touch $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-stamp

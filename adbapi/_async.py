@@ -227,7 +227,7 @@ class AsyncTransaction:
                 raise
             return
         try:
-            conn.rollback()
+            pool._adapter.rollback(conn)
         except Exception:
             worker.discardConnection(broken=True)
         if kind == _CLOSE:

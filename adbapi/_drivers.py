@@ -110,6 +110,10 @@ class DriverAdapter:
             cursor.close()
         conn.rollback()
 
+    def rollback(self, conn: Any) -> None:
+        """Roll back ``conn`` after an error or a cancel (the owner thread); raises what the driver raises."""
+        conn.rollback()
+
     def discard(self, conn: Any) -> None:
         """Close ``conn`` (already known or suspected broken); never raises."""
         try:
@@ -437,7 +441,12 @@ class Psycopg3Adapter(Psycopg2Adapter):
 
 
 class MySQLAdapter(DriverAdapter):
-    """PyMySQL / MySQLdb: ``KILL QUERY <thread id>`` from a side connection; COM_PING as the check."""
+    """PyMySQL, MySQLdb (mysqlclient) and MySQL Connector/Python (``mysql.connector``).
+
+    Cancellation is ``KILL QUERY <connection id>`` from a side connection; the
+    health check is COM_PING. The three drivers agree on error numbers in
+    ``args[0]`` and differ only in how a connection tells its id.
+    """
 
     name = "mysql"
     canCancel = True
@@ -449,7 +458,10 @@ class MySQLAdapter(DriverAdapter):
         self.name = module.__name__.split(".")[0].lower()
 
     def describeConnection(self, conn: Any) -> Any:
-        return conn.thread_id()
+        threadID = getattr(conn, "thread_id", None)
+        if callable(threadID):  # PyMySQL, MySQLdb
+            return threadID()
+        return conn.connection_id  # mysql.connector
 
     def ping(self, conn: Any, goodSql: str | None) -> None:
         if goodSql is not None:
@@ -460,8 +472,23 @@ class MySQLAdapter(DriverAdapter):
         except TypeError:  # MySQLdb's ping() takes no keyword
             conn.ping()
 
+    def rollback(self, conn: Any) -> None:
+        # mysql.connector's default cursors are unbuffered: a statement stopped by KILL QUERY (or any
+        # result the caller never fetched) leaves rows, or the 1317 "interrupted" error, on the wire, and
+        # its rollback() would read them and fail. They belong to the statement being rolled back.
+        if getattr(conn, "unread_result", False):
+            try:
+                conn.consume_results()
+            except self.module.Error:
+                pass
+        conn.rollback()
+
     def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
         if isinstance(exc, self.module.InterfaceError):
+            return True
+        if getattr(exc, "errno", None) == -1 and isinstance(exc, self.module.OperationalError):
+            # mysql.connector's own "MySQL Connection not available": raised without a server error
+            # number once its ping (every cursor() pings) finds the socket gone.
             return True
         args: tuple[Any, ...] = getattr(exc, "args", ())
         if args and isinstance(args[0], int) and args[0] in self._lostCodes:
@@ -495,6 +522,7 @@ _BY_NAME: dict[str, type[DriverAdapter]] = {
     "psycopg": Psycopg3Adapter,
     "pymysql": MySQLAdapter,
     "MySQLdb": MySQLAdapter,
+    "mysql": MySQLAdapter,  # mysql.connector
 }
 
 

@@ -73,7 +73,7 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
         return
     rollbackError: Exception | None = None
     try:
-        raw.rollback()
+        pool._adapter.rollback(raw)
         if pool.reconnect:
             pool._adapter.ping(raw, pool.good_sql)
     except Exception as e:

@@ -44,10 +44,10 @@ class Connection:
     def rollback(self) -> None:
         """Roll back; with ``cp_reconnect`` verify the connection and raise ConnectionLost if it is dead."""
         if not self._pool.reconnect:
-            self._connection.rollback()
+            self._pool._adapter.rollback(self._connection)
             return
         try:
-            self._connection.rollback()
+            self._pool._adapter.rollback(self._connection)
             self._pool._adapter.ping(self._connection, self._pool.good_sql)
             return
         except Exception as e:

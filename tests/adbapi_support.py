@@ -24,7 +24,8 @@ import pytest
 
 from reactor import Deferred, Reactor
 
-BACKENDS = ["sqlite", "postgres", "lanes", "psycopg3", "mysql"]
+BACKENDS = ["sqlite", "postgres", "lanes", "psycopg3", "mysql", "mysqlclient", "mysqlconnector"]
+SERVER_BACKENDS = BACKENDS[1:]
 
 
 @dataclass
@@ -68,13 +69,17 @@ class Backend:
             kw["cp_nonblocking"] = self.nonblocking
         return adbapi.ConnectionPool(self.module, *self.connargs, cp_reactor=reactor, **self.connkw, **kw)
 
-    def adminConnect(self) -> Any:
-        """A direct, blocking connection for setup and fault injection (test code only)."""
+    def adminConnect(self, autocommit: bool = True) -> Any:
+        """A direct, blocking connection for setup and fault injection (test code only).
+
+        On the servers it autocommits unless ``autocommit`` is False; sqlite3 connections keep the module's
+        default.
+        """
         conn = self.module.connect(*self.connargs, **self.connkw)
-        if self.name == "postgres":
-            conn.autocommit = True
+        if self.name == "postgres" or self.module.__name__ == "mysql.connector":
+            conn.autocommit = autocommit
         elif self.name == "mysql":
-            conn.autocommit(True)
+            conn.autocommit(autocommit)  # PyMySQL and MySQLdb: a method
         return conn
 
     def admin(self, statement: str, *params: Any) -> list[Any]:
@@ -98,6 +103,13 @@ class Backend:
             self.admin("SELECT pg_terminate_backend(?, 5000)", serverId)
         elif self.name == "mysql":
             self.admin(f"KILL {int(serverId)}")
+            # KILL only marks the session; wait until its thread has closed the connection, so the
+            # test's next statement meets a dead connection, not a dying one.
+            gone = waitUntil(
+                lambda: not self.admin("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ?", serverId),
+                seconds=5.0,
+            )
+            assert gone, f"MariaDB session {serverId} still listed 5 s after KILL"
         else:
             raise pytest.skip.Exception("sqlite3 has no server session")
 
@@ -121,7 +133,7 @@ def backendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Ba
     yield from _makeBackend(request.param, request, tmp_path)
 
 
-@pytest.fixture(name="serverBackend", params=["postgres", "lanes", "psycopg3", "mysql"])
+@pytest.fixture(name="serverBackend", params=SERVER_BACKENDS)
 def serverBackendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     """The server backends only (for faults that need a server session)."""
     yield from _makeBackend(request.param, request, tmp_path)
@@ -145,14 +157,29 @@ def _makeBackend(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> It
         dsn = request.getfixturevalue("postgresDSN")
         b = Backend("postgres", psycopg, (dsn,), {}, "%s")
     else:
-        import pymysql
-
         kw = dict(request.getfixturevalue("mysqlConnectKw"))
-        b = Backend("mysql", pymysql, (), kw, "%s")
+        b = Backend("mysql", _mysqlDriver(name), (), kw, "%s")
     try:
         yield b
     finally:
         b.dropTables()
+
+
+def _mysqlDriver(name: str) -> ModuleType:
+    """The MariaDB driver behind backend ``name``: PyMySQL, MySQLdb (mysqlclient) or mysql.connector."""
+    import importlib
+
+    moduleName = {"mysql": "pymysql", "mysqlclient": "MySQLdb", "mysqlconnector": "mysql.connector"}[name]
+    try:
+        return importlib.import_module(moduleName)
+    except ImportError as e:
+        from tests.conftest import _unavailable
+
+        hint = ""
+        if name == "mysqlclient":
+            hint = " (mysqlclient: `apt-get install libmariadb-dev pkg-config`, then `make clean test`)"
+        _unavailable("REQUIRE_MYSQL", f"{moduleName} is not installed: {e}{hint}")
+        raise
 
 
 def runReactor(body: Callable[[Any], Coroutine[Any, Any, Any]], timeout: float = 20.0,

@@ -378,7 +378,9 @@ def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
         problems.extend(await _nextCallsWork(reactor, pool))
         await _until(reactor, lambda: pool.statistics().busy == 0, 2)
         s = pool.statistics()
-        if s.busy != 0 or s.waiting != 0 or s.busy + s.idle != s.connectionsOpen:
+        # (A worker whose broken connection was discarded opens its next one lazily, at its next call: idle
+        # workers without a connection are fine, so connectionsOpen is checked against the server instead.)
+        if s.busy != 0 or s.waiting != 0:
             problems.append(f"inconsistent statistics when quiet: {s}")
         _checkBounds(chaos, pool, problems, server=True)
         live = chaos.sessions()
