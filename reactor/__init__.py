@@ -8,6 +8,11 @@ The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 
 from __future__ import annotations
 
+from reactor._debugging import (
+    getDebugging,
+    logError,
+    setDebugging,
+)
 from reactor._default import (
     getReactor,
 )
@@ -93,11 +98,14 @@ __all__ = [
     "ensureDeferred",
     "fail",
     "gatherResults",
+    "getDebugging",
     "getReactor",
     "inlineCallbacks",
+    "logError",
     "maybeDeferred",
     "passthru",
     "race",
     "returnValue",
+    "setDebugging",
     "succeed",
 ]

@@ -97,17 +97,20 @@ class _FailureReporter:
     (or an ``await``) handles the failure.
     """
 
-    __slots__ = ("failResult",)
+    __slots__ = ("debugInfo", "failResult")
 
-    def __init__(self, failResult: Failure | None) -> None:
+    def __init__(self, failResult: Failure | None, debugInfo: Any = None) -> None:
         self.failResult = failResult
+        # The Deferred's _DebugInfo (reactor._debugging) when debugging was on for it, else None.
+        self.debugInfo = debugInfo
 
     def __del__(self) -> None:
         failure = self.failResult
         if failure is None:
             return
         try:
-            _log.error("Unhandled error in Deferred:\n%s", failure.getTraceback().rstrip("\n"))
+            where = "" if self.debugInfo is None else f"\n(debug: {self.debugInfo.describe()})"
+            _log.error("Unhandled error in Deferred:%s\n%s", where, failure.getTraceback().rstrip("\n"))
         except Exception:  # pragma: no cover - e.g. logging torn down at interpreter exit
             pass
 
@@ -141,6 +144,7 @@ class Deferred(Generic[_T]):
         "_callbacks",
         "_canceller",
         "_chainedTo",
+        "_debugInfo",
         "_failureReporter",
         "_runningCallbacks",
         "_suppressAlreadyCalled",
@@ -157,6 +161,7 @@ class Deferred(Generic[_T]):
     result: Any
     _chainedTo: Deferred[Any]
     _suppressAlreadyCalled: bool
+    _debugInfo: Any  # reactor._debugging.DebugInfo, set only while debugging
 
     def __init__(self, canceller: Callable[[Deferred[Any]], None] | None = None) -> None:
         if canceller is not None and not callable(canceller):
@@ -425,7 +430,31 @@ class Deferred(Generic[_T]):
         if getattr(self, "_suppressAlreadyCalled", False):
             self._suppressAlreadyCalled = False
             return
-        raise AlreadyCalledError(f"{self!r} has already been fired")
+        info = getattr(self, "_debugInfo", None)
+        where = "" if info is None else f"\n{info.describe()}"
+        raise AlreadyCalledError(f"{self!r} has already been fired{where}")
+
+    @property
+    def debug(self) -> bool:
+        """True when this Deferred records where it was created and first fired (see ``setDebugging``).
+
+        Setting it to True on one Deferred makes it record where it is fired from then on
+        (its creation point is then unknown); the records appear in ``AlreadyCalledError``
+        and in the log line of an unhandled failure.
+        """
+        return getattr(self, "_debugInfo", None) is not None
+
+    @debug.setter
+    def debug(self, on: bool) -> None:
+        from reactor import _debugging
+
+        if not on:
+            if getattr(self, "_debugInfo", None) is not None:
+                del self._debugInfo
+            return
+        if getattr(self, "_debugInfo", None) is None:
+            self._debugInfo = _debugging.DebugInfo()
+        _debugging.installFiringHooks()
 
     def pause(self) -> None:
         """Stop running callbacks until a matching :meth:`unpause`."""
@@ -637,7 +666,7 @@ class Deferred(Generic[_T]):
         if failed:
             reporter = self._failureReporter
             if reporter is None:
-                self._failureReporter = _FailureReporter(result)
+                self._failureReporter = _FailureReporter(result, getattr(self, "_debugInfo", None))
             else:
                 reporter.failResult = result
         elif self._failureReporter is not None:

@@ -116,6 +116,27 @@ class DelayedCall:
         self._entry: _Entry = entry
         self._seq = seq
 
+    # Twisted's DelayedCall attributes, for ported code that reads them. Debug stacks are not
+    # recorded for timed calls, and a delay() takes effect at once, so nothing is ever pending.
+    debug = False
+    creator: list[str] | None = None
+    delayed_time = 0.0
+
+    @property
+    def seconds(self) -> Callable[[], float]:
+        """The clock this call is scheduled on: ``dc.seconds()`` is the current time."""
+        return self._queue.seconds
+
+    @property
+    def resetter(self) -> Callable[[DelayedCall], None]:
+        """Twisted's hook that files a call again at its ``time``; ``dc.resetter(dc)`` does that."""
+        return _refile
+
+    @property
+    def canceller(self) -> Callable[[DelayedCall], None]:
+        """Twisted's hook that unschedules a call; ``dc.canceller(dc)`` cancels it if still active."""
+        return _unschedule
+
     @property
     def called(self) -> bool:
         """True once the call has run (set just before the function is called)."""
@@ -474,6 +495,26 @@ class TimerQueue:
 
     def __repr__(self) -> str:
         return f"<TimerQueue pending={len(self)} heap={len(self._heap)}>"
+
+
+def _refile(call: DelayedCall) -> None:
+    """File an active ``call`` again at its ``time`` (after code assigned ``call.time`` directly)."""
+    if not call.active():
+        return
+    queue = call._queue
+    entry = call._entry
+    # Wherever it is filed now (its old time, or an earlier one a lazy move left), take it out.
+    if entry.__class__ is tuple:
+        queue._unbucket(entry)  # type: ignore[arg-type]
+    else:
+        queue._dropKey(entry)  # type: ignore[arg-type]
+    queue._file(call, call.time)
+
+
+def _unschedule(call: DelayedCall) -> None:
+    """Cancel ``call`` if it has neither run nor been cancelled."""
+    if call.active():
+        call.cancel()
 
 
 def _callSortKey(call: DelayedCall) -> tuple[float, int]:

@@ -260,7 +260,8 @@ class LoopingCall:
         """
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
-        interval = _checkSeconds(interval, "interval")
+        # Checked, then kept as given (int or float), as Twisted keeps it.
+        _checkSeconds(interval, "interval")
         clock = self.clock
         self.running = True
         # start() may fail and clear self._deferred before returning (when f

@@ -299,3 +299,23 @@ def test_reprSaysState() -> None:
     call.cancel()
     assert "cancelled" in repr(call)
     assert "pending=0" in repr(q)
+
+
+def test_twistedAttributesOfADelayedCall() -> None:
+    """seconds() is the clock's time; resetter files a directly assigned time; canceller unschedules."""
+    from reactor.task import Clock
+
+    clock = Clock()
+    ran: list[str] = []
+    moved = clock.callLater(5, ran.append, "moved")
+    clock.callLater(5, ran.append, "stays")
+    dropped = clock.callLater(2, ran.append, "dropped")
+    assert (moved.debug, moved.creator, moved.delayed_time) == (False, None, 0.0)
+    moved.time = 1.0
+    moved.resetter(moved)
+    dropped.canceller(dropped)
+    dropped.canceller(dropped)  # a second time: nothing left to do
+    clock.advance(1)
+    assert ran == ["moved"] and moved.seconds() == 1.0
+    clock.advance(4)
+    assert ran == ["moved", "stays"] and dropped.cancelled

@@ -518,14 +518,14 @@ def test_loopingCallReset() -> None:
 
 
 def test_loopingCallRepr() -> None:
-    """The repr names the interval and the function."""
+    """The repr names the interval (as given to start()) and the function."""
 
     def tick() -> None:
         pass
 
     lc = _loop(Clock(), tick)
     lc.start(3)
-    assert "LoopingCall<3.0>" in repr(lc) and "tick" in repr(lc)
+    assert "LoopingCall<3>" in repr(lc) and "tick" in repr(lc)
 
 
 # deferLater
