@@ -1,12 +1,12 @@
-"""Shared fixtures for the adbapi tests: one behaviour suite, four real drivers.
+"""Shared fixtures for the adbapi tests: one behaviour suite, six real drivers.
 
 ``backend`` is parametrized over sqlite3 (a file in ``tmp_path``), psycopg2 (twice:
 single statements on worker threads, and on lanes) and psycopg 3 on the test
-PostgreSQL server and PyMySQL on the test MariaDB server; it hands the
-driver module, its connect arguments, its parameter marker and the server-side
-tools the fault tests use (a long statement, the connection's server id, killing
-a connection). ``runReactor`` runs one test body inside a fresh reactor, with a
-bound on the whole run.
+PostgreSQL server, and PyMySQL, MySQLdb (mysqlclient) and MySQL Connector/Python
+on the test MariaDB server; it hands the driver module, its connect arguments,
+its parameter marker and the server-side tools the fault tests use (a long
+statement, the connection's server id, killing a connection). ``runReactor``
+runs one test body inside a fresh reactor, with a bound on the whole run.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Backend:
 
 @pytest.fixture(name="backend", params=BACKENDS)
 def backendFixture(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    """sqlite3, psycopg2 and psycopg 3 on PostgreSQL, PyMySQL on MariaDB (servers skip/fail per conftest)."""
+    """sqlite3; psycopg2 and psycopg 3 on PostgreSQL; three MySQL drivers on MariaDB (see conftest)."""
     yield from _makeBackend(request.param, request, tmp_path)
 
 
