@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -308,6 +309,20 @@ async def _until(reactor: Reactor, predicate: Any, seconds: float) -> bool:
     return True
 
 
+async def _weather(reactor: Reactor, killer: Killer, seconds: float, check: Callable[[], None],
+                   stop: Callable[[], None]) -> None:
+    """Let a started storm and ``killer`` run for ``seconds``, calling ``check`` every 50 ms; then stop
+    both (``stop`` ends the storm), also when a check raises."""
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < seconds:
+            check()
+            await deferLater(reactor, 0.05)
+    finally:
+        stop()
+        killer.stop()
+
+
 async def _boundedClose(reactor: Reactor, pool: Any, seconds: float) -> bool:
     closing = pool.close()
     guard = reactor.callLater(seconds, lambda: None if closing.called else closing.cancel())
@@ -362,14 +377,9 @@ def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
         killer = Killer(chaos, seed=7)
         killer.start(reactor)
         storm.start()
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < STORM_SECONDS:
-                _checkBounds(chaos, pool, problems, server=True)
-                await deferLater(reactor, 0.05)
-        finally:
-            storm.stopping = True
-            killer.stop()
+        await _weather(reactor, killer, STORM_SECONDS,
+                       lambda: _checkBounds(chaos, pool, problems, server=True),
+                       lambda: setattr(storm, "stopping", True))
         if not await _until(reactor, lambda: storm.outstanding == 0, 8):
             problems.append(f"{storm.unfired()} Deferreds never fired: {pool.statistics()}")
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import logging
 import random
-import time
 import traceback
 from collections import Counter
 from typing import Any
@@ -26,7 +25,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import adbapi
 from reactor import CancelledError, Deferred, Reactor
-from reactor.task import deferLater
 from tests.adbapi_support import poolThreads, runReactor, uniqueName, waitUntil
 from tests.test_adbapi_chaos import (  # noqa: F401
     CP_MAX,
@@ -35,6 +33,7 @@ from tests.test_adbapi_chaos import (  # noqa: F401
     Killer,
     _boundedClose,
     _until,
+    _weather,
     assertPoolGone,
     chaosFixture,
 )
@@ -234,14 +233,8 @@ def test_transactionStormWithKilledSessions(chaos: Chaos, options: dict[str, Any
         killer = Killer(chaos, seed=7)
         killer.start(reactor)
         storm.start()
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < STORM_SECONDS:
-                _checkBounds(chaos, pool, problems)
-                await deferLater(reactor, 0.05)
-        finally:
-            storm.stopping = True
-            killer.stop()
+        await _weather(reactor, killer, STORM_SECONDS, lambda: _checkBounds(chaos, pool, problems),
+                       lambda: setattr(storm, "stopping", True))
         if not await _until(reactor, storm.finished, 8):
             problems.append(f"coroutines never finished: {storm.hanging()} {pool.statistics()}")
             return
@@ -485,14 +478,12 @@ def test_sqlalchemyStormWithKilledSessions(saChaos: Chaos, options: dict[str, An
 
         killer.start(reactor)
         callers = [Deferred.fromCoroutine(caller(i)) for i in range(16)]
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < STORM_SECONDS:
-                _checkBounds(chaos, pool, problems)
-                await deferLater(reactor, 0.05)
-        finally:
+
+        def stop() -> None:
+            nonlocal stopping
             stopping = True
-            killer.stop()
+
+        await _weather(reactor, killer, STORM_SECONDS, lambda: _checkBounds(chaos, pool, problems), stop)
         if not await _until(reactor, lambda: all(c.called for c in callers), 8):
             problems.append(f"Deferreds never fired: {pool.statistics()}")
             return
