@@ -181,8 +181,14 @@ class AsyncTransaction:
         call = self._call
         assert call is not None
         conn = worker.conn
+        try:
+            # Before the block starts: a driver whose cursor() talks to the server (mysql.connector
+            # pings) fails here on a dead connection, and the error then comes out of ``async with``.
+            cursor = conn.cursor()
+        except BaseException as e:
+            recoverRaw(pool, conn, e)  # a lost connection is replaced (ConnectionLost with cp_reconnect)
+            raise
         reactor.callFromThread(_fire, self._started, True, None)
-        cursor = conn.cursor()
         try:
             while True:
                 kind, args, kw, d = self._ops.get()

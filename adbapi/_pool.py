@@ -618,8 +618,10 @@ class ConnectionPool:
 
     def _runInteraction(self, interaction: Callable[..., _T], *args: Any, **kw: Any) -> _T:
         conn = self.connectionFactory(self)
-        trans = self.transactionFactory(self, conn)
         try:
+            # Inside the try: a driver whose cursor() talks to the server (mysql.connector pings) fails
+            # here on a dead connection, which must then be replaced like any other lost connection.
+            trans = self.transactionFactory(self, conn)
             result = interaction(trans, *args, **kw)
             trans.close()
             self._markCommitting()

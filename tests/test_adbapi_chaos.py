@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 
 import adbapi
+from adbapi._drivers import adapterFor
 from reactor import CancelledError, Deferred, Reactor, TimeoutError
 from reactor.task import deferLater
 from tests.adbapi_support import (  # noqa: F401
     Backend,
+    _mysqlDriver,
     lanesFixture,
     poolThreads,
     runReactor,
@@ -45,6 +47,8 @@ def _kinds() -> list[Any]:
         pytest.param("lanes", id="lanes"),
         pytest.param("threads", id="pg-threads"),
         pytest.param("mysql", id="mysql"),
+        pytest.param("mysqlclient", id="mysqlclient"),
+        pytest.param("mysqlconnector", id="mysqlconnector"),
     ]
 
 
@@ -53,14 +57,14 @@ class Chaos:
 
     def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
         self.kind = kind
+        #: "mysql" for the three MySQL drivers on MariaDB (PyMySQL, MySQLdb, mysql.connector), else "postgres"
+        self.server = "mysql" if kind.startswith("mysql") else "postgres"
         self.name = uniqueName("chaos").replace("-", "_")
         self.ids: set[int] = set()  # MariaDB: thread ids of the pool's connections
         self.killed: set[int] = set()
         self.lock = threading.Lock()  # ids and killed change in workers and the killer thread
-        if kind == "mysql":
-            import pymysql
-
-            self.module: Any = pymysql
+        if self.server == "mysql":
+            self.module: Any = _mysqlDriver(kind)
             self.connkw: dict[str, Any] = dict(request.getfixturevalue("mysqlConnectKw"))
             self.dsn = ""
             self.sleep = "SLEEP"
@@ -72,13 +76,13 @@ class Chaos:
             self.connkw = {}
             self.sleep = "pg_sleep"
         self.table = f"chaos_{self.name}"
-        serial = "INTEGER AUTO_INCREMENT" if kind == "mysql" else "SERIAL"
+        serial = "INTEGER AUTO_INCREMENT" if self.server == "mysql" else "SERIAL"
         self.admin(f"CREATE TABLE {self.table} (id {serial} PRIMARY KEY, v INTEGER)")
 
     # -- the server side (test code only) -------------------------------------------------------
 
     def adminConnect(self) -> Any:
-        if self.kind == "mysql":
+        if self.server == "mysql":
             return self.module.connect(autocommit=True, **self.connkw)
         conn = self.module.connect(self.dsn)
         conn.autocommit = True
@@ -101,7 +105,7 @@ class Chaos:
 
     def sessions(self) -> set[int]:
         """Server ids of the pool's live sessions (killed ones excluded: they may linger a moment)."""
-        if self.kind == "mysql":
+        if self.server == "mysql":
             alive = {r[0] for r in self.admin("SELECT id FROM information_schema.processlist")}
             with self.lock:
                 return (alive & self.ids) - self.killed
@@ -111,7 +115,7 @@ class Chaos:
 
     def killAll(self) -> None:
         """Terminate every session of the pool and wait until they are gone."""
-        if self.kind == "mysql":
+        if self.server == "mysql":
             with self.lock:
                 ids = sorted(self.ids - self.killed)
                 self.killed |= self.ids
@@ -127,10 +131,12 @@ class Chaos:
     def pool(self, reactor: Reactor, **kw: Any) -> Any:
         kw.setdefault("cp_min", 1)
         kw.setdefault("cp_max", CP_MAX)
-        if self.kind == "mysql":
+        if self.server == "mysql":
+            describe = adapterFor(self.module).describeConnection  # the connection's id, per driver
+
             def openfun(conn: Any) -> None:
                 with self.lock:
-                    self.ids.add(conn.thread_id())
+                    self.ids.add(describe(conn))
 
             return adbapi.ConnectionPool(self.module, cp_reactor=reactor, cp_name=self.name,
                                          cp_openfun=openfun, **self.connkw, **kw)
@@ -175,7 +181,7 @@ class Killer:
         try:
             while self.requests.get():
                 try:
-                    if chaos.kind == "mysql":
+                    if chaos.server == "mysql":
                         with chaos.lock:
                             ids = sorted(chaos.ids - chaos.killed)
                             victim = self.rng.choice(ids) if ids else None
@@ -336,6 +342,13 @@ async def _boundedClose(reactor: Reactor, pool: Any, seconds: float) -> bool:
     return True
 
 
+def _fetchOne(txn: Any, statement: str) -> Any:
+    """An interaction running one query and fetching its rows (mysql.connector's unbuffered cursors
+    refuse to close with rows unread)."""
+    txn.execute(statement)
+    return txn.fetchall()
+
+
 async def _nextCallsWork(reactor: Reactor, pool: Any) -> list[str]:
     """After the storm (no more kills): at most one failure per dead connection, then calls work."""
     failures: list[str] = []
@@ -346,7 +359,7 @@ async def _nextCallsWork(reactor: Reactor, pool: Any) -> list[str]:
             failures.append(type(e).__name__)
     broken: list[str] = []
     burst = [pool.runQuery("SELECT 1").addTimeout(5, reactor) for _ in range(CALLERS)]
-    burst += [pool.runInteraction(lambda t: t.execute("SELECT 1")).addTimeout(5, reactor)
+    burst += [pool.runInteraction(_fetchOne, "SELECT 1").addTimeout(5, reactor)
               for _ in range(CP_MAX)]
     for d in burst:
         try:
@@ -494,7 +507,7 @@ def test_idleConnectionsDieThenBurst(chaos: Chaos, pingAfter: float | None, mixe
         ds = []
         for i in range(CALLERS):
             if mixed and i % 3 == 0:
-                ds.append(pool.runInteraction(lambda t: t.execute(f"SELECT {chaos.sleep}(0.01)")))
+                ds.append(pool.runInteraction(_fetchOne, f"SELECT {chaos.sleep}(0.01)"))
             else:
                 ds.append(pool.runQuery(f"SELECT {chaos.sleep}(0.01)"))
         for d in ds:
@@ -592,7 +605,7 @@ def test_closeFiresAfterTheDeferredOfACallItDrained(postgresDSN: str) -> None:
             txn.execute("SELECT 1")
             return "x"
 
-        await pool.runInteraction(lambda t: t.execute("SELECT 1"))
+        await pool.runInteraction(_fetchOne, "SELECT 1")
         dx = pool.runInteraction(blocked)
         assert started.wait(5)
         dx.addBoth(lambda r: order.append(("call", r)))

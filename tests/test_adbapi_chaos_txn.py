@@ -247,7 +247,7 @@ def test_transactionStormWithKilledSessions(chaos: Chaos, options: dict[str, Any
         for _ in range(CP_MAX + 1):
             try:
                 async with pool.transaction() as txn:
-                    await txn.execute("SELECT 1").addTimeout(5, reactor)
+                    await txn.runQuery("SELECT 1").addTimeout(5, reactor)
             except Exception as e:
                 failures.append(type(e).__name__)
         if len(failures) > CP_MAX:
@@ -539,8 +539,8 @@ def test_sqlalchemyCommitLostIsDBAPIError(saChaos: Chaos, kind: str) -> None:
 
     def killMe(conn: sa.Connection) -> None:
         sid = conn.execute(sa.text(
-            "SELECT CONNECTION_ID()" if chaos.kind == "mysql" else "SELECT pg_backend_pid()")).scalar_one()
-        if chaos.kind == "mysql":
+            "SELECT CONNECTION_ID()" if chaos.server == "mysql" else "SELECT pg_backend_pid()")).scalar_one()
+        if chaos.server == "mysql":
             chaos.admin(f"KILL {int(sid)}")
             gone = waitUntil(lambda: not chaos.admin(
                 "SELECT count(*) FROM information_schema.processlist WHERE id = %s", sid)[0][0], 3)

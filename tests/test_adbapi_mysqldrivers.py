@@ -107,3 +107,56 @@ def test_unfetchedSelectEndsAsTheDriverSays(mysqlBackend: Backend, uniqueTableNa
     else:
         assert outcome == "returned" and count == 1
     assert sameSession
+
+
+def test_asyncTransactionOnAConnectionKilledWhileIdleFailsThenTheNextWorks(
+    mysqlBackend: Backend, uniqueTableName: str
+) -> None:
+    """``async with pool.transaction()`` on a connection the server killed while idle: the block fails
+    with the driver's error, at its first statement, or as it opens where ``cursor()`` already talks to
+    the server (mysql.connector); it never hangs, and the next transaction runs on a new connection."""
+    backend = mysqlBackend
+    table = backend.createTable(uniqueTableName)
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        serverId = (await pool.runInteraction(_serverIdOf))
+        backend.killSession(serverId)
+        reached: list[str] = []
+        with pytest.raises(backend.module.Error):
+            async with pool.transaction() as txn:
+                reached.append("body")
+                await txn.execute(backend.sql(f"INSERT INTO {table} (id, v) VALUES (?, ?)"), (1, 1))
+                reached.append("after execute")
+        async with pool.transaction() as txn:
+            await txn.execute(backend.sql(f"INSERT INTO {table} (id, v) VALUES (?, ?)"), (2, 2))
+            newId = await txn.runQuery("SELECT CONNECTION_ID()")
+        rows = await pool.runQuery(f"SELECT id FROM {table}")
+        return serverId, newId[0][0], reached, [r[0] for r in rows]
+
+    serverId, newId, reached, ids = runReactor(body)
+    assert newId != serverId and ids == [2]
+    assert reached == ([] if backend.module.__name__ == "mysql.connector" else ["body"])
+
+
+def _serverIdOf(txn: Transaction) -> int:
+    txn.execute("SELECT CONNECTION_ID()")
+    return int(txn.fetchall()[0][0])
+
+
+def test_interactionOnAConnectionKilledWhileIdleFailsOnceThenTheNextWorks(mysqlBackend: Backend) -> None:
+    """Without cp_reconnect an interaction meeting a connection killed while idle fails with the driver's
+    error, even where it fails as the Transaction opens its cursor (mysql.connector), and the dead
+    connection is replaced: the next interaction works on a new session."""
+    backend = mysqlBackend
+
+    async def body(reactor: Reactor) -> Any:
+        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        serverId = await pool.runInteraction(_serverIdOf)
+        backend.killSession(serverId)
+        with pytest.raises(backend.module.Error):
+            await pool.runInteraction(_serverIdOf)
+        return serverId, await pool.runInteraction(_serverIdOf), pool.statistics()
+
+    serverId, newId, stats = runReactor(body)
+    assert newId != serverId and stats.reconnects == 1
