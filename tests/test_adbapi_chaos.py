@@ -419,12 +419,14 @@ def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
     assert problems == []
 
 
-def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[str, Any]:
-    """A storm in a fresh reactor, then ``close()`` or ``reactor.stop()`` (or both) at 0.8 s."""
-    reactor = Reactor()
-    pool = chaos.pool(reactor)
-    storm = Storm(chaos, pool, reactor, seed=seed, cancels=cancels)
-    killer = Killer(chaos, seed=seed)
+def _stopMidway(reactor: Reactor, pool: Any, storm: Any, killer: Killer, mode: str,
+                atClose: Callable[[], dict[str, Any]], hung: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``storm`` and ``killer`` in the fresh ``reactor``, then at 0.8 s ``close()`` the pool or
+    ``reactor.stop()`` or both (``mode``: "close", "stop", "close+stop"), with a 10 s guard.
+
+    The result holds what ``atClose()`` gave when close() fired (mode "close"), and under "hung"
+    what ``hung()`` gave if the guard had to end the run.
+    """
     out: dict[str, Any] = {}
 
     def start() -> None:
@@ -436,8 +438,7 @@ def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[
             closing = pool.close()
 
             def closed(_: Any) -> None:
-                out["unfiredAtClose"] = storm.unfired()
-                out["threadsAtClose"] = poolThreads(chaos.name)
+                out.update(atClose())
                 reactor.stop()
 
             closing.addBoth(closed)
@@ -448,7 +449,7 @@ def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[
             reactor.stop()
 
     def tooLong() -> None:
-        out["hung"] = pool.statistics()
+        out["hung"] = hung()
         reactor.crash()
 
     reactor.callWhenRunning(start)
@@ -461,6 +462,20 @@ def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[
             guard.cancel()
         storm.stopping = True
         killer.stop()
+    return out
+
+
+def _runUntilStopped(chaos: Chaos, mode: str, cancels: bool, seed: int) -> dict[str, Any]:
+    """A storm in a fresh reactor, then ``close()`` or ``reactor.stop()`` (or both) at 0.8 s."""
+    reactor = Reactor()
+    pool = chaos.pool(reactor)
+    storm = Storm(chaos, pool, reactor, seed=seed, cancels=cancels)
+    killer = Killer(chaos, seed=seed)
+    out = _stopMidway(
+        reactor, pool, storm, killer, mode,
+        atClose=lambda: {"unfiredAtClose": storm.unfired(), "threadsAtClose": poolThreads(chaos.name)},
+        hung=pool.statistics,
+    )
     out["unfired"] = storm.unfired()
     out["unexpected"] = storm.unexpected[:3]
     out["errors"] = dict(storm.errors)

@@ -32,6 +32,7 @@ from tests.test_adbapi_chaos import (  # noqa: F401
     Chaos,
     Killer,
     _boundedClose,
+    _stopMidway,
     _until,
     _weather,
     assertPoolGone,
@@ -289,41 +290,9 @@ def test_transactionStormStoppedMidway(chaos: Chaos, mode: str) -> None:
     pool = chaos.pool(reactor)
     storm = TxnStorm(chaos, pool, reactor, seed=11)
     killer = Killer(chaos, seed=11)
-    out: dict[str, Any] = {}
-
-    def start() -> None:
-        killer.start(reactor)
-        storm.start()
-
-    def midway() -> None:
-        if mode == "close":
-            closing = pool.close()
-
-            def closed(_: Any) -> None:
-                out["unfinishedAtClose"] = storm.hanging()
-                reactor.stop()
-
-            closing.addBoth(closed)
-        elif mode == "close+stop":
-            pool.close()
-            reactor.stop()
-        else:
-            reactor.stop()
-
-    def tooLong() -> None:
-        out["hung"] = (pool.statistics(), storm.hanging())
-        reactor.crash()
-
-    reactor.callWhenRunning(start)
-    reactor.callLater(0.8, midway)
-    guard = reactor.callLater(10, tooLong)
-    try:
-        reactor.run(installSignalHandlers=False)
-    finally:
-        if guard.active():
-            guard.cancel()
-        storm.stopping = True
-        killer.stop()
+    out = _stopMidway(reactor, pool, storm, killer, mode,
+                      atClose=lambda: {"unfinishedAtClose": storm.hanging()},
+                      hung=lambda: (pool.statistics(), storm.hanging()))
     assert "hung" not in out, f"the shutdown/close hung: {out}"
     assert storm.finished(), storm.hanging()
     assert storm.unexpected == []
