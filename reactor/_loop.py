@@ -158,6 +158,7 @@ class Reactor(ReactorNetworkMixin):
         self._stopped = True  # stop() is refused (ReactorNotRunning) while true
         self._justStopped = False  # stop() was called; fire shutdown at the next iteration
         self._stopping = False  # from stop() until run() returns
+        self._startedBefore = False  # run() has been entered once (Twisted's name; deferthreads reads it)
         self._installSignals = False
         # Written by the thread calling run(); read by any thread. None while not running.
         self._reactorThread: int | None = None
@@ -335,6 +336,7 @@ class Reactor(ReactorNetworkMixin):
         if self._started or self._reactorThread is not None:
             raise ReactorAlreadyRunning("the reactor is already running")
         self._reactorThread = threading.get_ident()
+        self._startedBefore = True
         self._started = True
         self._stopped = False
         self._stopping = False
