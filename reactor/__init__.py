@@ -37,6 +37,9 @@ from reactor._delayed import (
     DelayedCall,
     TimerQueue,
 )
+from reactor._deprecated import (
+    timeout,
+)
 from reactor._errors import (
     AlreadyCalled,
     AlreadyCalledError,
@@ -52,6 +55,11 @@ from reactor._errors import (
 from reactor._failure import (
     Failure,
     NoCurrentExceptionError,
+)
+from reactor._filelock import (
+    AlreadyTryingToLockError,
+    DeferredFilesystemLock,
+    FilesystemLock,
 )
 from reactor._inline import (
     inlineCallbacks,
@@ -74,8 +82,10 @@ __all__ = [
     "AlreadyCalled",
     "AlreadyCalledError",
     "AlreadyCancelled",
+    "AlreadyTryingToLockError",
     "CancelledError",
     "Deferred",
+    "DeferredFilesystemLock",
     "DeferredList",
     "DeferredLock",
     "DeferredQueue",
@@ -83,6 +93,7 @@ __all__ = [
     "DelayedCall",
     "Failure",
     "FailureGroup",
+    "FilesystemLock",
     "FirstError",
     "NoCurrentExceptionError",
     "NotACoroutineError",
@@ -108,4 +119,5 @@ __all__ = [
     "returnValue",
     "setDebugging",
     "succeed",
+    "timeout",
 ]
