@@ -97,8 +97,16 @@ class ThreadPool:
     * The submitter's ``contextvars`` context is copied into the worker.
 
     Threads are named ``{name}-worker-{n}``. Calls may be submitted before
-    ``start``; they run once it is called. Every method may be called from any
-    thread (``stop`` must not be called from one of the pool's own workers).
+    ``start``; they run once it is called. ``maxthreads`` may be 0, as in
+    Twisted: calls then wait in the queue until ``adjustPoolsize`` raises the
+    maximum (a stop abandons them with ``ThreadPoolStopped``). Every method may
+    be called from any thread (``stop`` must not be called from one of the
+    pool's own workers).
+
+    A pool pickles as its configuration (``min``, ``max``, ``name``,
+    ``queueLimit``, ``idleTimeout``, ``spinTime``, ``workerInit``,
+    ``workerExit``): the copy is a new pool, not started, with no worker and
+    no queued call. Injected ``workerFactory`` and ``clock`` are not kept.
     """
 
     def __init__(
@@ -116,7 +124,7 @@ class ThreadPool:
         spinTime: float = DEFAULT_SPIN,
     ) -> None:
         _checkCount(minthreads, "minthreads", 0)
-        _checkCount(maxthreads, "maxthreads", 1)
+        _checkCount(maxthreads, "maxthreads", 0)
         if minthreads > maxthreads:
             raise ValueError(f"minthreads ({minthreads}) must be <= maxthreads ({maxthreads})")
         if name is not None and not isinstance(name, str):
@@ -143,6 +151,7 @@ class ThreadPool:
             workerExit=workerExit,
         )
         self._stopLock = threading.Lock()  # serialises stop() callers
+        self._hooks = (workerInit, workerExit)  # immutable; kept for pickling
 
     #: Twisted's hook: what makes each worker's thread, called as ``threadFactory(target=..., name=...)``
     #: (a subclass or an instance may replace it; the thread is made a daemon before it starts).
@@ -320,10 +329,39 @@ class ThreadPool:
     def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
         """Change the bounds (``None`` keeps one); workers start or exit to honour them."""
         newMin = self._team.minWorkers if minthreads is None else _checkCount(minthreads, "minthreads", 0)
-        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 1)
+        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 0)
         if newMin > newMax:
             raise ValueError(f"minthreads ({newMin}) must be <= maxthreads ({newMax})")
         self._team.adjust(newMin, newMax)
+
+    # -- pickling (Twisted's ThreadPool pickles its sizes and unpickles not started) -----------
+
+    def __getstate__(self) -> dict[str, Any]:
+        team = self._team
+        return {
+            "min": team.minWorkers,
+            "max": team.maxWorkers,
+            "name": self.name,
+            "queueLimit": team.queueLimit,
+            "idleTimeout": team.idleTimeout,
+            "spinTime": team.spinTime,
+            "workerInit": self._hooks[0],
+            "workerExit": self._hooks[1],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Only "min" and "max" are required, so a state with Twisted's two keys is accepted too.
+        ThreadPool.__init__(
+            self,
+            state["min"],
+            state["max"],
+            state.get("name"),
+            queueLimit=state.get("queueLimit"),
+            idleTimeout=state.get("idleTimeout", 60.0),
+            spinTime=state.get("spinTime", DEFAULT_SPIN),
+            workerInit=state.get("workerInit"),
+            workerExit=state.get("workerExit"),
+        )
 
     # -- reading -------------------------------------------------------------------------------
 

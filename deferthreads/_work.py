@@ -27,6 +27,13 @@ log = logging.getLogger("deferthreads")
 OnResult = Callable[[bool, Any], object]
 
 
+def _finished(*args: Any, **kwargs: Any) -> None:
+    """Stands for the function (or ``onResult``) of an item that has run: the item dropped its own."""
+
+
+_NO_KWARGS: dict[str, Any] = {}  # never mutated: the kwargs of an item that has run
+
+
 class WorkItem:
     """A call to run in a worker thread; its outcome is logged if it fails.
 
@@ -87,7 +94,13 @@ class CallbackWorkItem(WorkItem):
         self.onResult = onResult
 
     def execute(self, returned: Callable[[], object]) -> bool:
-        """Run the call, then ``onResult`` (both in the worker thread, in the copied context)."""
+        """Run the call, then ``onResult`` (both in the worker thread, in the copied context).
+
+        As in Twisted, the item lets go of ``f`` and its arguments before
+        ``onResult`` runs, and of ``onResult`` once it returned: the caller's
+        objects are not kept alive by a finished call (a Failure's traceback
+        still holds the frames it records).
+        """
         try:
             result = self.context.run(self.f, *self.args, **self.kwargs)
             ok = True
@@ -95,10 +108,14 @@ class CallbackWorkItem(WorkItem):
             result = Failure()
             ok = False
         returned()
+        self.f = _finished
+        self.args = ()
+        self.kwargs = _NO_KWARGS
+        onResult, self.onResult = self.onResult, _finished
         try:
-            self.context.run(self.onResult, ok, result)
+            self.context.run(onResult, ok, result)
         except BaseException:
-            log.exception("Unhandled exception in onResult callback %r", self.onResult)
+            log.exception("Unhandled exception in onResult callback %r", onResult)
         return ok
 
     def abandon(self, reason: Failure) -> None:

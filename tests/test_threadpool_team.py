@@ -380,6 +380,35 @@ def test_adjustPoolsizeGrowsAndShrinks() -> None:
     assert h.pool.statistics().workers == 1
 
 
+def test_zeroMaxthreadsQueuesWorkUntilAdjustPoolsizeRaisesIt() -> None:
+    """With maxthreads=0 calls wait (no worker starts); raising the maximum runs them at once."""
+    h = Harness(0, 0)
+    h.pool.start()
+    outcomes: list[object] = []
+    h.pool.callInThreadWithCallback(lambda ok, r: outcomes.append(r), lambda: "ran")
+    h.settle()
+    assert h.workers == [] and h.pool.statistics().queued == 1 and outcomes == []
+    h.pool.adjustPoolsize(maxthreads=1)
+    assert len(h.workers) == 1
+    h.settle()
+    assert outcomes == ["ran"]
+    h.pool.adjustPoolsize(maxthreads=0)
+    h.settle()
+    assert h.pool.statistics().workers == 0
+
+
+def test_zeroMaxthreadsStopAbandonsQueuedWork() -> None:
+    """Stopping a pool of maxthreads=0 fails its queued calls with ThreadPoolStopped; none is lost."""
+    h = Harness(0, 0)
+    h.pool.start()
+    outcomes: list[Any] = []
+    h.pool.callInThreadWithCallback(lambda ok, r: outcomes.append((ok, r)), lambda: "never")
+    h.pool.beginStop()
+    [(ok, failure)] = outcomes
+    assert not ok and failure.check(ThreadPoolStopped)
+    assert h.pool.state == "stopped"
+
+
 def test_workerHooksRunAndFailuresAreLogged(caplog: pytest.LogCaptureFixture) -> None:
     """workerInit/workerExit run per worker; an exception in one is logged, not raised."""
 
@@ -416,7 +445,7 @@ def test_exceptionInCallInThreadIsLogged(caplog: pytest.LogCaptureFixture) -> No
     ("args", "kw", "error", "argName"),
     [
         ((-1, 5), {}, ValueError, "minthreads"),
-        ((0, 0), {}, ValueError, "maxthreads"),
+        ((0, -1), {}, ValueError, "maxthreads"),
         ((6, 5), {}, ValueError, "minthreads"),
         (("1", 5), {}, TypeError, "minthreads"),
         ((True, 5), {}, TypeError, "minthreads"),
@@ -450,7 +479,7 @@ def test_methodArgumentErrorsNameTheArgument() -> None:
     with pytest.raises(ValueError, match="minthreads"):
         pool.adjustPoolsize(minthreads=3)
     with pytest.raises(ValueError, match="maxthreads"):
-        pool.adjustPoolsize(maxthreads=0)
+        pool.adjustPoolsize(maxthreads=-1)
     with pytest.raises(ValueError, match="timeout"):
         pool.stop(timeout=-1)
     assert pool.statistics().queued == 0

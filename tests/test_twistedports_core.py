@@ -326,10 +326,6 @@ def test_threadPoolHasStartAndStopAWorker() -> None:
         assert callable(getattr(pool, name, None)), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Twisted accepts ThreadPool(0, 0) (a pool that never runs work); ours raises ValueError",
-)
 def test_threadPoolAcceptsZeroMaxThreads() -> None:
     """ThreadPool(0, 0) can be created."""
     assert ThreadPool(0, 0).max == 0
