@@ -124,8 +124,10 @@ def blockingCallFromThread(
     The calling thread's ``contextvars`` context is copied into the call.
     Raises :class:`ReactorThreadError` at once in the reactor thread (it would
     deadlock), ``ReactorNotRunning`` at once if the reactor is not running or
-    is stopping, and ``ReactorNotRunning`` as soon as the reactor stops while
-    this thread waits (the call is then abandoned) — never a hang.
+    is stopping, and ``ReactorNotRunning`` as soon as ``reactor.stop()`` is
+    called while this thread waits (within 50 ms; the call is then abandoned
+    and a Deferred it returned is cancelled), so a worker blocked here never
+    holds up the shutdown drain of its pool — never a hang.
     """
     return _blockingCall(reactor, None, f, args, kwargs)
 
@@ -198,11 +200,13 @@ def _blockingCall(
     deadline = None if timeout is None else time.monotonic() + timeout
     wait = call.done.wait
     while not wait(_POLL_INTERVAL if deadline is None else _clamp(deadline - time.monotonic())):
-        if not reactor.running:
+        # `stopping`, not only `running`: `running` stays true through 'before shutdown', whose
+        # drain of the thread pools waits for this very thread, so it must give up as stop() begins.
+        if reactor.stopping or not reactor.running:
             call.abandoned = True
             if wait(0):
                 break
-            reactor.callFromThread(_cancel, call)  # runs on the next run(), if there is one
+            reactor.callFromThread(_cancel, call)  # runs during the shutdown, or on the next run()
             raise ReactorNotRunning(
                 f"blockingCallFromThread({getattr(f, '__qualname__', f)!r}): the reactor stopped "
                 "before the call completed"

@@ -65,8 +65,9 @@ class SharedPool:
         if reactor.running and not reactor.stopping:
             self._startup()
         else:
-            if reactor.stopping:
-                # First used during shutdown: nothing would ever stop this pool, so refuse work
+            if reactor.stopping or _betweenRuns(reactor):
+                # First used during shutdown (nothing would ever drain this pool) or after a run
+                # (the pool of a run that used it would be stopped too): refuse work at once
                 # (ThreadPoolStopped) until the next run starts it.
                 self.pool.beginStop()
             reactor.addSystemEventTrigger("after", "startup", self._startup)
@@ -96,6 +97,21 @@ class SharedPool:
         # Registered now, for the next run: this run's startup has fired already.
         reactor.addSystemEventTrigger("after", "startup", self._startup)
         return drainThreadPool(reactor, self.pool, self.shutdownTimeout)
+
+
+def _betweenRuns(reactor: ManagedReactor) -> bool:
+    """True if ``reactor`` has run and stopped, and is not inside ``run()`` now.
+
+    ``_startedBefore`` is the flag Twisted's reactors and ours set as ``run()``
+    begins; a reactor without it counts as never run. Inside ``run()`` but
+    before 'during startup' (a 'before startup' trigger), ``running`` is still
+    false, so the reactor thread is checked too.
+    """
+    return (
+        bool(getattr(reactor, "_startedBefore", False))
+        and not reactor.running
+        and not reactor.isReactorThread()
+    )
 
 
 _shared: weakref.WeakKeyDictionary[Any, SharedPool] = weakref.WeakKeyDictionary()

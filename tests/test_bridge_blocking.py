@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 
+import deferthreads._shared
 from deferthreads import (
     ReactorThreadError,
     blockingCallFromThread,
     blockingCallFromThreadWithTimeout,
+    deferToThread,
     deferToThreadPool,
     getThreadPool,
+    setShutdownTimeout,
 )
-from reactor import Deferred, ReactorNotRunning, succeed
+from reactor import Deferred, Failure, ReactorNotRunning, succeed
 from reactor._loop import Reactor
 from tests.bridge_support import WAIT, runReactor
 
@@ -172,6 +175,26 @@ def test_reactorStoppingWhileWaitingRaisesInsteadOfHanging() -> None:
     thread.join(WAIT)
     assert not thread.is_alive()
     assert len(outcome) == 1 and "stopped" in str(outcome[0])
+
+
+def test_stopWhileAWorkerWaitsOnADeferredDoesNotStallTheDrain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker blocked on a Deferred gets ReactorNotRunning as stop() begins; the drain never times out."""
+    reactor = Reactor()
+    monkeypatch.setattr(deferthreads._shared, "_defaultReactor", lambda: reactor)
+    # Without the fix the drain ends only by this timeout, cancelling the call (CancelledError).
+    setShutdownTimeout(reactor, WAIT / 2)
+    box: list[Any] = []
+
+    def never() -> Deferred[None]:
+        reactor.callLater(0, reactor.stop)  # the worker is waiting by now: f runs in the reactor
+        return Deferred()
+
+    def main() -> None:
+        deferToThread(blockingCallFromThread, reactor, never).addBoth(box.append)
+
+    runReactor(reactor, main)
+    [outcome] = box
+    assert isinstance(outcome, Failure) and outcome.check(ReactorNotRunning), outcome
 
 
 def test_timeoutRaisesAndCancelsTheDeferred() -> None:

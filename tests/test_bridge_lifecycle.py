@@ -145,6 +145,59 @@ def test_firstUseDuringShutdownRefusesAtOnce() -> None:
     assert failure.check(ThreadPoolStopped)
 
 
+def test_deferToThreadAfterARunThatNeverUsedItErrbacksAtOnce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reactor ran and stopped without a shared pool: deferToThread then fails at once, as documented."""
+    reactor = Reactor()
+    monkeypatch.setattr(deferthreads._shared, "_defaultReactor", lambda: reactor)
+    runReactor(reactor, reactor.stop)
+    ran: list[int] = []
+    box: list[Any] = []
+    deferToThread(ran.append, 1).addErrback(box.append)
+    [failure] = box
+    assert failure.check(ThreadPoolStopped)
+    assert ran == [] and getThreadPool(reactor).state == "stopped"
+    # The next run starts the pool again.
+    result: list[Any] = []
+
+    def main() -> None:
+        deferToThread(lambda: "again").addCallback(result.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert result == ["again"]
+
+
+def test_firstUseBeforeStartupOfALaterRunIsNotRefused() -> None:
+    """A pool first asked for in a 'before startup' trigger of a second run waits for that run."""
+    reactor = Reactor()
+    runReactor(reactor, reactor.stop)
+    box: list[Any] = []
+
+    def beforeStartup() -> None:
+        d = deferToThreadPool(reactor, getThreadPool(reactor), lambda: "second run")
+        d.addBoth(box.append).addBoth(lambda _: reactor.stop())
+
+    reactor.addSystemEventTrigger("before", "startup", beforeStartup)
+    runReactor(reactor, lambda: None)
+    assert box == ["second run"]
+
+
+def test_suggestThreadPoolSizeZeroHoldsCallsUntilRaised() -> None:
+    """With the shared pool's maximum at 0 a call waits; raising the maximum runs it."""
+    reactor = Reactor()
+    box: list[Any] = []
+
+    def main() -> None:
+        suggestThreadPoolSize(reactor, 0)
+        d = deferToThreadPool(reactor, getThreadPool(reactor), lambda: "ran")
+        d.addBoth(box.append).addBoth(lambda _: reactor.stop())
+        stats = getThreadPool(reactor).statistics()
+        box.append((stats.workers, stats.queued))
+        suggestThreadPoolSize(reactor, 2)
+
+    runReactor(reactor, main)
+    assert box == [(0, 1), "ran"]
+
+
 def test_callsQueuedBeforeTheFirstRunRunAtStartup() -> None:
     """Calls made before the reactor first runs wait for it, then run (as in Twisted)."""
     reactor = Reactor()
@@ -196,8 +249,10 @@ def test_suggestThreadPoolSizeSetsTheMaximum() -> None:
     reactor = Reactor()
     suggestThreadPoolSize(reactor, 3)
     assert getThreadPool(reactor).max == 3
+    suggestThreadPoolSize(reactor, 0)
+    assert getThreadPool(reactor).max == 0
     with pytest.raises(ValueError, match="maxthreads"):
-        suggestThreadPoolSize(reactor, 0)
+        suggestThreadPoolSize(reactor, -1)
     with pytest.raises(ValueError, match="timeout"):
         setShutdownTimeout(reactor, 0)
 
