@@ -23,6 +23,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from reactor._acceptlimits import RESOURCE_ERRNOS, SKIP_ERRNOS, AcceptLimiter
 from reactor._address import IPv4Address, IPv6Address, UNIXAddress, addressFromSockaddr
 from reactor._failure import Failure
 from reactor._neterrors import (
@@ -43,7 +44,6 @@ __all__: list[str] = []
 log = logging.getLogger("reactor.network")
 
 _ACCEPT_BATCH = 64
-_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def isIPv6Literal(host: str) -> bool:
@@ -150,10 +150,17 @@ class TCPClientConnection(TCPServerConnection):
 
 @implementer(IListeningPort)
 class Port(PortStopper):
-    """A listening TCP socket (the object ``listenTCP``/``listenSSL`` return)."""
+    """A listening TCP socket (the object ``listenTCP``/``listenSSL`` return).
+
+    When ``accept()`` fails for want of descriptors or memory the port neither spins nor floods
+    the log: it refuses waiting clients at once through a spare descriptor, or stops accepting for
+    a while, and recovers by itself (``reactor._acceptlimits``).
+    """
 
     family = socket.AF_INET
     connectionClass: type[TCPServerConnection] = TCPServerConnection
+    # Whether the port holds a spare descriptor to refuse clients with when out of descriptors.
+    _keepSpareDescriptor = True
 
     def __init__(
         self,
@@ -180,6 +187,7 @@ class Port(PortStopper):
         self.socket: socket.socket | None = None
         self._fileno = -1
         self.connected = False
+        self._acceptLimiter = AcceptLimiter(self, keepSpare=self._keepSpareDescriptor)
 
     def fileno(self) -> int:
         """The listening socket's descriptor (-1 when not listening)."""
@@ -214,6 +222,7 @@ class Port(PortStopper):
         self.socket = sock
         self._fileno = sock.fileno()
         self.connected = True
+        self._acceptLimiter.started()
         self.factory.doStart()
         self.reactor.addReader(self)
 
@@ -228,19 +237,24 @@ class Port(PortStopper):
         """Accept the waiting connections (a bounded batch, so other sockets get their turn)."""
         if self.socket is None:
             return
-        accept = self.socket.accept
+        listener = self.socket
+        limiter = self._acceptLimiter
         for _ in range(_ACCEPT_BATCH):
             try:
-                sock, sockaddr = accept()
+                sock, sockaddr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in _ACCEPT_RETRY_ERRNOS:
-                    log.error("%s: cannot accept (%s); will retry", self.logPrefix(), e)
+                if e.errno in RESOURCE_ERRNOS:
+                    # The connection stays queued and the socket readable: returning alone would
+                    # bring us straight back here, so the limiter sheds or pauses.
+                    limiter.acceptFailed(e, listener)
                     return
-                if e.errno in (errno.ECONNABORTED, errno.EPROTO):
+                if e.errno in SKIP_ERRNOS:
                     continue
                 raise
+            if limiter.failing:
+                limiter.acceptSucceeded()
             addr = self._peerAddress(sockaddr)
             try:
                 protocol = self.factory.buildProtocol(addr)
@@ -275,6 +289,7 @@ class Port(PortStopper):
         self._fileno = -1
         self.connected = False
         try:
+            self._acceptLimiter.stopped()
             self._cleanup(sock)
         finally:
             sock.close()
@@ -297,7 +312,14 @@ class Port(PortStopper):
 
     def __repr__(self) -> str:
         where = self.getHost() if self.socket is not None else "not listening"
-        return f"<{type(self).__name__} {self.logPrefix()} on {where}>"
+        return f"<{type(self).__name__} {self.logPrefix()} on {where}{self._acceptState()}>"
+
+    def _acceptState(self) -> str:
+        limiter = self._acceptLimiter
+        if not limiter.failing:
+            return ""
+        state = "accepts paused" if limiter.paused else "refusing connections"
+        return f" ({state}: {limiter.refused} refused, {limiter.failed} failed accepts)"
 
 
 # Back-off of a Unix connect that the listener's full backlog refused with EAGAIN (seconds).

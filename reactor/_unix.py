@@ -72,7 +72,10 @@ class UNIXClientConnection(TCPClientConnection, UNIXServerConnection):
 
 
 class UNIXPort(Port):
-    """A listening Unix socket; removes its file when it stops listening."""
+    """A listening Unix socket; removes its file when it stops listening.
+
+    Out of descriptors or memory, it refuses or pauses accepts and recovers as a TCP port does.
+    """
 
     family = socket.AF_UNIX
     connectionClass = UNIXServerConnection
@@ -128,7 +131,7 @@ class UNIXPort(Port):
         return UNIXAddress(self.path)
 
     def __repr__(self) -> str:
-        return f"<UNIXPort {self.logPrefix()} on {self.path}>"
+        return f"<UNIXPort {self.logPrefix()} on {self.path}{self._acceptState()}>"
 
 
 class UNIXConnector(Connector):
