@@ -3,7 +3,7 @@
 The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 ``twisted.python.failure``, the reactor); see README.md for a tour. Submodules:
 ``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
-``reactor.protocol``, ``reactor.error`` and ``reactor.ssl``.
+``reactor.protocol``, ``reactor.error``, ``reactor.ssl`` and ``reactor.lockfile``.
 """
 
 from __future__ import annotations
