@@ -348,7 +348,6 @@ def test_inlineCallbacksReturningDeferredGivesTheDeferred() -> None:
     assert result is inner
 
 
-@pytest.mark.xfail(strict=True, reason="verbose traceback lacks Twisted's '*--- Failure #N ---' framing")
 def test_verboseTracebackHasFailureBanner() -> None:
     """getTraceback(detail='verbose') starts '*--- Failure #N ---' and ends '*--- End of Failure #N ---'."""
     lines = capturedFailure().getTraceback(detail="verbose").splitlines()
@@ -356,12 +355,11 @@ def test_verboseTracebackHasFailureBanner() -> None:
     assert re.fullmatch(r"\*--- End of Failure #\d+ ---", lines[-1])
 
 
-@pytest.mark.xfail(strict=True, reason="Failure has no count/captureVars/pickled attributes")
 def test_failureHasCountCaptureVarsPickled() -> None:
     """Twisted's Failure carries count, captureVars, and pickled (1 after unpickling)."""
     f = capturedFailure()
-    assert isinstance(f.count, int) and f.captureVars is False  # type: ignore[attr-defined]
-    assert pickle.loads(pickle.dumps(f)).pickled == 1  # type: ignore[attr-defined]
+    assert isinstance(f.count, int) and f.captureVars is False
+    assert pickle.loads(pickle.dumps(f)).pickled == 1
 
 
 def test_deferredDebugAttributeSettable() -> None:
