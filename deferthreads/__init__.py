@@ -3,6 +3,9 @@
 * :class:`ThreadPool`: a Twisted-compatible thread pool (grows on demand,
   retires idle workers, optional queue bound, per-worker init/exit hooks,
   cheap :meth:`~ThreadPool.statistics`).
+* :class:`ResourcePool`: workers that each own one resource (a client that
+  is not thread-safe), opened, checked, replaced and closed in their thread;
+  cancelling a running call interrupts it.
 * :func:`deferToThread` / :func:`deferToThreadPool`: run a blocking function in
   a worker thread and get a Deferred that fires in the reactor thread.
 * :func:`blockingCallFromThread`: the other way round, from a worker thread.
@@ -16,6 +19,8 @@ from deferthreads._blocking import blockingCallFromThread, blockingCallFromThrea
 from deferthreads._bridge import deferToThreadPool, drainThreadPool
 from deferthreads._errors import QueueFull, ReactorThreadError, ThreadPoolStopped
 from deferthreads._interfaces import IThreadPool, IWorker
+from deferthreads._resourcepool import IResourcePool, ResourcePool, ResourcePoolStatistics
+from deferthreads._resourcework import WaitTimeout
 from deferthreads._shared import (
     callMultipleInThread,
     deferToThread,
@@ -27,13 +32,17 @@ from deferthreads._team import ThreadPoolStatistics
 from deferthreads._threadpool import ThreadPool
 
 __all__ = [
+    "IResourcePool",
     "IThreadPool",
     "IWorker",
     "QueueFull",
     "ReactorThreadError",
+    "ResourcePool",
+    "ResourcePoolStatistics",
     "ThreadPool",
     "ThreadPoolStatistics",
     "ThreadPoolStopped",
+    "WaitTimeout",
     "blockingCallFromThread",
     "blockingCallFromThreadWithTimeout",
     "callMultipleInThread",

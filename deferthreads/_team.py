@@ -193,6 +193,10 @@ class Team:
         self._totalCancelled = 0
         self._totalRejected = 0
         self._longestWait = 0.0
+        # Per thread: the worker whose protocol call (workerStarted, runQueued, workerExiting) runs
+        # there, for currentWorker(). Set by that call in its own thread, so fakes stepped by hand
+        # from one test thread each see themselves.
+        self._current = threading.local()
 
     # -- submitting (any thread) -------------------------------------------------------------
 
@@ -324,6 +328,7 @@ class Team:
 
     def workerStarted(self, worker: IWorker) -> None:
         """First call of a worker: run the ``workerInit`` hook (its exceptions are logged)."""
+        self._current.worker = worker
         if self._workerInit is not None:
             try:
                 self._workerInit()
@@ -339,6 +344,7 @@ class Team:
         microseconds later and is taken without a wake-up. While it spins it stays
         in ``_finishing``, so submitters count on it instead of waking another.
         """
+        self._current.worker = worker
         record = self._records[worker]
         queue = self._queue
         popleft = queue.popleft
@@ -440,6 +446,7 @@ class Team:
         The last worker to exit a stopping team marks it stopped and runs the
         ``beginStop`` callbacks, in this (worker) thread.
         """
+        self._current.worker = worker
         if self._workerExit is not None:
             try:
                 self._workerExit()
@@ -563,6 +570,17 @@ class Team:
     @property
     def queueLimit(self) -> int | None:
         return self._queueLimit
+
+    def currentWorker(self) -> IWorker | None:
+        """The worker whose ``workerStarted``, ``runQueued`` or ``workerExiting`` runs in the calling thread.
+
+        So a ``workerInit``/``workerExit`` hook or an item's ``execute`` can find
+        per-worker state (a resource pool's resource, say) keyed by its worker,
+        with real threads and with fake workers stepped from one test thread
+        alike. ``None`` in a thread that never ran one of those calls.
+        """
+        worker: IWorker | None = getattr(self._current, "worker", None)
+        return worker
 
     def runningItems(self) -> list[WorkItem]:
         """The items being run right now (a snapshot; each may finish at any moment)."""

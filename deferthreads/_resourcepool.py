@@ -1,0 +1,485 @@
+"""``ResourcePool``: worker threads that each own one resource (a client that is not thread-safe).
+
+It is a facade over the same :class:`~deferthreads._team.Team` as
+:class:`~deferthreads.ThreadPool`: the team dispatches, parks, spins and
+retires the workers, and hands idle workers out last-in first-out (the
+warmest resource does the work; the coldest retire). The resource side (open
+in the worker's thread, check, expire, replace when broken, interrupt, close)
+is :mod:`deferthreads._resourcework`.
+
+Thread ownership: ``run``, ``start``, ``stop`` and the cancellers run in the
+reactor thread; ``create``, ``check``, ``close``, ``isBroken`` and the calls
+run in the worker that owns the resource; ``interrupt`` runs in the reactor
+thread (it is how another thread stops a call stuck in the resource).
+``statistics`` and ``repr`` may be read from any thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from contextvars import copy_context
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+from zope.interface import Attribute, Interface, implementer
+
+from deferthreads._bridge import ResultSink, sinkFor
+from deferthreads._errors import QueueFull, ThreadPoolStopped
+from deferthreads._resourcework import ResourceKeeper, ResourceWorkItem
+from deferthreads._team import Team, WorkerFactory
+from deferthreads._threadpool import checkCallable, checkTimeout
+from deferthreads._threadworker import ThreadWorker
+from reactor._default import getReactor
+from reactor._deferred import Deferred
+from reactor._errors import CancelledError
+from reactor._failure import Failure
+from reactor._spin import DEFAULT_SPIN, checkSpin
+
+__all__ = ["IResourcePool", "ResourcePool", "ResourcePoolStatistics"]
+
+_Res = TypeVar("_Res")
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+_poolSerial = itertools.count(1)
+
+#: Seconds the ``before shutdown`` drain waits for queued and running calls before giving up on them.
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+class _Clock(Protocol):
+    def seconds(self) -> float: ...
+
+    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class IResourcePool(Interface):
+    """Workers that each own one resource for their life, running calls on it and reporting to the reactor."""
+
+    name = Attribute("The pool's name; its threads are ``{name}-worker-{n}``.")
+    state = Attribute('``"new"``, ``"running"``, ``"stopping"`` or ``"stopped"``.')
+
+    def run(f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Deferred[Any]:  # noqa: N805
+        """Run ``f(resource, *args, **kwargs)`` on a worker's resource; a Deferred of its result."""
+
+    def start() -> None:
+        """Start the workers (``minthreads`` of them, each opening its resource); a stopped pool restarts."""
+
+    def stop(timeout: float | None = None) -> Deferred[None]:  # noqa: N805
+        """Let running and queued calls finish, close every resource in its thread; fires when all exited."""
+
+    def adjustPoolsize(minthreads: int | None = None, maxthreads: int | None = None) -> None:  # noqa: N805
+        """Change the bounds on the number of workers (and so of open resources)."""
+
+    def statistics() -> object:
+        """A frozen snapshot of the pool's counters."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePoolStatistics:
+    """A snapshot of a resource pool.
+
+    ``workers``/``busy``/``idle``/``queued`` as for a thread pool; ``open``
+    counts resources open now; ``created``/``closed`` count resources opened
+    and closed since the pool was made; ``createFailed``/``closeFailed`` count
+    hooks that raised; ``checksFailed`` resources replaced after failing
+    ``check``; ``expired`` those replaced for ``maxLifetime``; ``broken`` those
+    replaced after a failed call (``isBroken``, or an interrupted call);
+    ``interrupted`` calls ``interrupt`` was applied to; ``timedOut`` calls
+    failed with :class:`WaitTimeout`; ``completed``/``failed`` calls that
+    returned or raised (a call that could not get a resource counts as
+    failed); ``cancelled`` calls that never ran (cancelled, timed out, or
+    abandoned at a stop); ``rejected`` calls refused (queue full, pool
+    stopped); ``longestQueueWait`` the longest wait, in seconds, of a call
+    that a worker took.
+    """
+
+    workers: int
+    busy: int
+    idle: int
+    queued: int
+    open: int
+    created: int
+    closed: int
+    createFailed: int
+    closeFailed: int
+    checksFailed: int
+    expired: int
+    broken: int
+    interrupted: int
+    timedOut: int
+    completed: int
+    failed: int
+    cancelled: int
+    rejected: int
+    longestQueueWait: float
+
+
+def _checkCount(value: object, argName: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argName} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argName} must be >= {minimum}, got {value}")
+    return value
+
+
+def _checkHook(value: object, argName: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{argName} must be callable or None, not {type(value).__name__}")
+
+
+def _checkSeconds(value: object, argName: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{argName} must be a number of seconds, not {type(value).__name__}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{argName} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+@implementer(IResourcePool)
+class ResourcePool(Generic[_Res]):
+    """Between ``minthreads`` and ``maxthreads`` worker threads, each owning one resource for its life.
+
+    For a blocking client that is not thread-safe (LDAP, SOAP, SMTP,
+    XML-RPC, a vendor SDK, a DB-API connection): one instance per worker,
+    opened, used and closed in that worker's thread. ``run(f, *args, **kw)``
+    returns a Deferred, fired in the reactor thread, of ``f(resource, *args,
+    **kw)``.
+
+    Hooks (all but ``interrupt`` run in the worker that owns the resource):
+
+    * ``create()`` opens a resource: as a worker starts, and again before a
+      call whenever the worker has none (it failed to open, or was closed for
+      one of the reasons below). If it raises before a call, the call errbacks
+      with that exception and the worker stays, without a resource, for the
+      next call to try again.
+    * ``close(resource)``: as the worker exits (idle retirement, stop) and
+      when a resource is replaced. An exception from it is logged.
+    * ``check(resource)``: before a call, if the resource has been idle for
+      ``checkAfterIdle`` seconds or more (0: before every call). Raising or
+      returning ``False`` fails the check: the resource is closed and a new
+      one made before the call runs.
+    * ``maxLifetime``: a resource this many seconds old is closed and
+      replaced before the next call it would run.
+    * ``maxIdle``: workers above ``minthreads`` idle this many seconds exit,
+      closing their resource (``None``: they never do).
+    * ``isBroken(resource, exception)``: after a call raised; True closes the
+      resource (a new one is made for the next call). Without it, only an
+      interrupted call's resource is replaced.
+    * ``interrupt(resource, thread)``: called from the reactor thread when a
+      running call's Deferred is cancelled, to unblock the call (close a
+      socket, ``sqlite3``'s ``interrupt()``, ``pg_cancel_backend``). It must
+      not wait for the call to end; while it runs the worker cannot start
+      another call on that resource, so it never hits the wrong call.
+
+    Cancelling a Deferred of ``run``: a queued call is removed and never runs
+    (``CancelledError`` at once); a running one gets ``interrupt`` and the
+    Deferred errbacks ``CancelledError`` once the call has stopped (its
+    callbacks never run while the call still uses the resource; without
+    ``interrupt`` that is when the call returns by itself).
+
+    Backpressure: past ``queueLimit`` waiting calls, ``run`` fails at once
+    with :class:`~deferthreads.QueueFull`; a call that waited ``waitTimeout``
+    seconds without a worker fails with :class:`~deferthreads.WaitTimeout`
+    and never runs.
+
+    Life cycle: the pool starts when its reactor runs (at once if it runs
+    already; ``start()`` starts it by hand) and is drained in the reactor's
+    ``before shutdown`` phase: running and queued calls finish and their
+    Deferreds fire, every resource is closed in its thread, every worker
+    exits. After ``shutdownTimeout`` seconds, queued calls errback
+    ``CancelledError`` and running calls are interrupted and errback at once.
+    ``stop()`` does the same on demand; ``start()`` after it makes the pool
+    usable again, as does the reactor's next run after a shutdown.
+
+    ``clock`` (default: the reactor) gives the time and the timers (its
+    ``seconds`` and ``callLater``); ``workerFactory`` makes workers (default:
+    threads). Both are for tests.
+    """
+
+    def __init__(
+        self,
+        create: Callable[[], _Res],
+        close: Callable[[_Res], object],
+        *,
+        minthreads: int = 1,
+        maxthreads: int = 4,
+        check: Callable[[_Res], object] | None = None,
+        checkAfterIdle: float = 1.0,
+        maxLifetime: float | None = None,
+        maxIdle: float | None = None,
+        interrupt: Callable[[_Res, threading.Thread], object] | None = None,
+        isBroken: Callable[[_Res, BaseException], bool] | None = None,
+        queueLimit: int | None = None,
+        waitTimeout: float | None = None,
+        shutdownTimeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
+        name: str | None = None,
+        reactor: Any = None,
+        clock: _Clock | None = None,
+        workerFactory: WorkerFactory | None = None,
+        spinTime: float = DEFAULT_SPIN,
+    ) -> None:
+        checkCallable(create, "create")
+        checkCallable(close, "close")
+        _checkCount(minthreads, "minthreads", 0)
+        _checkCount(maxthreads, "maxthreads", 1)
+        if minthreads > maxthreads:
+            raise ValueError(f"minthreads ({minthreads}) must be <= maxthreads ({maxthreads})")
+        _checkHook(check, "check")
+        checkAfterIdle = _checkSeconds(checkAfterIdle, "checkAfterIdle")
+        maxLifetime = checkTimeout(maxLifetime, "maxLifetime")
+        maxIdle = checkTimeout(maxIdle, "maxIdle")
+        _checkHook(interrupt, "interrupt")
+        _checkHook(isBroken, "isBroken")
+        if queueLimit is not None:
+            _checkCount(queueLimit, "queueLimit", 1)
+        waitTimeout = checkTimeout(waitTimeout, "waitTimeout")
+        self.shutdownTimeout = checkTimeout(shutdownTimeout, "shutdownTimeout")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        _checkHook(workerFactory, "workerFactory")
+        if reactor is None:
+            reactor = getReactor()
+        elif not callable(getattr(reactor, "callFromThread", None)):
+            raise TypeError(f"reactor must have a callFromThread() method, not {type(reactor).__name__}")
+        if clock is None:
+            clock = reactor
+        for method in ("seconds", "callLater"):
+            if not callable(getattr(clock, method, None)):
+                raise TypeError(f"clock must have {method}() (an IReactorTime), not {type(clock).__name__}")
+        assert clock is not None
+        self.name = name if name is not None else f"resourcepool-{next(_poolSerial)}"
+        self._reactor = reactor
+        self._clock = clock
+        self._sink: ResultSink = sinkFor(reactor)
+        now = clock.seconds
+        self._keeper: ResourceKeeper[_Res] = ResourceKeeper(
+            self.name,
+            create,
+            close,
+            check=check,
+            checkAfterIdle=checkAfterIdle,
+            maxLifetime=maxLifetime,
+            interrupt=interrupt,
+            isBroken=isBroken,
+            waitTimeout=waitTimeout,
+            now=now,
+        )
+        self._team = Team(
+            workerFactory if workerFactory is not None else self._makeWorker,
+            self.name,
+            minthreads,
+            maxthreads,
+            queueLimit=queueLimit,
+            idleTimeout=maxIdle,
+            now=now,
+            workerInit=self._keeper.workerInit,
+            workerExit=self._keeper.workerExit,
+            spinTime=checkSpin(spinTime, "spinTime"),
+        )
+        self._keeper.team = self._team
+        self._waitTimeout = waitTimeout
+        # Reactor thread only:
+        self._stopWaiters: list[Deferred[None]] = []
+        self._shutdownID: Any = None
+        self._restartID: Any = None
+        self._startID: Any = None
+        callWhenRunning = getattr(reactor, "callWhenRunning", None)
+        if callable(callWhenRunning):
+            self._startID = callWhenRunning(self._autoStart)
+
+    @staticmethod
+    def _makeWorker(team: Team, name: str) -> ThreadWorker:
+        return ThreadWorker(team, name)
+
+    # -- life cycle (reactor thread) -------------------------------------------------------------
+
+    def _autoStart(self) -> None:
+        self._startID = None
+        if self._team.state == "new":
+            self.start()
+
+    def start(self) -> None:
+        """Start ``minthreads`` workers (each opens its resource in its thread); a stopped pool restarts.
+
+        Calls made before ``start`` wait for it. Raises ``RuntimeError`` while a ``stop`` is under way.
+        """
+        if self._team.state == "stopping":
+            raise RuntimeError(f"{self.name} is still stopping; start() it again once stop() has fired")
+        self._team.start()
+        add = getattr(self._reactor, "addSystemEventTrigger", None)
+        if self._shutdownID is None and callable(add):
+            self._shutdownID = add("before", "shutdown", self._beforeShutdown)
+
+    def stop(self, timeout: float | None = None) -> Deferred[None]:
+        """Stop the pool; a Deferred that fires once every worker has closed its resource and exited.
+
+        Never blocks. Running calls finish and queued calls still run (their
+        Deferreds fire first). With a ``timeout`` (seconds), calls not started
+        by then errback ``CancelledError`` and never run, running calls are
+        interrupted and errback at once, and the Deferred fires then.
+        """
+        timeout = checkTimeout(timeout, "timeout")
+        self._forget("_shutdownID")
+        self._forget("_restartID")
+        self._forget("_startID")
+        return self._drain(timeout)
+
+    def _forget(self, attribute: str) -> None:
+        triggerID = getattr(self, attribute)
+        setattr(self, attribute, None)
+        remove = getattr(self._reactor, "removeSystemEventTrigger", None)
+        if triggerID is not None and callable(remove):
+            try:
+                remove(triggerID)
+            except (ValueError, KeyError):
+                pass
+
+    def _drain(self, timeout: float | None) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        if self._team.state == "stopped":
+            done.callback(None)
+            return done
+        self._stopWaiters.append(done)
+        if len(self._stopWaiters) > 1:
+            return done  # a stop is under way already: fire with it
+        timer: list[Any] = []
+        reactor = self._reactor
+
+        def finish() -> None:
+            # Reactor thread. Outcomes handed back before the last worker exited are delivered first.
+            self._sink.drain()
+            if timer and timer[0].active():
+                timer[0].cancel()
+            for worker in self._team.takeExited():
+                worker.join(1.0)
+            self._fireStopped()
+
+        def timedOut() -> None:
+            message = f"{self.name}: stopped (shutdown timeout {timeout}s) before the call started"
+            reason = Failure(CancelledError(message))
+            for item in self._team.cancelQueued():
+                item.abandon(reason)
+            for item in self._team.runningItems():
+                if isinstance(item, ResourceWorkItem) and item.keeper is self._keeper:
+                    item.forceCancel()
+            self._sink.drain()
+            self._fireStopped()
+
+        if timeout is not None:
+            timer.append(self._clock.callLater(timeout, timedOut))
+        self._team.beginStop(lambda: reactor.callFromThread(finish))
+        return done
+
+    def _fireStopped(self) -> None:
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
+
+    def _beforeShutdown(self) -> Deferred[None]:
+        self._shutdownID = None
+        if self._team.state == "running":
+            add = getattr(self._reactor, "addSystemEventTrigger")
+            self._restartID = add("after", "startup", self._restart)
+        # Other 'before shutdown' triggers of this same pass may still use the pool: stop a turn later.
+        stopped: Deferred[None] = Deferred()
+        self._reactor.callLater(0, lambda: self._drain(self.shutdownTimeout).chainDeferred(stopped))
+        return stopped
+
+    def _restart(self) -> None:
+        self._restartID = None
+        if self._team.state == "stopped":
+            self.start()
+
+    # -- calls (reactor thread) --------------------------------------------------------------------
+
+    def run(
+        self, f: Callable[Concatenate[_Res, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> Deferred[_T]:
+        """Run ``f(resource, *args, **kwargs)`` in a worker, on the resource that worker owns.
+
+        Call it in the reactor thread. The Deferred fires there with ``f``'s
+        result, or errbacks with its exception (the worker's traceback kept),
+        with ``create``'s exception if no resource could be opened, with
+        :class:`QueueFull` / :class:`ThreadPoolStopped` at once when the pool
+        cannot take the call, or with :class:`WaitTimeout`. The caller's
+        ``contextvars`` context is copied into the worker.
+        """
+        if not callable(f):
+            raise TypeError(f"f must be callable, not {type(f).__name__}")
+        item: ResourceWorkItem[_Res] = ResourceWorkItem(
+            self._keeper, self._sink, f, args, kwargs, copy_context()
+        )
+        d: Deferred[_T] = Deferred(item)
+        item.deferred = d
+        try:
+            self._team.submit(item)
+        except (QueueFull, ThreadPoolStopped) as e:
+            item.claim.clear()
+            d.errback(Failure(e))
+            return d
+        if self._waitTimeout is not None and item.claim:
+            item.timer = self._clock.callLater(self._waitTimeout, item.expire)
+        return d
+
+    def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
+        """Change the bounds (``None`` keeps one); workers start, or exit closing their resource, to suit."""
+        newMin = self._team.minWorkers if minthreads is None else _checkCount(minthreads, "minthreads", 0)
+        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 1)
+        if newMin > newMax:
+            raise ValueError(f"minthreads ({newMin}) must be <= maxthreads ({newMax})")
+        self._team.adjust(newMin, newMax)
+
+    # -- reading (any thread) ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"running"``, ``"stopping"`` or ``"stopped"``."""
+        return self._team.state
+
+    @property
+    def min(self) -> int:
+        """The minimum number of workers (each with its resource)."""
+        return self._team.minWorkers
+
+    @property
+    def max(self) -> int:
+        """The maximum number of workers, and so of open resources."""
+        return self._team.maxWorkers
+
+    def statistics(self) -> ResourcePoolStatistics:
+        """A frozen snapshot of the pool's counters (cheap: two short locks, no worker disturbed)."""
+        team = self._team.statistics()
+        c = self._keeper.counters()
+        return ResourcePoolStatistics(
+            workers=team.workers,
+            busy=team.busy,
+            idle=team.idle,
+            queued=team.queued,
+            open=c["created"] - c["closed"],
+            created=c["created"],
+            closed=c["closed"],
+            createFailed=c["createFailed"],
+            closeFailed=c["closeFailed"],
+            checksFailed=c["checksFailed"],
+            expired=c["expired"],
+            broken=c["broken"],
+            interrupted=c["interrupted"],
+            timedOut=c["timedOut"],
+            completed=team.completed,
+            failed=team.failed,
+            cancelled=team.cancelled,
+            rejected=team.rejected,
+            longestQueueWait=team.longestQueueWait,
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<ResourcePool {self.name!r} {self.state} workers={s.workers} (busy={s.busy} idle={s.idle}) "
+            f"open={s.open} queued={s.queued} min={self.min} max={self.max}"
+            f"{'' if self._team.queueLimit is None else f' queueLimit={self._team.queueLimit}'}>"
+        )

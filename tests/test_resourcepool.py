@@ -1,0 +1,955 @@
+"""ResourcePool: workers that each own one resource, on the same Team as ThreadPool.
+
+Most tests drive fake workers by hand through the worker protocol with a
+``reactor.task.Clock`` (as tests/test_threadpool_team.py does for the Team), so
+dispatch, cancellation, health rules and backpressure are checked step by
+step in the test's thread. The tests with real threads (a real blocking call
+interrupted, the drain at reactor shutdown, restarts) wait on Events and
+Deferreds with bounded timeouts, never on fixed pauses.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+import deferthreads
+from deferthreads import (
+    IResourcePool,
+    IWorker,
+    QueueFull,
+    ResourcePool,
+    ResourcePoolStatistics,
+    ThreadPoolStopped,
+    WaitTimeout,
+)
+from deferthreads._team import Team, Verdict
+from reactor import CancelledError, Deferred, Failure
+from reactor._loop import Reactor
+from reactor.task import Clock
+from tests.bridge_support import WAIT, runReactor, workerThreads
+
+# -- fakes ------------------------------------------------------------------------------------------
+
+
+@implementer(IWorker)
+class FakeWorker:
+    """An IWorker that does nothing by itself: the test steps it through the worker loop."""
+
+    def __init__(self, team: Team, name: str) -> None:
+        self.team = team
+        self.name = name
+        self.started = False
+        self.wakes = 0
+        self.ended = False
+        self.verdict: Verdict | None = None
+
+    def start(self) -> None:
+        self.started = True
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def join(self, timeout: float | None) -> bool:
+        return self.ended
+
+
+class FakeReactor:
+    """callFromThread only records (the test delivers with ``deliver``); timers come from a Clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def callFromThread(self, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((f, args))
+
+    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> Any:
+        return self.clock.callLater(delay, f, *args, **kwargs)
+
+    def deliver(self) -> int:
+        count = 0
+        while self.calls:
+            calls, self.calls = self.calls, []
+            for f, args in calls:
+                f(*args)
+                count += 1
+        return count
+
+
+class Resource:
+    """A resource that records its life: which worker opened it, whether it is closed."""
+
+    def __init__(self, serial: int, worker: str) -> None:
+        self.serial = serial
+        self.worker = worker
+        self.closed = False
+        self.uses = 0
+
+    def __repr__(self) -> str:
+        return f"<Resource {self.serial}{' closed' if self.closed else ''}>"
+
+
+class Harness:
+    """A ResourcePool over fake workers, a FakeReactor and a Clock, with one-step helpers."""
+
+    def __init__(self, minthreads: int = 0, maxthreads: int = 2, **kw: Any) -> None:
+        self.clock = Clock()
+        self.reactor = FakeReactor(self.clock)
+        self.workers: list[FakeWorker] = []
+        self.resources: list[Resource] = []
+        self.failCreate: BaseException | None = None
+        self.log: list[str] = []
+        kw.setdefault("spinTime", 0.0)
+        self.pool: ResourcePool[Resource] = ResourcePool(
+            self.create,
+            kw.pop("close", self.close),
+            minthreads=minthreads,
+            maxthreads=maxthreads,
+            name="fake",
+            reactor=self.reactor,
+            clock=self.clock,
+            workerFactory=self._make,
+            **kw,
+        )
+        self.team = self.pool._team
+
+    def create(self) -> Resource:
+        worker = self.team.currentWorker()
+        assert worker is not None
+        if self.failCreate is not None:
+            self.log.append(f"create failed in {worker.name}")
+            raise self.failCreate
+        resource = Resource(len(self.resources) + 1, worker.name)
+        self.resources.append(resource)
+        self.log.append(f"create {resource.serial} in {worker.name}")
+        return resource
+
+    def close(self, resource: Resource) -> None:
+        worker = self.team.currentWorker()
+        assert worker is not None and worker.name == resource.worker, "closed outside its worker"
+        resource.closed = True
+        self.log.append(f"close {resource.serial}")
+
+    def _make(self, team: Team, name: str) -> FakeWorker:
+        worker = FakeWorker(team, name)
+        self.workers.append(worker)
+        return worker
+
+    def _settle(self, worker: FakeWorker, verdict: Verdict) -> Verdict:
+        while verdict is Verdict.WORK:
+            self.team.runQueued(worker)
+            verdict = self.team.park(worker)
+        worker.verdict = verdict
+        if verdict is Verdict.EXIT:
+            self.team.workerExiting(worker)
+            worker.ended = True
+        return verdict
+
+    def boot(self, worker: FakeWorker) -> Verdict:
+        self.team.workerStarted(worker)
+        return self._settle(worker, Verdict.WORK)
+
+    def woken(self, worker: FakeWorker) -> Verdict:
+        assert worker.wakes > 0
+        worker.wakes -= 1
+        return self._settle(worker, self.team.unpark(worker, True))
+
+    def timedOut(self, worker: FakeWorker) -> Verdict:
+        verdict = self.team.unpark(worker, False)
+        if verdict is Verdict.WORK and worker.wakes:
+            worker.wakes -= 1
+        return self._settle(worker, verdict)
+
+    def settle(self) -> None:
+        """Boot every started worker and deliver every pending wake, until nothing moves; then deliver."""
+        moved = True
+        while moved:
+            moved = False
+            for worker in list(self.workers):
+                if worker.verdict is None and worker.started:
+                    self.boot(worker)
+                    moved = True
+                elif worker.wakes and worker.verdict is Verdict.PARKED:
+                    self.woken(worker)
+                    moved = True
+        self.reactor.deliver()
+
+
+def outcome(d: Deferred[Any]) -> list[Any]:
+    """Collect d's result or Failure as it arrives."""
+    box: list[Any] = []
+    d.addBoth(box.append)
+    return box
+
+
+def useResource(resource: Resource, value: Any = None) -> tuple[int, Any]:
+    resource.uses += 1
+    return resource.serial, value
+
+
+# -- dispatch ---------------------------------------------------------------------------------------
+
+
+def test_runPassesTheWorkersOwnResource() -> None:
+    """f gets the resource its worker opened in workerInit, with the run() arguments."""
+    h = Harness(1, 2)
+    h.pool.start()
+    h.settle()
+    assert h.log == ["create 1 in fake-worker-1"]
+    got = outcome(h.pool.run(useResource, "x"))
+    assert got == []  # nothing runs until the (fake) worker is woken
+    h.settle()
+    assert got == [(1, "x")]
+    assert h.resources[0].uses == 1
+
+
+def test_resultIsDeliveredOnlyInTheReactorStep() -> None:
+    """The worker hands the outcome to the reactor; the Deferred fires when the reactor runs it."""
+    h = Harness(1, 1)
+    h.pool.start()
+    h.settle()
+    got = outcome(h.pool.run(useResource, 1))
+    h.woken(h.workers[0])
+    assert got == [] and h.reactor.calls
+    h.reactor.deliver()
+    assert got == [(1, 1)]
+
+
+def test_warmestIdleWorkerTakesTheNextCall() -> None:
+    """Idle workers are handed out last-in first-out: sequential calls keep using the same warm resource."""
+    h = Harness(2, 2)
+    h.pool.start()
+    h.settle()  # worker 1 parks, then worker 2: worker 2 is the most recently parked
+    served = []
+    for i in range(4):
+        got = outcome(h.pool.run(useResource, i))
+        assert [w.wakes for w in h.workers] == [0, 1]
+        h.settle()
+        served.append(got[0][0])
+    assert served == [2, 2, 2, 2]
+    assert (h.resources[0].uses, h.resources[1].uses) == (0, 4)
+
+
+def test_growsOnDemandUpToMaxthreadsEachWithItsResource() -> None:
+    """Calls with no idle worker start workers up to maxthreads; each opens one resource."""
+    h = Harness(0, 3)
+    h.pool.start()
+    results = [outcome(h.pool.run(useResource, i)) for i in range(5)]
+    assert len(h.workers) == 3
+    h.settle()
+    assert all(len(r) == 1 for r in results)
+    assert len(h.resources) == 3
+    assert {res.worker for res in h.resources} == {"fake-worker-1", "fake-worker-2", "fake-worker-3"}
+
+
+def test_contextVarsTravelIntoTheCall() -> None:
+    """The caller's contextvars are visible to f in the worker."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    h = Harness(0, 1)
+    h.pool.start()
+    var.set("caller")
+    got = outcome(h.pool.run(lambda resource: var.get()))
+    h.settle()
+    assert got == ["caller"]
+
+
+def test_exceptionArrivesAsFailureWithWorkerTraceback() -> None:
+    """f's exception errbacks the Deferred with the raising frame in the traceback."""
+    h = Harness(0, 1)
+    h.pool.start()
+
+    def broken(resource: Resource) -> None:
+        raise KeyError("nope")
+
+    got = outcome(h.pool.run(broken))
+    h.settle()
+    (failure,) = got
+    assert isinstance(failure, Failure) and failure.check(KeyError)
+    assert "broken" in failure.getTraceback()
+    assert h.resources[0].closed is False  # no isBroken: an ordinary exception keeps the resource
+
+
+def test_callsQueuedBeforeStartRunOnceStarted() -> None:
+    """run() before start() queues; start() runs the calls."""
+    h = Harness(0, 1)
+    got = outcome(h.pool.run(useResource, 7))
+    assert h.workers == []
+    h.pool.start()
+    h.settle()
+    assert got == [(1, 7)]
+
+
+# -- create and close -----------------------------------------------------------------------------
+
+
+def test_createFailureErrbacksTheCallAndThePoolStaysUsable(caplog: pytest.LogCaptureFixture) -> None:
+    """create() raising: the call errbacks with create's error; the next call opens a resource and runs."""
+    h = Harness(0, 1)
+    h.pool.start()
+    h.failCreate = ConnectionRefusedError("server down")
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        got = outcome(h.pool.run(useResource))
+        h.settle()
+    (failure,) = got
+    assert isinstance(failure, Failure) and failure.check(ConnectionRefusedError)
+    assert "server down" in str(failure.value)
+    assert "create() failed" in caplog.text  # the attempt as the worker started is logged
+    h.failCreate = None
+    again = outcome(h.pool.run(useResource, "ok"))
+    h.settle()
+    assert again == [(1, "ok")]
+    stats = h.pool.statistics()
+    assert (stats.createFailed, stats.created, stats.open, stats.failed, stats.completed) == (2, 1, 1, 1, 1)
+
+
+def test_closeRaisingIsLoggedAndTheWorkerStillExits(caplog: pytest.LogCaptureFixture) -> None:
+    """close() raising is logged with the resource; the stop still completes."""
+    h = Harness(1, 1)
+
+    def badClose(resource: Resource) -> None:
+        raise OSError("close failed badly")
+
+    h = Harness(1, 1, close=badClose)
+    h.pool.start()
+    h.settle()
+    stopped = outcome(h.pool.stop())
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        h.settle()
+        h.reactor.deliver()
+    assert stopped == [None]
+    assert "close(<Resource 1>) failed" in caplog.text and "close failed badly" in caplog.text
+    stats = h.pool.statistics()
+    assert (stats.closed, stats.closeFailed, stats.open, stats.workers) == (1, 1, 0, 0)
+
+
+# -- cancellation and interrupt -----------------------------------------------------------------------
+
+
+def test_cancelQueuedCallRemovesItAndItNeverRuns() -> None:
+    """Cancelling a call still queued errbacks CancelledError at once; f never runs."""
+    h = Harness(0, 1)
+    h.pool.start()
+    ran: list[int] = []
+    d = h.pool.run(lambda resource: ran.append(1))
+    got = outcome(d)
+    d.cancel()
+    assert len(got) == 1 and got[0].check(CancelledError)
+    assert h.pool.statistics().queued == 0
+    h.settle()
+    assert ran == []
+    assert h.pool.statistics().cancelled == 1
+
+
+def test_cancelRunningCallInterruptsAndFiresOnlyOnceTheCallStopped() -> None:
+    """Cancelling a running call calls interrupt(resource, thread); CancelledError comes after the call."""
+    interrupts: list[tuple[Resource, threading.Thread]] = []
+    h = Harness(0, 1, interrupt=lambda r, t: interrupts.append((r, t)))
+    h.pool.start()
+    events: list[str] = []
+    box: list[Deferred[Any]] = []
+
+    def stuck(resource: Resource) -> None:
+        box[0].cancel()  # the reactor cancels while the call runs (stepped in this one thread)
+        events.append(f"cancel returned; interrupts={len(interrupts)}")
+        raise OSError("interrupted")
+
+    d = h.pool.run(stuck)
+    box.append(d)
+    d.addErrback(lambda f: events.append(f"deferred fired {type(f.value).__name__}"))
+    h.settle()
+    assert events == ["cancel returned; interrupts=1", "deferred fired CancelledError"]
+    assert interrupts == [(h.resources[0], threading.current_thread())]
+    stats = h.pool.statistics()
+    assert (stats.interrupted, stats.broken) == (1, 1)
+    assert h.resources[0].closed  # an interrupted call leaves its resource in an unknown state
+
+
+def test_cancelRunningCallWithoutInterruptWaitsForItToReturn() -> None:
+    """Without interrupt the Deferred errbacks CancelledError when the call returns; its result dropped."""
+    h = Harness(0, 1)
+    h.pool.start()
+    box: list[Deferred[Any]] = []
+    seen: list[Any] = []
+
+    def slow(resource: Resource) -> int:
+        box[0].cancel()
+        seen.append(list(got))  # nothing delivered while the call runs
+        return 42
+
+    d = h.pool.run(slow)
+    box.append(d)
+    got = outcome(d)
+    h.settle()
+    assert seen == [[]]
+    assert len(got) == 1 and got[0].check(CancelledError)
+    assert h.resources[0].closed is False
+
+
+def test_cancelAfterTheCallFinishedDoesNotInterruptTheNextCall() -> None:
+    """A cancel arriving after the call returned (its outcome in flight) never interrupts another call."""
+    interrupts: list[Resource] = []
+    h = Harness(0, 1, interrupt=lambda r, t: interrupts.append(r))
+    h.pool.start()
+    d = h.pool.run(useResource)
+    got = outcome(d)
+    h.boot(h.workers[0])  # ran and handed back, not yet delivered
+    nextOne = outcome(h.pool.run(useResource, 2))
+    d.cancel()
+    h.settle()
+    assert interrupts == []
+    assert got[0].check(CancelledError)
+    assert nextOne == [(1, 2)]
+
+
+def test_cancelBetweenClaimAndStartSkipsTheCall() -> None:
+    """A cancel that lands while the worker prepares the resource stops the call before it starts."""
+    h = Harness(0, 1, check=lambda r: box[0].cancel(), checkAfterIdle=0.0, interrupt=lambda r, t: None)
+    h.pool.start()
+    h.settle()
+    box: list[Deferred[Any]] = []
+    ran: list[int] = []
+    d = h.pool.run(lambda r: ran.append(1))
+    box.append(d)
+    got = outcome(d)
+    h.settle()
+    assert ran == []
+    assert got[0].check(CancelledError)
+    assert h.pool.statistics().interrupted == 0
+
+
+def test_interruptThatRaisesIsLoggedAndTheCallStillEnds(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception from interrupt() is logged; the Deferred still errbacks once the call returns."""
+
+    def badInterrupt(resource: Resource, thread: threading.Thread) -> None:
+        raise RuntimeError("cannot interrupt")
+
+    h = Harness(0, 1, interrupt=badInterrupt)
+    h.pool.start()
+    box: list[Deferred[Any]] = []
+    d = h.pool.run(lambda r: box[0].cancel())
+    box.append(d)
+    got = outcome(d)
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        h.settle()
+    assert "interrupt() failed" in caplog.text
+    assert got[0].check(CancelledError)
+
+
+# -- health ------------------------------------------------------------------------------------------
+
+
+def test_checkRunsAfterIdleAndAFailedCheckReplacesTheResource() -> None:
+    """check() runs only after checkAfterIdle idle seconds; False closes and recreates before the call."""
+    verdicts: list[bool] = []
+    h = Harness(0, 1, check=lambda r: verdicts.pop(0), checkAfterIdle=10.0)
+    h.pool.start()
+    outcome(h.pool.run(useResource))
+    h.settle()
+    h.clock.advance(5)
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(1, None)]  # idle 5 s < 10 s: no check
+    h.clock.advance(10)
+    verdicts.append(False)
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(2, None)]
+    assert h.resources[0].closed and not h.resources[1].closed
+    assert verdicts == []
+    assert h.pool.statistics().checksFailed == 1
+    h.clock.advance(10)
+    verdicts.append(True)
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(2, None)]  # passed: kept
+
+
+def test_checkRaisingCountsAsFailed() -> None:
+    """A check() that raises fails: the resource is replaced and the call runs on the new one."""
+
+    def check(resource: Resource) -> None:
+        if resource.serial == 1:
+            raise ConnectionResetError("gone")
+
+    h = Harness(0, 1, check=check, checkAfterIdle=0.0)
+    h.pool.start()
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(2, None)]
+    assert h.pool.statistics().checksFailed == 1
+
+
+def test_maxLifetimeReplacesAnOldResourceBetweenCalls() -> None:
+    """A resource older than maxLifetime is closed and a new one made before the next call."""
+    h = Harness(0, 1, maxLifetime=60.0)
+    h.pool.start()
+    first = outcome(h.pool.run(useResource))
+    h.settle()
+    h.clock.advance(59)
+    second = outcome(h.pool.run(useResource))
+    h.settle()
+    h.clock.advance(1)
+    third = outcome(h.pool.run(useResource))
+    h.settle()
+    assert [first, second, third] == [[(1, None)], [(1, None)], [(2, None)]]
+    assert h.resources[0].closed
+    assert h.pool.statistics().expired == 1
+    assert h.log == ["create 1 in fake-worker-1", "close 1", "create 2 in fake-worker-1"]
+
+
+def test_maxIdleRetiresWorkersAboveTheMinimumClosingTheirResource() -> None:
+    """Workers above minthreads idle for maxIdle exit and close their resource; the minimum stays."""
+    h = Harness(1, 3, maxIdle=30.0)
+    h.pool.start()
+    for _ in range(3):
+        outcome(h.pool.run(useResource))
+    h.settle()
+    assert h.pool.statistics().open == 3
+    h.clock.advance(30)
+    verdicts = [h.timedOut(w) for w in h.workers]
+    assert verdicts.count(Verdict.EXIT) == 2
+    stats = h.pool.statistics()
+    assert (stats.workers, stats.open, stats.closed) == (1, 1, 2)
+    assert [r.closed for r in h.resources].count(True) == 2
+
+
+def test_isBrokenTrueReplacesTheResourceFalseKeepsIt() -> None:
+    """After a call raised, isBroken(resource, exc) decides: True closes it, the next call gets a new one."""
+    h = Harness(0, 1, isBroken=lambda r, e: isinstance(e, ConnectionError))
+
+    def fail(resource: Resource, error: BaseException) -> None:
+        raise error
+
+    h.pool.start()
+    outcome(h.pool.run(fail, ValueError("bad input")))
+    h.settle()
+    assert not h.resources[0].closed
+    outcome(h.pool.run(fail, ConnectionResetError("dropped")))
+    h.settle()
+    assert h.resources[0].closed
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(2, None)]
+    assert h.pool.statistics().broken == 1
+
+
+def test_isBrokenRaisingCountsAsBroken(caplog: pytest.LogCaptureFixture) -> None:
+    """An isBroken hook that raises is logged and the resource is replaced."""
+    h = Harness(0, 1, isBroken=lambda r, e: 1 / 0)
+    h.pool.start()
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        got = outcome(h.pool.run(lambda r: r.__dict__["missing"]))
+        h.settle()
+    assert got[0].check(KeyError)  # the call's own error, not the hook's
+    assert "isBroken" in caplog.text
+    assert h.resources[0].closed
+
+
+# -- backpressure ------------------------------------------------------------------------------------
+
+
+def test_queueLimitRejectsWithQueueFullAtOnce() -> None:
+    """Past queueLimit waiting calls run() has already failed with QueueFull."""
+    h = Harness(0, 1, queueLimit=2)
+    h.pool.start()
+    outcome(h.pool.run(useResource))
+    outcome(h.pool.run(useResource))
+    got = outcome(h.pool.run(useResource))
+    assert len(got) == 1 and got[0].check(QueueFull)
+    assert "queueLimit=2" in str(got[0].value)
+    assert h.pool.statistics().rejected == 1
+
+
+def test_waitTimeoutFailsACallThatWaitedTooLong() -> None:
+    """A call queued waitTimeout seconds without a free worker errbacks WaitTimeout and never runs."""
+    h = Harness(1, 1, waitTimeout=5.0)
+    h.pool.start()
+    h.settle()
+    ran: list[int] = []
+    waiting: list[Any] = []
+
+    def hold(resource: Resource) -> None:
+        h.clock.advance(4.9)
+        assert waiting == []
+        h.clock.advance(0.1)  # the queued call's wait expires while this one holds the only worker
+        ran.append(1)
+
+    busy = outcome(h.pool.run(hold))
+    h.pool.run(lambda r: ran.append(2)).addBoth(waiting.append)
+    h.pool.run(lambda r: None).addBoth(waiting.append)
+    h.settle()
+    assert ran == [1] and busy == [None]
+    assert len(waiting) == 2
+    failure = waiting[0]
+    assert failure.check(WaitTimeout) and failure.check(TimeoutError)
+    message = str(failure.value)
+    assert "waited 5.000s" in message and "waitTimeout=5.0s" in message
+    assert "1 of 1 workers busy, 1 calls queued" in message
+    assert h.pool.statistics().timedOut == 2
+
+
+def test_waitTimeoutTimerIsCancelledOnceTheCallRan() -> None:
+    """A call that ran in time leaves no timer behind, and a later advance does not fail it."""
+    h = Harness(0, 1, waitTimeout=5.0)
+    h.pool.start()
+    got = outcome(h.pool.run(useResource))
+    assert len(h.clock.getDelayedCalls()) == 1
+    h.settle()
+    assert got == [(1, None)]
+    assert h.clock.getDelayedCalls() == []
+    h.clock.advance(10)
+    assert h.pool.statistics().timedOut == 0
+
+
+def test_waitTimeoutIsCheckedWhenAWorkerTakesAStaleCall() -> None:
+    """A worker that dequeues a call older than waitTimeout (its timer not run yet) fails it unrun."""
+    h = Harness(0, 1, waitTimeout=5.0)
+    h.pool.start()
+    ran: list[int] = []
+    got = outcome(h.pool.run(lambda r: ran.append(1)))
+    h.clock.rightNow += 6  # time moves on, the reactor has not run the timer yet
+    h.settle()
+    assert ran == []
+    assert got[0].check(WaitTimeout)
+    assert h.clock.getDelayedCalls() == []
+    assert h.pool.statistics().timedOut == 1
+
+
+# -- lifecycle, statistics, repr, interface -------------------------------------------------------------
+
+
+def test_stopDrainsClosesEveryResourceInItsWorkerAndRestarts() -> None:
+    """stop() lets queued calls run, closes each resource in its worker, fires; start() works again."""
+    h = Harness(1, 2)
+    h.pool.start()
+    h.settle()
+    calls = [outcome(h.pool.run(useResource, i)) for i in range(3)]
+    stopped = outcome(h.pool.stop())
+    assert h.pool.state == "stopping"
+    h.settle()
+    h.reactor.deliver()
+    assert all(len(c) == 1 and not isinstance(c[0], Failure) for c in calls)
+    assert stopped == [None]
+    assert h.pool.state == "stopped"
+    assert all(r.closed for r in h.resources)
+    late = outcome(h.pool.run(useResource))
+    assert late[0].check(ThreadPoolStopped)
+    h.pool.start()
+    h.settle()
+    again = outcome(h.pool.run(useResource, "again"))
+    h.settle()
+    assert again[0][1] == "again"
+    assert h.pool.state == "running"
+
+
+def test_stopTimeoutAbandonsQueuedCallsAndCancelsRunningOnes() -> None:
+    """Past stop(timeout): queued calls errback CancelledError unrun, running ones are interrupted."""
+    interrupts: list[Resource] = []
+    h = Harness(0, 1, interrupt=lambda r, t: interrupts.append(r))
+    h.pool.start()
+    running: list[Any] = []
+    queued: list[Any] = []
+    stopped: list[Any] = []
+
+    def stuck(resource: Resource) -> None:
+        stopped.extend(outcome(h.pool.stop(timeout=2.0)))
+        h.clock.advance(2.0)  # the reactor's timeout fires while the call is still stuck
+        assert len(running) == 1 and running[0].check(CancelledError)
+        assert len(queued) == 1 and queued[0].check(CancelledError)
+        assert stopped == [None]
+
+    running.extend([])
+    d = h.pool.run(stuck)
+    d.addBoth(running.append)
+    h.pool.run(useResource).addBoth(queued.append)
+    h.boot(h.workers[0])
+    assert interrupts == [h.resources[0]]
+    h.reactor.deliver()
+    assert h.pool.state == "stopped"
+    assert len(h.resources) == 1 and h.resources[0].closed
+
+
+def test_stopOfANewPoolAbandonsItsQueuedCalls() -> None:
+    """A pool never started: stop() errbacks its queued calls with ThreadPoolStopped and fires."""
+    h = Harness(0, 1)
+    got = outcome(h.pool.run(useResource))
+    stopped = outcome(h.pool.stop())
+    h.reactor.deliver()
+    assert got[0].check(ThreadPoolStopped)
+    assert stopped == [None]
+
+
+def test_statisticsAndReprSayTheState() -> None:
+    """statistics() is a frozen snapshot; the repr names the state, workers, open resources, bounds."""
+    h = Harness(1, 3, queueLimit=10)
+    assert repr(h.pool) == (
+        "<ResourcePool 'fake' new workers=0 (busy=0 idle=0) open=0 queued=0 min=1 max=3 queueLimit=10>"
+    )
+    h.pool.start()
+    h.settle()
+    outcome(h.pool.run(useResource))
+    h.settle()
+    stats = h.pool.statistics()
+    assert isinstance(stats, ResourcePoolStatistics)
+    with pytest.raises(AttributeError):
+        stats.open = 5  # type: ignore[misc]
+    assert (stats.workers, stats.idle, stats.open, stats.created, stats.completed) == (1, 1, 1, 1, 1)
+    assert repr(h.pool) == (
+        "<ResourcePool 'fake' running workers=1 (busy=0 idle=1) open=1 queued=0 min=1 max=3 queueLimit=10>"
+    )
+
+
+def test_adjustPoolsizeGrowsToTheNewMinimum() -> None:
+    """adjustPoolsize starts workers (each opening a resource) up to a raised minimum."""
+    h = Harness(0, 2)
+    h.pool.start()
+    h.pool.adjustPoolsize(minthreads=2)
+    h.settle()
+    assert (h.pool.min, h.pool.max, h.pool.statistics().open) == (2, 2, 2)
+    with pytest.raises(ValueError, match="minthreads"):
+        h.pool.adjustPoolsize(minthreads=3)
+
+
+def test_resourcePoolProvidesIResourcePool() -> None:
+    """ResourcePool provides IResourcePool (verifyObject); the names are exported."""
+    h = Harness()
+    assert verifyObject(IResourcePool, h.pool)
+    for name in ("ResourcePool", "IResourcePool", "ResourcePoolStatistics", "WaitTimeout"):
+        assert name in deferthreads.__all__
+
+
+def _create() -> object:
+    return object()
+
+
+def _close(resource: object) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"create": 3}, TypeError, "create must be callable"),
+        ({"close": None}, TypeError, "close must be callable"),
+        ({"minthreads": -1}, ValueError, "minthreads"),
+        ({"maxthreads": 0}, ValueError, "maxthreads"),
+        ({"maxthreads": "4"}, TypeError, "maxthreads"),
+        ({"minthreads": 3, "maxthreads": 2}, ValueError, "minthreads"),
+        ({"check": "ping"}, TypeError, "check"),
+        ({"checkAfterIdle": -1}, ValueError, "checkAfterIdle"),
+        ({"maxLifetime": 0}, ValueError, "maxLifetime"),
+        ({"maxIdle": "soon"}, TypeError, "maxIdle"),
+        ({"interrupt": 1}, TypeError, "interrupt"),
+        ({"isBroken": True}, TypeError, "isBroken"),
+        ({"queueLimit": 0}, ValueError, "queueLimit"),
+        ({"waitTimeout": float("inf")}, ValueError, "waitTimeout"),
+        ({"shutdownTimeout": -5}, ValueError, "shutdownTimeout"),
+        ({"name": 5}, TypeError, "name"),
+        ({"reactor": object()}, TypeError, "reactor"),
+        ({"clock": object()}, TypeError, "clock"),
+    ],
+)
+def test_badArgumentsRaiseNamingTheArgument(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Each bad argument raises TypeError/ValueError naming it, at the call."""
+    clock = Clock()
+    args: dict[str, Any] = {"create": _create, "close": _close, "reactor": FakeReactor(clock), "clock": clock}
+    args.update(kwargs)
+    create, close = args.pop("create"), args.pop("close")
+    with pytest.raises(error, match=match):
+        ResourcePool(create, close, **args)
+
+
+def test_runWithANonCallableRaisesAtTheCall() -> None:
+    """run(3) raises TypeError naming f; stop(timeout=-1) raises ValueError naming timeout."""
+    h = Harness()
+    with pytest.raises(TypeError, match="f must be callable"):
+        h.pool.run(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        h.pool.stop(timeout=-1)
+
+
+# -- real threads --------------------------------------------------------------------------------------
+
+
+class SocketClient:
+    """A blocking, not thread-safe client: a socket pair whose recv() blocks until data or shutdown."""
+
+    def __init__(self) -> None:
+        self.ours, self.peer = socket.socketpair()
+        self.ours.settimeout(WAIT)  # a bound, should the interrupt never come
+        self.openedIn = threading.current_thread().name
+        self.closedIn: str | None = None
+
+    def receive(self) -> bytes:
+        data = self.ours.recv(16)
+        if not data:
+            raise ConnectionAbortedError("the socket was shut down under the call")
+        return data
+
+    def close(self) -> None:
+        self.closedIn = threading.current_thread().name
+        self.ours.close()
+        self.peer.close()
+
+
+def test_interruptUnblocksARealBlockingCall() -> None:
+    """Cancelling a call blocked in recv() runs interrupt (a shutdown); CancelledError once it stopped."""
+    reactor = Reactor()
+    clients: list[SocketClient] = []
+    interruptedIn: list[tuple[str, str]] = []
+    events: list[str] = []
+    entered = threading.Event()
+
+    def create() -> SocketClient:
+        client = SocketClient()
+        clients.append(client)
+        return client
+
+    def interrupt(client: SocketClient, thread: threading.Thread) -> None:
+        interruptedIn.append((threading.current_thread().name, thread.name))
+        client.ours.shutdown(socket.SHUT_RDWR)
+
+    def blocking(client: SocketClient) -> bytes:
+        entered.set()
+        try:
+            return client.receive()
+        finally:
+            events.append("call returned")
+
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        create, SocketClient.close, minthreads=1, maxthreads=1, name="rp-interrupt", interrupt=interrupt,
+        reactor=reactor,
+    )
+    results: list[Any] = []
+
+    def main() -> None:
+        d = pool.run(blocking)
+
+        def whenEntered() -> None:
+            if not entered.is_set():
+                reactor.callLater(0.001, whenEntered)
+                return
+            d.cancel()
+            events.append("cancel returned")
+
+        def fired(result: Any) -> Deferred[Any]:
+            events.append("deferred fired")
+            results.append(result)
+            return pool.run(lambda client: client.openedIn)
+
+        d.addBoth(fired).addBoth(results.append).addBoth(lambda _: reactor.stop())
+        whenEntered()
+
+    runReactor(reactor, main)
+    assert entered.is_set()
+    assert results[0].check(CancelledError)
+    assert events.index("call returned") < events.index("deferred fired")
+    assert interruptedIn == [(threading.current_thread().name, "rp-interrupt-worker-1")]
+    assert results[1] == "rp-interrupt-worker-1"  # a fresh client, opened in the worker
+    assert len(clients) == 2 and clients[0].closedIn == "rp-interrupt-worker-1"
+    assert all(c.closedIn == "rp-interrupt-worker-1" for c in clients)
+    assert pool.state == "stopped" and workerThreads("rp-interrupt") == []
+
+
+def test_drainAtReactorShutdownStrandsNothingAndLeavesNoThread() -> None:
+    """reactor.stop() with calls running and queued: all Deferreds fire, resources close, no thread left."""
+    reactor = Reactor()
+    clients: list[SocketClient] = []
+    lock = threading.Lock()
+
+    def create() -> SocketClient:
+        client = SocketClient()
+        with lock:
+            clients.append(client)
+        return client
+
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        create, SocketClient.close, minthreads=1, maxthreads=3, name="rp-drain", reactor=reactor
+    )
+    fired: list[Any] = []
+    N = 300
+
+    def main() -> None:
+        for i in range(N):
+            pool.run(lambda client, i: (i, threading.current_thread().name), i).addBoth(fired.append)
+        reactor.stop()
+
+    runReactor(reactor, main)
+    assert len(fired) == N
+    assert sorted(r[0] for r in fired) == list(range(N))
+    assert clients and all(c.closedIn == c.openedIn for c in clients)
+    stats = pool.statistics()
+    assert (stats.open, stats.workers, stats.completed) == (0, 0, N)
+    assert workerThreads("rp-drain") == []
+
+
+def test_reactorRunAgainRestartsThePool() -> None:
+    """A pool drained at shutdown starts again with the reactor's next run."""
+    reactor = Reactor()
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, SocketClient.close, minthreads=0, maxthreads=2, name="rp-rerun", reactor=reactor
+    )
+    results: list[Any] = []
+
+    def main() -> None:
+        pool.run(lambda client: client.openedIn).addBoth(results.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert pool.state == "stopped"
+    runReactor(reactor, main)
+    assert results == ["rp-rerun-worker-1", "rp-rerun-worker-2"]
+    assert pool.state == "stopped" and workerThreads("rp-rerun") == []
+
+
+def test_stopAndStartWithRealThreads() -> None:
+    """stop() fires once every worker exited (resources closed); start() makes the pool usable again."""
+    reactor = Reactor()
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, SocketClient.close, minthreads=2, maxthreads=2, name="rp-restart", reactor=reactor
+    )
+    seen: list[Any] = []
+
+    async def body() -> None:
+        seen.append(await pool.run(lambda client: client.openedIn))
+        await pool.stop()
+        seen.append((pool.state, len(workerThreads("rp-restart")), pool.statistics().open))
+        pool.start()
+        seen.append(await pool.run(lambda client: client.openedIn.rsplit("-", 1)[0]))
+
+    def main() -> None:
+        Deferred.fromCoroutine(body()).addBoth(seen.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert seen[1] == ("stopped", 0, 0)
+    assert seen[2] == "rp-restart-worker"
+    assert seen[3] is None
+    assert workerThreads("rp-restart") == []
+
+
+def test_closeRaisingAtShutdownIsLoggedWithRealThreads(caplog: pytest.LogCaptureFixture) -> None:
+    """A close() raising as workers exit at shutdown is logged; run() still returns, no thread left."""
+    reactor = Reactor()
+
+    def badClose(client: SocketClient) -> None:
+        client.close()
+        raise OSError("close exploded")
+
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, badClose, minthreads=1, maxthreads=1, name="rp-badclose", reactor=reactor
+    )
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        runReactor(reactor, lambda: pool.run(lambda c: None).addBoth(lambda _: reactor.stop()))
+    assert "close exploded" in caplog.text
+    assert pool.statistics().closeFailed == 1
+    assert workerThreads("rp-badclose") == []
