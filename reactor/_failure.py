@@ -94,7 +94,9 @@ def _safeRepr(obj: object) -> str:
             return "<unrepresentable object>"
 
 
-def format_frames(frames: Iterable[Sequence[Any]], write: Callable[[str], object], detail: str = "default") -> None:
+def format_frames(
+    frames: Iterable[Sequence[Any]], write: Callable[[str], object], detail: str = "default"
+) -> None:
     """Write ``frames`` (``Failure.frames`` tuples) through ``write``, one call per line or part.
 
     ``detail`` is ``"default"`` (``File "f", line n, in name`` and the source
@@ -410,7 +412,7 @@ class Failure(BaseException):
         return g.throw(self.value.with_traceback(self.tb))
 
     def getTracebackObject(self) -> TracebackType | Any | None:
-        """Something ``traceback.extract_tb`` reads as this failure's traceback, or ``None`` if it has no frames.
+        """What ``traceback.extract_tb`` reads as this failure's traceback; ``None`` if it has no frames.
 
         That is the traceback object itself while the failure holds one; after
         :meth:`cleanFailure` or unpickling, a look-alike rebuilt from
@@ -459,7 +461,7 @@ class Failure(BaseException):
 
     @property
     def count(self) -> int:
-        """This failure's number (the ``N`` of ``*--- Failure #N ---``), handed out on first read; settable."""
+        """This failure's number (``N`` in ``*--- Failure #N ---``), handed out on first read; settable."""
         number = self._count
         if number is None:
             number = self._count = next(_failureNumbers)

@@ -1,4 +1,4 @@
-"""The ``twisted.python.failure`` names: ``from twisted.python import failure`` ports to ``from reactor import failure``.
+"""Twisted's ``twisted.python.failure`` as ``reactor.failure`` (``from reactor import failure``).
 
 :class:`Failure` and :class:`NoCurrentExceptionError` are the ones ``reactor``
 itself exports; :func:`format_frames` formats ``Failure.frames`` the way the
@@ -119,7 +119,7 @@ def startDebugMode(debugger: Callable[[TracebackType], Any] | None = None) -> No
 
 
 def stopDebugMode() -> None:
-    """Turn :func:`startDebugMode` off (ours; Twisted has no way back): failures are captured plainly again."""
+    """Turn :func:`startDebugMode` off (ours; Twisted has no way back): plain captures again."""
     global _debugger
     _debugger = None
     Failure.__init__ = _plainInit  # type: ignore[method-assign]
