@@ -146,7 +146,10 @@ def getThreadPool(reactor: ManagedReactor | None = None) -> ThreadPool:
 
 
 def suggestThreadPoolSize(reactor: ManagedReactor | None, size: int) -> None:
-    """Set the maximum size of ``reactor``'s shared pool (Twisted's ``reactor.suggestThreadPoolSize``)."""
+    """Set the maximum size of ``reactor``'s shared pool (Twisted's ``reactor.suggestThreadPoolSize``).
+
+    0 is allowed, as in Twisted: calls then wait until the maximum is raised again.
+    """
     getThreadPool(reactor).adjustPoolsize(maxthreads=size)
 
 
