@@ -68,6 +68,10 @@ from reactor._inline import (
 from reactor._loop import (
     Reactor,
 )
+from reactor._spin import (
+    SpinCalibration,
+    spinCalibration,
+)
 from reactor._sync import (
     DeferredLock,
     DeferredQueue,
@@ -104,6 +108,7 @@ __all__ = [
     "ReactorAlreadyRunning",
     "ReactorNotRestartable",
     "ReactorNotRunning",
+    "SpinCalibration",
     "TimeoutError",
     "TimerQueue",
     "ensureDeferred",
@@ -118,6 +123,7 @@ __all__ = [
     "race",
     "returnValue",
     "setDebugging",
+    "spinCalibration",
     "succeed",
     "timeout",
 ]

@@ -54,7 +54,7 @@ from reactor._neterrors import ConnectionLost
 from reactor._network import ReactorNetworkMixin
 from reactor._poller import POLLIN, POLLOUT, makePoller
 from reactor._signals import SignalHandlers
-from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, pause, perfCounter
+from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, loopSpins, pause, perfCounter
 from reactor._waker import Waker
 
 __all__ = ["Reactor"]
@@ -122,12 +122,16 @@ class Reactor(ReactorNetworkMixin):
     #: iteration in between) after which the reactor crashes and ``run()`` re-raises.
     maxLoopFailures = 100
 
-    def __init__(self, *, spinTime: float = DEFAULT_SPIN) -> None:
+    def __init__(self, *, spinTime: float | None = None) -> None:
         """``spinTime``: how long, in seconds, the loop may keep polling for the next thread call
-        before it blocks (see :attr:`spinTime`; 0 turns spinning off)."""
+        before it blocks (see :attr:`spinTime`; 0 turns spinning off). Left out, it is
+        ``DEFAULT_SPIN`` where the machine's spin calibration found that a spinning loop pays,
+        and no spin elsewhere."""
         super().__init__()
         # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
-        self._spin = SpinPolicy(checkSpin(spinTime, "spinTime"))
+        # _spinAuto: no spinTime was given, so the calibration decides whether the loop spins.
+        self._spinAuto = spinTime is None
+        self._spin = SpinPolicy(DEFAULT_SPIN if spinTime is None else checkSpin(spinTime, "spinTime"))
         # Reactor thread. The queue's dict, heap and counter are never replaced: callLater uses them directly.
         self._timers = self._newTimerQueue()
         self._timerCalls = self._timers._calls
@@ -191,13 +195,16 @@ class Reactor(ReactorNetworkMixin):
         call or a stop, and backs off (up to 64 blocking waits between tries)
         while its spins come back empty. While it spins, threads calling in skip
         the waker write. 0 turns spinning off. Set it in the reactor thread (or
-        before :meth:`run`).
+        before :meth:`run`). A reactor created without ``spinTime`` spins only
+        where the spin calibration found that it pays
+        (:func:`reactor.spinCalibration`); setting this makes it spin as told.
         """
         return self._spin.window
 
     @spinTime.setter
     def spinTime(self, value: float) -> None:
         self._spin.window = checkSpin(value, "spinTime")
+        self._spinAuto = False
 
     def isReactorThread(self) -> bool:
         """True when called in the thread currently inside this reactor's :meth:`run`. Any thread."""
@@ -479,7 +486,14 @@ class Reactor(ReactorNetworkMixin):
                 self._runThreadCalls()
             if heap:
                 runDue(_monotonic(), onError=onError)
-            if hadThreadCalls and not queue and self._started and not self._justStopped and spin.shouldSpin():
+            if (
+                hadThreadCalls
+                and not queue
+                and self._started
+                and not self._justStopped
+                and (loopSpins() or not self._spinAuto)
+                and spin.shouldSpin()
+            ):
                 # Still awake (no waker write needed): the next thread call is likely a moment away.
                 ready = self._spinForThreadCalls(spin.window)
                 if ready:

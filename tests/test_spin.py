@@ -95,48 +95,162 @@ def test_pauseReleasesTheGIL() -> None:
 
 
 class _FakeTimer:
-    """A clock for calibratePause: each crc32 it times seems to take ``seconds``."""
+    """A clock for calibrate that advances ``seconds`` per read: each crc32 it times takes that long.
 
-    def __init__(self, seconds: float) -> None:
+    From read ``slowFrom`` on, it advances a second per read instead (past any budget).
+    """
+
+    def __init__(self, seconds: float, slowFrom: int = 10**9) -> None:
         self.seconds = seconds
+        self.slowFrom = slowFrom
         self.now = 0.0
         self.reads = 0
 
     def __call__(self) -> float:
         self.reads += 1
-        if self.reads % 2 == 0:
-            self.now += self.seconds
+        self.now += 1.0 if self.reads >= self.slowFrom else self.seconds
         return self.now
 
 
+class _FakeMeasure:
+    """Round trips for calibrate: ``blocking[pauseBytes]`` with the loop blocking, ``spinning`` with it spinning."""
+
+    def __init__(self, blocking: dict[int, float], spinning: float) -> None:
+        self.blocking = blocking
+        self.spinning = spinning
+        self.calls: list[tuple[int, bool, int]] = []
+
+    def __call__(self, pauseBytes: int, callerSpins: bool, count: int) -> list[float]:
+        self.calls.append((pauseBytes, callerSpins, count))
+        return [self.spinning if callerSpins else self.blocking[pauseBytes]] * count
+
+
+# 32 KiB of crc32 in 6 us: the candidates (1, 2, 4, 8, 16, 32 us) are these buffers, the first floored.
+_SIZES = [6 * 1024, 10 * 1024, 21 * 1024, 42 * 1024, 85 * 1024, 170 * 1024]
+
+
 @pytest.fixture
-def freshPause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_spin, "_pauseBuffer", None)
+def freshCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the test with no calibration done, and restore the process's own afterwards."""
+    for name, value in [
+        ("_pauseBuffer", bytes(16 * 1024)),
+        ("_loopSpins", True),
+        ("_calibration", None),
+        ("_calibrationStarted", False),
+        ("_calibrationDone", threading.Event()),
+    ]:
+        monkeypatch.setattr(_spin, name, value)
 
 
-@pytest.mark.usefixtures("freshPause")
-def test_calibrationKeepsTheBaseBufferWhenCrc32IsSlowEnough() -> None:
-    assert len(_spin.calibratePause(_FakeTimer(10e-6))) == 32 * 1024
+def _roundTrips(fastest: int, near: int | None = None) -> dict[int, float]:
+    """50 us everywhere, 10 us at ``fastest``, 10.5 us (within 10%) at ``near``."""
+    table = dict.fromkeys(_SIZES, 50e-6)
+    table[fastest] = 10e-6
+    if near is not None:
+        table[near] = 10.5e-6
+    return table
 
 
-@pytest.mark.usefixtures("freshPause")
-def test_calibrationLengthensThePauseWhereCrc32IsFast() -> None:
-    # 1.5 us for 32 KiB: four times as much data makes the 6 us target.
-    assert len(_spin.calibratePause(_FakeTimer(1.5e-6))) == 128 * 1024
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationTriesPausesFromOneTo32MicrosecondsAtTheMeasuredCrc32Speed() -> None:
+    measure = _FakeMeasure(_roundTrips(_SIZES[2]), spinning=1.0)
+    result = _spin.calibrate(measure, _FakeTimer(6e-6))
+    assert [size for size, _ in result.roundTrips] == _SIZES
+    assert result.crc32BytesPerSecond == pytest.approx(32 * 1024 / 6e-6)
 
 
-@pytest.mark.usefixtures("freshPause")
-def test_calibrationIsCappedAtOneMebibyte() -> None:
-    assert len(_spin.calibratePause(_FakeTimer(1e-9))) == 1024 * 1024
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationChoosesTheFastestPause() -> None:
+    result = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[3]), spinning=1.0), _FakeTimer(6e-6))
+    assert result.pauseBytes == _SIZES[3]
+    assert result.pauseSeconds == pytest.approx(_SIZES[3] * 6e-6 / (32 * 1024))
+    assert len(_spin._pauseBuffer) == _SIZES[3]
 
 
-@pytest.mark.usefixtures("freshPause")
-def test_firstPauseCalibratesOnce() -> None:
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationPrefersAShorterPauseWithinTenPercentOfTheFastest() -> None:
+    result = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[4], near=_SIZES[1]), 1.0), _FakeTimer(6e-6))
+    assert result.pauseBytes == _SIZES[1]
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationNeverGoesBelowTheBufferThatReleasesTheGIL() -> None:
+    # crc32 so slow that 1 us is 1 KiB: the shortest candidates all become the 6 KiB floor.
+    result = _spin.calibrate(_FakeMeasure(dict.fromkeys(range(0, 2**21, 1024), 1e-5), 1.0), _FakeTimer(32e-6))
+    assert min(size for size, _ in result.roundTrips) == 6 * 1024
+    assert result.pauseBytes == 6 * 1024
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationCapsThePauseAtOneMebibyte() -> None:
+    result = _spin.calibrate(_FakeMeasure(dict.fromkeys([1024 * 1024], 1e-5), 1.0), _FakeTimer(1e-9))
+    assert [size for size, _ in result.roundTrips] == [1024 * 1024]
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationLetsTheLoopSpinOnlyWhereThatHalvesTheRoundTrip() -> None:
+    spins = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[0]), spinning=4.9e-6), _FakeTimer(6e-6))
+    assert spins.loopSpins and _spin.loopSpins()
+    blocks = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[0]), spinning=5.1e-6), _FakeTimer(6e-6))
+    assert not blocks.loopSpins and not _spin.loopSpins()
+    assert (blocks.spinningLoopRoundTrip, blocks.blockingLoopRoundTrip) == (5.1e-6, 10e-6)
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationRunsThreeRoundsWithinItsBudget() -> None:
+    measure = _FakeMeasure(_roundTrips(_SIZES[0]), spinning=1.0)
+    _spin.calibrate(measure, _FakeTimer(6e-6))
+    blockingCalls = [call for call in measure.calls if not call[1]]
+    assert len(blockingCalls) == 3 * len(_SIZES) + 3  # three rounds, then three to compare with spinning
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_calibrationPastItsBudgetRunsOneRoundOnly() -> None:
+    measure = _FakeMeasure(_roundTrips(_SIZES[0]), spinning=1.0)
+    result = _spin.calibrate(measure, _FakeTimer(6e-6, slowFrom=8))  # the crc32 timings take 7 reads
+    assert len(measure.calls) == len(_SIZES) + 2
+    assert result.pauseBytes == _SIZES[0]
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_spinCalibrationReturnsTheCachedResultWithoutMeasuringAgain() -> None:
+    measure = _FakeMeasure(_roundTrips(_SIZES[0]), spinning=1.0)
+    first = _spin.calibrate(measure, _FakeTimer(6e-6))
+    calls = len(measure.calls)
+    assert _spin.spinCalibration() is first
+    assert len(measure.calls) == calls
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_theFirstPauseStartsOneBackgroundCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[None] = []
+
+    def fakeStart() -> None:
+        started.append(None)
+        _spin._calibrationStarted = True
+
+    monkeypatch.setattr(_spin, "_startCalibration", fakeStart)
     _spin.pause()
-    buffer = _spin._pauseBuffer
-    assert buffer is not None and len(buffer) >= 32 * 1024
     _spin.pause()
-    assert _spin._pauseBuffer is buffer
+    assert started == [None]
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_theRealCalibrationChoosesACandidatePause() -> None:
+    """The real ping-pong runs to the end and chooses one of its candidates (no timing asserted)."""
+    result = _spin.spinCalibration()
+    assert result.pauseBytes in [size for size, _ in result.roundTrips]
+    assert result.pauseBytes >= 6 * 1024
+    assert all(seconds > 0 for _, seconds in result.roundTrips)
+    assert _spin.spinCalibration() is result
+    assert not [t for t in threading.enumerate() if t.name.startswith("reactor-spin-calibration")]
+
+
+def test_spinCalibrationIsPublic() -> None:
+    import reactor
+
+    assert reactor.spinCalibration is _spin.spinCalibration
+    assert reactor.SpinCalibration is _spin.SpinCalibration
 
 
 # -- argument checks -----------------------------------------------------------------------------
@@ -352,3 +466,42 @@ def test_aSpinningLoopDoesNotDelayADueTimedCall() -> None:
     finally:
         r.close()
     assert fired == ["timer"]
+
+
+def _pausesAfterAThreadCall(r: Reactor, monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """Run ``r`` through one thread call (from another thread) and a stop; return the loop's pauses."""
+    pauses: list[None] = []
+    monkeypatch.setattr("reactor._loop.pause", lambda: pauses.append(None))
+    firstRan = threading.Event()
+
+    def caller() -> None:
+        r.callFromThread(firstRan.set)
+        assert firstRan.wait(WAIT)
+        r.callFromThread(r.stop)
+
+    r.callWhenRunning(lambda: threading.Thread(target=caller).start())
+    try:
+        runBounded(r)
+    finally:
+        r.close()
+    return pauses
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_aDefaultLoopDoesNotSpinWhereTheCalibrationSaysBlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_spin, "_loopSpins", False)
+    assert _pausesAfterAThreadCall(Reactor(), monkeypatch) == []
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_aLoopGivenASpinTimeSpinsWhateverTheCalibrationSays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_spin, "_loopSpins", False)
+    assert _pausesAfterAThreadCall(Reactor(spinTime=5.0), monkeypatch)
+
+
+@pytest.mark.usefixtures("freshCalibration")
+def test_settingSpinTimeOverridesTheCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_spin, "_loopSpins", False)
+    r = Reactor()
+    r.spinTime = 5.0
+    assert _pausesAfterAThreadCall(r, monkeypatch)
