@@ -113,7 +113,7 @@ class _FakeTimer:
 
 
 class _FakeMeasure:
-    """Round trips for calibrate: ``blocking[pauseBytes]`` with the loop blocking, ``spinning`` with it spinning."""
+    """Round trips for calibrate: ``blocking[pauseBytes]`` when the loop blocks, else ``spinning``."""
 
     def __init__(self, blocking: dict[int, float], spinning: float) -> None:
         self.blocking = blocking
