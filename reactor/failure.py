@@ -89,11 +89,12 @@ def _debugInit(
 
 
 def _debugFromException(cls: type[Failure], value: BaseException) -> Failure:
-    # The Deferred runner builds its failure this way for an exception a
-    # callback raised (where Twisted calls Failure() in its except block);
-    # an exception that was never raised has no traceback to debug.
+    # The Deferred runner builds its failure this way, in its except block,
+    # for an exception a callback raised (where Twisted calls Failure()).
+    # Other callers (fail(exc)) correspond to Failure(exc), which debugs
+    # nothing: so only the exception being handled right now is debugged.
     tb = value.__traceback__
-    if tb is not None:
+    if tb is not None and sys.exc_info()[1] is value:
         _postMortem(value, tb)
     return _plainFromException.__func__(cls, value)  # type: ignore[no-any-return]
 

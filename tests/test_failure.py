@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reactor import Failure, NoCurrentExceptionError
+from reactor import Failure, NoCurrentExceptionError, failure
 
 
 class MyError(Exception):
@@ -271,3 +271,112 @@ def test_throwExceptionIntoGenerator() -> None:
 def test_parentsListsQualifiedNames() -> None:
     """parents lists the qualified names of the exception class and its bases."""
     assert Failure(KeyError()).parents[:2] == ["builtins.KeyError", "builtins.LookupError"]
+
+
+def test_parentsCanBeSet() -> None:
+    """parents is settable; check() then matches qualified names against the list set."""
+    f = Failure(KeyError())
+    f.parents = ["remote.Gone"]
+    assert f.parents == ["remote.Gone"]
+    assert f.check("remote.Gone") == "remote.Gone"
+    assert f.check(KeyError) is None
+
+
+def test_countIsUniqueStableAndSettable() -> None:
+    """Each failure gets its own number, the same on every read; it can be set."""
+    first, second = Failure(ValueError()), Failure(ValueError())
+    assert first.count != second.count
+    assert first.count == first.count
+    second.count = 7
+    assert second.count == 7
+
+
+def test_newFailureStoresNothingBeyondItsSlots() -> None:
+    """Failure(exc) and Failure() store only type, value and tb: the Twisted extras cost nothing unused."""
+    assert vars(Failure(ValueError())) == {}
+    assert vars(captured()) == {}
+
+
+def test_captureVarsCopiesTheVariablesWhenMade() -> None:
+    """captureVars=True copies each frame's locals at capture time, including for Failure(raisedExc)."""
+    try:
+        raiseMyError()
+    except MyError as e:
+        f = Failure(e, captureVars=True)
+    assert f.captureVars is True
+    assert ("e", f.value) in list(f.frames[0][3])
+
+
+def test_rebuiltTracebackFromSetFrames() -> None:
+    """A failure with no traceback object but frames set rebuilds one from those frames."""
+    f = Failure(ValueError("v"))
+    f.frames = [("remoteCall", "/remote/side.py", 12, (), ())]
+    summary = traceback.extract_tb(f.getTracebackObject())
+    assert [(s.filename, s.lineno, s.name) for s in summary] == [("/remote/side.py", 12, "remoteCall")]
+
+
+def test_picklesFromBeforeTheExtrasStillLoad() -> None:
+    """A pickle that carries only type, value and frames (the older layout) still unpickles."""
+    from reactor._failure import _unpickleFailure
+
+    f = _unpickleFailure(ValueError, ValueError("old"), [("f", "/x.py", 1, (), ())])
+    assert (f.getErrorMessage(), f.pickled, f.frames) == ("old", 1, [("f", "/x.py", 1, (), ())])
+
+
+@pytest.fixture
+def plainModeAfterwards() -> Generator[None, None, None]:
+    """Whatever a test does with debug mode, it is off when the test ends."""
+    yield
+    failure.stopDebugMode()
+
+
+def test_debugModeIsOffByDefault() -> None:
+    """By default Failure's plain constructors are installed (debug mode costs nothing)."""
+    from reactor import _failure
+
+    assert Failure.__init__ is failure._plainInit
+    assert Failure.__init__.__module__ == _failure.__name__
+    assert Failure.__dict__["_fromException"] is failure._plainFromException
+
+
+def test_startDebugModeCallsTheGivenDebugger(
+    plainModeAfterwards: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """startDebugMode(debugger) hands each captured traceback to that debugger; stopDebugMode ends it."""
+    calls: list[Any] = []
+    failure.startDebugMode(calls.append)
+    f = captured()
+    assert calls == [f.tb]
+    assert "post-mortem of exception 'boom'" in capsys.readouterr().out
+    failure.stopDebugMode()
+    captured()
+    assert calls == [f.tb]
+    assert Failure.__init__ is failure._plainInit
+
+
+def test_startDebugModeRejectsANonCallableDebugger(plainModeAfterwards: None) -> None:
+    """A debugger that is not callable is refused at the call, naming the argument."""
+    with pytest.raises(TypeError, match="debugger"):
+        failure.startDebugMode(42)  # type: ignore[arg-type]
+
+
+def test_debugModeOutsideAnExceptBlockOpensNoDebugger(plainModeAfterwards: None) -> None:
+    """In debug mode Failure() outside an except block raises NoCurrentExceptionError, debugging nothing."""
+    calls: list[Any] = []
+    failure.startDebugMode(calls.append)
+    with pytest.raises(NoCurrentExceptionError):
+        Failure()
+    assert calls == []
+
+
+def test_debugModeSkipsARaisedFailure(plainModeAfterwards: None) -> None:
+    """Failure() while handling a raised Failure copies it without opening the debugger."""
+    calls: list[Any] = []
+    original = Failure(ValueError("x"))
+    failure.startDebugMode(calls.append)
+    try:
+        raise original
+    except Failure:
+        copy = Failure()
+    assert calls == []
+    assert copy.value is original.value

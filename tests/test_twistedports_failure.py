@@ -388,3 +388,25 @@ def test_moduleOffersTwistedsNames(failure: Any) -> None:
     assert issubclass(failure.DefaultException, Exception)
     with pytest.raises(failure.NoCurrentExceptionError):
         failure.Failure()
+
+
+def test_debugModeLeavesFailWithAGivenExceptionAlone(failure: Any, defer: Any, debugCalls: list[Any]) -> None:
+    """fail(exc) with a raised exception given outside its except block opens no debugger."""
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError as e:
+        caught = e
+    d = defer.fail(caught)
+    d.addErrback(lambda _: None)
+    assert debugCalls == []
+
+
+def test_debugModeDebugsMaybeDeferredsException(failure: Any, defer: Any, debugCalls: list[Any]) -> None:
+    """maybeDeferred of a raising function opens the debugger on that exception's traceback."""
+    seen: list[Any] = []
+
+    def raiser() -> None:
+        raise KeyError("in maybeDeferred")
+
+    defer.maybeDeferred(raiser).addErrback(seen.append)
+    assert debugCalls == [seen[0].tb]
