@@ -3,7 +3,8 @@
 The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 ``twisted.python.failure``, the reactor); see README.md for a tour. Submodules:
 ``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
-``reactor.protocol``, ``reactor.error``, ``reactor.ssl`` and ``reactor.lockfile``.
+``reactor.protocol``, ``reactor.error``, ``reactor.ssl``, ``reactor.lockfile`` and
+``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode).
 """
 
 from __future__ import annotations
