@@ -114,6 +114,8 @@ class ResourceKeeper(Generic[_Res]):
         self.isBroken = isBroken
         self.waitTimeout = waitTimeout
         self.now = now
+        # Nothing to decide before a call on an open resource: the per-call path skips prepare().
+        self.plain = check is None and maxLifetime is None
         self.slots: dict[IWorker, ResourceSlot[_Res]] = {}  # each worker adds and removes its own entry
         self._lock = threading.Lock()
         # Guarded by _lock:
@@ -319,28 +321,33 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
     def execute(self, returned: Callable[[], object]) -> bool:
         """Prepare the worker's resource and run the call on it; hand the outcome to the sink."""
         keeper = self.keeper
-        slot = keeper.slots[cast(IWorker, keeper.team.currentWorker())]
+        slot = keeper.slots[keeper.team.currentWorker()]  # type: ignore[index]
         self.slot = slot
         try:
             self.claim.pop()
         except IndexError:
             returned()
             return True  # a cancel or a timeout decided first and reported it
+        # The sink takes this item in place of its Deferred (see the class docstring).
+        put = self.sink.put
         timeout = keeper.waitTimeout
         if timeout is not None:
             waited = keeper.now() - self.enqueuedAt
             if waited > timeout:
                 keeper.count("timedOut")
                 returned()
-                self.sink.put(self._asDeferred(), False, Failure(self.timeoutError(waited)))
+                put(self, False, Failure(self.timeoutError(waited)))  # type: ignore[arg-type]
                 return False
-        try:
-            resource = keeper.prepare(slot)
-        except BaseException:
-            failure = Failure()
-            returned()
-            self.sink.put(self._asDeferred(), False, failure)
-            return False
+        if keeper.plain and slot.hasResource:
+            resource = slot.resource  # no check, no lifetime: nothing to decide (the per-call path)
+        else:
+            try:
+                resource = keeper.prepare(slot)
+            except BaseException:
+                failure = Failure()
+                returned()
+                put(self, False, failure)  # type: ignore[arg-type]
+                return False
         lock = slot.lock if keeper.interrupt is not None else None
         if lock is not None:
             with lock:
@@ -351,7 +358,7 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
             skip = self.cancelRequested
         if skip:
             returned()
-            self.sink.put(self._asDeferred(), False, Failure(CancelledError("cancelled before it started")))
+            put(self, False, Failure(CancelledError("cancelled before it started")))  # type: ignore[arg-type]
             return False
         try:
             result = self.context.run(self.f, resource, *self.args, **self.kwargs)
@@ -360,22 +367,20 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
             if lock is not None:
                 with lock:
                     slot.running = None
-            slot.lastUsed = keeper.now()
+            if keeper.check is not None:
+                slot.lastUsed = keeper.now()
             keeper.afterFailure(slot, e, self.interrupted)
             returned()
-            self.sink.put(self._asDeferred(), False, failure)
+            put(self, False, failure)  # type: ignore[arg-type]
             return False
         if lock is not None:
             with lock:
                 slot.running = None
-        slot.lastUsed = keeper.now()
+        if keeper.check is not None:
+            slot.lastUsed = keeper.now()  # idle time is what check() is timed by
         returned()
-        self.sink.put(self._asDeferred(), True, result)
+        put(self, True, result)  # type: ignore[arg-type]
         return True
-
-    def _asDeferred(self) -> Deferred[Any]:
-        # The sink only needs called/callback/errback, which this item provides.
-        return cast("Deferred[Any]", self)
 
     def timeoutError(self, waited: float) -> WaitTimeout:
         stats = self.keeper.team.statistics()
@@ -391,12 +396,20 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
             self.claim.pop()
         except IndexError:
             return
-        self.sink.put(self._asDeferred(), False, reason)
+        self.sink.put(self, False, reason)  # type: ignore[arg-type]
 
     # -- reactor thread --------------------------------------------------------------------------
 
     def callback(self, result: Any) -> None:
         """The sink delivers a result (reactor thread)."""
+        d = self.deferred
+        if self.timer is None and not self.heldPaused and not d.called:
+            try:
+                d.callback(result)  # the per-call path
+            except TypeError:
+                if not d.called:  # the call returned a Deferred, which a Deferred cannot carry
+                    d.errback(Failure())
+            return
         self._deliver(True, result)
 
     def errback(self, failure: Any) -> None:
