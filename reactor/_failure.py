@@ -294,8 +294,8 @@ class Failure(BaseException):
         # Deliberately no BaseException.__init__ call: ``args`` is unused and the
         # constructor runs once per error on the hot path.
         if exc_value is None:
-            excType, excValue, tb = sys.exc_info()
-            if excValue is None or excType is None:
+            excValue = _handledException()
+            if excValue is None:
                 raise NoCurrentExceptionError(
                     "Failure() with no exc_value must be called while an exception is being "
                     "handled (inside an except block)"
@@ -303,9 +303,10 @@ class Failure(BaseException):
             if isinstance(excValue, Failure):
                 self._copyFrom(excValue)
                 return
-            self.type = excType
+            # What sys.exc_info() would say, without building its tuple.
+            self.type = type(excValue)
             self.value = excValue
-            self.tb = tb
+            self.tb = excValue.__traceback__
         elif isinstance(exc_value, Failure):
             self._copyFrom(exc_value)
             return
@@ -580,6 +581,9 @@ class Failure(BaseException):
 # BaseException.__new__ bound once: cheaper than looking ``cls.__new__`` up on
 # every ``_fromException`` call.
 _newException: Callable[[type[Failure]], Failure] = BaseException.__new__
+
+# The exception being handled in the calling thread, or None (bound once, as above).
+_handledException = sys.exception
 
 
 def _unpickleFailure(
