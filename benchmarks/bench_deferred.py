@@ -1,12 +1,18 @@
 """Deferred hot paths against Twisted 26.10's ``twisted.internet.defer`` (and asyncio).
 
-Three comparisons, each side doing the same work in the same process:
+Six comparisons, each side doing the same work in the same process:
 
-1. create a Deferred, add 3 callbacks, fire it;
-2. a chain of 10 Deferreds, each one's callback returning the next (unfired)
+1. ``succeed(1)`` alone (create a fired Deferred, drop it);
+2. ``fail(exc)`` alone, with one exception instance made beforehand; the
+   failed Deferreds are kept in batches of 1,000 and their failures handled
+   outside the timing (so neither side logs an unhandled error);
+3. create a Deferred, add 3 callbacks, fire it;
+4. a chain of 10 Deferreds, each one's callback returning the next (unfired)
    one; all are fired in order, the last one with a value, which then flows
    back up the chain;
-3. a coroutine awaiting 10 already-fired Deferreds, run with
+5. a coroutine awaiting 10 freshly made ``succeed(1)``, run with
+   ``Deferred.fromCoroutine`` (creating a fired Deferred and awaiting it);
+6. a coroutine awaiting 10 already-fired Deferreds, run with
    ``Deferred.fromCoroutine``; the asyncio side is the same coroutine awaiting
    10 done futures, run as a Task on an event loop, which is how asyncio
    drives a coroutine: ``loop.create_task`` for a batch of 1,000 coroutines,
@@ -26,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from benchmarks._harness import Comparison, Target, compare
-from reactor import Deferred, succeed
+from reactor import Deferred, fail, succeed
 
 tdefer: Any
 try:
@@ -53,6 +59,38 @@ def _inc(x: int) -> int:
 
 def _returnArg(_: object, nxt: Any) -> Any:
     return nxt
+
+
+def _succeedAlone(succeed: Callable[[int], Any], ops: int) -> Callable[[], float]:
+    def side() -> float:
+        start = time.perf_counter()
+        for _ in range(ops):
+            succeed(1)
+        return time.perf_counter() - start
+
+    return _fresh(side)
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+def _failAlone(fail: Callable[[BaseException], Any], ops: int, batch: int = 1000) -> Callable[[], float]:
+    def side() -> float:
+        exc = ValueError("benchmark")
+        ignore = _ignore
+        elapsed = 0.0
+        for _ in range(ops // batch):
+            failed = [None] * batch
+            start = time.perf_counter()
+            for i in range(batch):
+                failed[i] = fail(exc)
+            elapsed += time.perf_counter() - start
+            for d in failed:
+                d.addErrback(ignore)  # type: ignore[attr-defined]
+        return elapsed
+
+    return _fresh(side)
 
 
 def _createAddFire(cls: Any, ops: int) -> Callable[[], float]:
@@ -91,6 +129,26 @@ async def _awaitAll(items: list[Any]) -> int:
     for item in items:
         total += await item
     return total
+
+
+async def _awaitFresh(succeed: Callable[[int], Any]) -> int:
+    total = 0
+    for _ in range(10):
+        total += await succeed(1)
+    return total
+
+
+def _coroutineFresh(
+    fromCoroutine: Callable[[Coroutine[Any, Any, int]], Any], succeed: Callable[[int], Any], ops: int
+) -> Callable[[], float]:
+    def side() -> float:
+        awaitFresh = _awaitFresh
+        start = time.perf_counter()
+        for _ in range(ops):
+            fromCoroutine(awaitFresh(succeed))
+        return time.perf_counter() - start
+
+    return _fresh(side)
 
 
 def _coroutineDeferreds(
@@ -132,11 +190,33 @@ def _coroutineAsyncio(ops: int, batch: int = 1000) -> Callable[[], float]:
 
 
 def run(quick: bool) -> list[Comparison]:
-    """Run the three comparisons; ``quick`` makes them small enough for a smoke test."""
+    """Run the six comparisons; ``quick`` makes them small enough for a smoke test."""
     scale = 10 if quick else 1
     rounds = 3 if quick else 9
     results: list[Comparison] = []
     sides: dict[str, Any]
+
+    ops = 200_000 // scale
+    sides = {"deferthreads": _succeedAlone(succeed, ops)}
+    if tdefer is not None:
+        sides["twisted 26.10"] = _succeedAlone(tdefer.succeed, ops)
+    results.append(
+        compare("succeed(1)", sides, ops, rounds=rounds, targets=[Target("twisted 26.10", 1.5)])
+    )
+
+    ops = 100_000 // scale // 1000 * 1000
+    sides = {"deferthreads": _failAlone(fail, ops)}
+    if tdefer is not None:
+        sides["twisted 26.10"] = _failAlone(tdefer.fail, ops)
+    results.append(
+        compare(
+            "fail(exc), an exception instance made beforehand",
+            sides,
+            ops,
+            rounds=rounds,
+            targets=[Target("twisted 26.10", 1.5)],
+        )
+    )
 
     ops = 100_000 // scale
     sides = {"deferthreads": _createAddFire(Deferred, ops)}
@@ -159,6 +239,20 @@ def run(quick: bool) -> list[Comparison]:
     results.append(
         compare(
             "Deferred: chain of 10, each callback returning the next unfired one",
+            sides,
+            ops,
+            rounds=rounds,
+            targets=[Target("twisted 26.10", 2.0)],
+        )
+    )
+
+    ops = 50_000 // scale
+    sides = {"deferthreads": _coroutineFresh(Deferred.fromCoroutine, succeed, ops)}
+    if tdefer is not None:
+        sides["twisted 26.10"] = _coroutineFresh(tdefer.Deferred.fromCoroutine, tdefer.succeed, ops)
+    results.append(
+        compare(
+            "coroutine awaiting 10 freshly made succeed(1)",
             sides,
             ops,
             rounds=rounds,

@@ -164,7 +164,7 @@ def _waitOn(outer: Deferred[Any], inner: Deferred[Any]) -> None:
     outer._canceller = None
     outer.result = inner
     outer.paused += 1
-    inner._callbacks.append((_CONTINUE, outer, _CONTINUE, _CONTINUE, outer, _CONTINUE))
+    inner._append((_CONTINUE, outer, _CONTINUE, _CONTINUE, outer, _CONTINUE))
 
 
 def runCoroutine(coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T]) -> Deferred[_T]:

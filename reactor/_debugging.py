@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from reactor import _deferred
 from reactor._deferred import Deferred
 from reactor._failure import Failure
 
@@ -93,6 +94,8 @@ def _install(names: tuple[str, ...]) -> None:
         if name not in _plain:
             _plain[name] = Deferred.__dict__[name]
             setattr(Deferred, name, _RECORDING[name])
+    # succeed() and fail() build Deferreds without __init__ unless told otherwise.
+    _deferred._fastConstruction = "__init__" not in _plain
 
 
 def _uninstall(names: tuple[str, ...]) -> None:
@@ -100,6 +103,7 @@ def _uninstall(names: tuple[str, ...]) -> None:
         plain = _plain.pop(name, None)
         if plain is not None:
             setattr(Deferred, name, plain)
+    _deferred._fastConstruction = "__init__" not in _plain
 
 
 def installFiringHooks() -> None:

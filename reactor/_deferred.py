@@ -82,6 +82,12 @@ _failureTypeSets.append(_resultTypes)
 # be, so callbacks without keywords pay nothing to tell it apart.
 _Entry = tuple[Any, Any, Any, Any, Any, Any] | Callable[..., Any]
 
+# ``_callbacks`` until the first entry is added: most fired Deferreds (those of
+# succeed(), fail(), an awaited coroutine's) never get one, and sharing this
+# empty tuple spares them a list. Code that appends tests for it (``is``);
+# code that only reads sees an empty sequence. Typed as a list for mypy's sake.
+_NO_CALLBACKS: list[_Entry] = cast(Any, ())
+
 
 def passthru(arg: _T) -> _T:
     """Return ``arg`` unchanged (the identity callback)."""
@@ -139,7 +145,11 @@ class Deferred(Generic[_T]):
     Only the reactor thread may touch a Deferred.
     """
 
+    # The hot fields are slots (one indexed load or store each); ``__dict__`` is
+    # there for tags of the caller's own (``d.label = "x"``, as Twisted allows),
+    # and costs nothing until one is set.
     __slots__ = (
+        "__dict__",
         "__weakref__",
         "_callbacks",
         "_canceller",
@@ -169,7 +179,7 @@ class Deferred(Generic[_T]):
         # Reactor thread only. ``_chainedTo`` (set by chainDeferred, for the
         # repr) and ``_suppressAlreadyCalled`` (set by cancel) stay unset until
         # needed: fewer stores per Deferred on the hot path.
-        self._callbacks: list[_Entry] = []
+        self._callbacks: list[_Entry] = _NO_CALLBACKS
         self._canceller = canceller
         self.called = False
         self.paused = 0
@@ -180,6 +190,14 @@ class Deferred(Generic[_T]):
         super().__init_subclass__(**kwargs)
         _deferredTypes.add(cls)
         _resultTypes.add(cls)
+
+    def _append(self, entry: _Entry) -> None:
+        """Add ``entry`` to the callback list (the add* methods and the runner inline this)."""
+        callbacks = self._callbacks
+        if callbacks is _NO_CALLBACKS:
+            self._callbacks = [entry]
+        else:
+            callbacks.append(entry)
 
     # -- adding callbacks ----------------------------------------------------------------
 
@@ -207,7 +225,7 @@ class Deferred(Generic[_T]):
         cbKw = dict(callbackKeywords) if callbackKeywords else None
         ebArgs = tuple(errbackArgs or ()) if errbackArgs or errbackKeywords else None
         ebKw = dict(errbackKeywords) if errbackKeywords else None
-        self._callbacks.append((callback, cbArgs, cbKw, errback, ebArgs, ebKw))
+        self._append((callback, cbArgs, cbKw, errback, ebArgs, ebKw))
         if self.called:
             self._runCallbacks()
         return self
@@ -240,13 +258,19 @@ class Deferred(Generic[_T]):
         """Add ``callback(result, *args, **kwargs)`` for success; failures pass by. Returns this Deferred."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        entry: _Entry
         if kwargs:
-            self._callbacks.append((callback, args, kwargs, None, None, None))
+            entry = (callback, args, kwargs, None, None, None)
         elif args:
-            self._callbacks.append((callback, args, None, None, None, None))
+            entry = (callback, args, None, None, None, None)
         else:
             # The commonest entry is stored as the bare function (see _Entry).
-            self._callbacks.append(callback)
+            entry = callback
+        callbacks = self._callbacks
+        if callbacks is _NO_CALLBACKS:
+            self._callbacks = [entry]
+        else:
+            callbacks.append(entry)
         if self.called:
             self._runCallbacks()
         return self
@@ -279,12 +303,18 @@ class Deferred(Generic[_T]):
         """Add ``errback(failure, *args, **kwargs)`` for failures; results pass by. Returns this Deferred."""
         if not callable(errback):
             raise TypeError(f"errback must be callable, not {type(errback).__name__}")
+        entry: _Entry
         if kwargs:
-            self._callbacks.append((None, None, None, errback, args, kwargs))
+            entry = (None, None, None, errback, args, kwargs)
         elif args:
-            self._callbacks.append((None, None, None, errback, args, None))
+            entry = (None, None, None, errback, args, None)
         else:
-            self._callbacks.append((None, None, None, errback, None, None))
+            entry = (None, None, None, errback, None, None)
+        callbacks = self._callbacks
+        if callbacks is _NO_CALLBACKS:
+            self._callbacks = [entry]
+        else:
+            callbacks.append(entry)
         if self.called:
             self._runCallbacks()
         return self
@@ -309,12 +339,18 @@ class Deferred(Generic[_T]):
         """Add ``callback`` as both callback and errback (it gets a value or a Failure); return self."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        entry: _Entry
         if kwargs:
-            self._callbacks.append((callback, args, kwargs, callback, args, kwargs))
+            entry = (callback, args, kwargs, callback, args, kwargs)
         elif args:
-            self._callbacks.append((callback, args, None, callback, args, None))
+            entry = (callback, args, None, callback, args, None)
         else:
-            self._callbacks.append((callback, None, None, callback, None, None))
+            entry = (callback, None, None, callback, None, None)
+        callbacks = self._callbacks
+        if callbacks is _NO_CALLBACKS:
+            self._callbacks = [entry]
+        else:
+            callbacks.append(entry)
         if self.called:
             self._runCallbacks()
         return self
@@ -609,7 +645,7 @@ class Deferred(Generic[_T]):
                             elif kwargs is _CONTINUE:
                                 # A continuation: hand the result to ``args``, the
                                 # Deferred waiting on this one, and let it run next.
-                                self._callbacks = list(entries)
+                                self._callbacks = [*entries]
                                 args.result = result
                                 self.result = None
                                 if self._failureReporter is not None:
@@ -649,10 +685,14 @@ class Deferred(Generic[_T]):
                                 failed = isinstance(result, Failure)
                                 continue
                         # Wait for it: pause, and have it hand its result to us.
-                        self._callbacks = list(entries)
+                        self._callbacks = [*entries]
                         self.paused += 1
                         self.result = inner
-                        inner._callbacks.append((_CONTINUE, self, _CONTINUE, _CONTINUE, self, _CONTINUE))
+                        entry = (_CONTINUE, self, _CONTINUE, _CONTINUE, self, _CONTINUE)
+                        if inner._callbacks is _NO_CALLBACKS:
+                            inner._callbacks = [entry]
+                        else:
+                            inner._callbacks.append(entry)
                         if self._failureReporter is not None:
                             self._failureReporter.failResult = None
                         return None
@@ -734,10 +774,7 @@ class Deferred(Generic[_T]):
             # A Failure fails the Deferred, as callback(aFailure) does; a
             # Deferred is a mistake (it should have been awaited).
             return fail(_returnedDeferred(value) if type(value) in _deferredTypes else value)
-        d: Deferred[_U] = Deferred()
-        d.called = True
-        d.result = value
-        return d
+        return succeed(value)
 
     # -- asyncio -------------------------------------------------------------------------
 
@@ -783,21 +820,55 @@ _deferredTypes.add(Deferred)
 _resultTypes.add(Deferred)
 
 
+# object.__new__ builds a Deferred without running __init__: succeed() and
+# fail() store the fields of an already-fired Deferred straight away.
+_newObject = object.__new__
+# False while reactor._debugging records where Deferreds are created: succeed()
+# and fail() then go through __init__ (the recording one) and callback/errback.
+_fastConstruction = True
+
+
 def succeed(result: _T) -> Deferred[_T]:
     """A Deferred that has already fired with ``result``."""
-    d: Deferred[_T] = Deferred()
-    if type(result) in _deferredTypes or isinstance(result, Failure):
-        d.callback(result)  # the checks (and unhandled-failure tracking) of callback()
-    else:
-        d.called = True
-        d.result = result
+    if type(result) in _resultTypes or not _fastConstruction:
+        # A Failure or a Deferred (callback()'s checks and unhandled-failure
+        # tracking), or debugging on: the general path.
+        d: Deferred[_T] = Deferred()
+        d.callback(result)
+        return d
+    # The fields __init__ and callback() would leave, stored directly: this is
+    # most of the cost of an already-fired Deferred. (``_canceller`` is only
+    # read before a Deferred fires, so it is left unset.)
+    d = _newObject(Deferred)
+    d._callbacks = _NO_CALLBACKS
+    d.called = True
+    d.paused = 0
+    d._runningCallbacks = False
+    d._failureReporter = None
+    d.result = result
     return d
 
 
 def fail(result: Failure | BaseException | None = None) -> Deferred[Any]:
     """A Deferred that has already failed with ``result`` (as :meth:`Deferred.errback` takes it)."""
-    d: Deferred[Any] = Deferred()
-    d.errback(result)
+    if not _fastConstruction:
+        d: Deferred[Any] = Deferred()
+        d.errback(result)
+        return d
+    if result is None:
+        result = Failure()
+    elif not isinstance(result, Failure):
+        if not isinstance(result, BaseException):
+            raise TypeError(f"result must be a Failure, an exception or None, not {type(result).__name__}")
+        result = Failure._fromException(result)
+    # As succeed(); the failure is unhandled until an errback takes it.
+    d = _newObject(Deferred)
+    d._callbacks = _NO_CALLBACKS
+    d.called = True
+    d.paused = 0
+    d._runningCallbacks = False
+    d._failureReporter = _FailureReporter(result)
+    d.result = result
     return d
 
 

@@ -637,3 +637,57 @@ def test_maybeDeferredPassesAKeywordNamedF() -> None:
     results: list[object] = []
     maybeDeferred(lambda f: f * 2, f=21).addCallback(results.append)
     assert results == [42]
+
+
+def test_failedDeferredFromFailIsLoggedWhenCollectedUnhandled(caplog: pytest.LogCaptureFixture) -> None:
+    """fail(exc) (built without __init__) still reports its failure if nothing ever handles it."""
+    caplog.set_level(logging.ERROR, logger="reactor.deferred")
+    d = fail(MyError("dropped"))
+    del d
+    gc.collect()
+    records = [r for r in caplog.records if r.name == "reactor.deferred"]
+    assert len(records) == 1 and "MyError: dropped" in records[0].getMessage()
+
+
+def test_failRejectsANonException() -> None:
+    """fail() with something that is neither a Failure nor an exception raises TypeError naming it."""
+    with pytest.raises(TypeError, match="result must be a Failure, an exception or None, not int"):
+        fail(3)  # type: ignore[arg-type]
+
+
+def test_succeedWithAFailureOrADeferredBehavesAsCallback() -> None:
+    """succeed(aFailure) fails the Deferred (as callback does); succeed(aDeferred) raises TypeError."""
+    d = succeed(Failure(MyError()))
+    seen: list[Any] = []
+    d.addErrback(lambda f: seen.append(f.type))
+    assert seen == [MyError]
+    with pytest.raises(TypeError):
+        succeed(Deferred())
+
+
+def test_pausedFiredDeferredReturnedFromACallbackIsWaitedOn() -> None:
+    """A paused succeed() Deferred (no callbacks list yet) returned from a callback holds the outer one."""
+    inner = succeed("inner")
+    inner.pause()
+    outer: Deferred[Any] = Deferred()
+    seen: list[Any] = []
+    outer.addCallback(lambda _: inner).addCallback(seen.append)
+    outer.callback(None)
+    assert seen == [] and outer.paused
+    inner.unpause()
+    assert seen == ["inner"] and not outer.paused
+
+
+def test_callbacksAddedToAFiredDeferredRunInOrderAndCanBeCancelledAfter() -> None:
+    """succeed() and fail() Deferreds take callbacks, pause/unpause and a (no-op) cancel like any other."""
+    seen: list[Any] = []
+    d = succeed(1)
+    d.cancel()
+    d.pause()
+    d.addCallback(lambda x: x + 1).addCallback(seen.append)
+    assert seen == []
+    d.unpause()
+    e = fail(MyError())
+    e.cancel()
+    e.addErrback(lambda f: seen.append(f.type))
+    assert seen == [2, MyError]

@@ -14,9 +14,11 @@ from reactor import (
     Deferred,
     Failure,
     _debugging,
+    fail,
     getDebugging,
     logError,
     setDebugging,
+    succeed,
 )
 
 
@@ -140,3 +142,24 @@ def test_logErrorLogsTheFailureAndPassesItOn(caplog: pytest.LogCaptureFixture) -
         d.errback(RuntimeError("seen"))
     assert "RuntimeError" in caplog.text and "seen" in caplog.text
     assert after and after[0].check(RuntimeError)
+
+
+def _succeedHere() -> Deferred[int]:
+    return succeed(1)
+
+
+def _failHere() -> Deferred[Any]:
+    return fail(ValueError("recorded"))
+
+
+def test_succeedAndFailRecordWhereTheyWereCalledWhileDebugging() -> None:
+    """succeed()/fail() skip __init__ for speed, except while debugging: then they record too."""
+    setDebugging(True)
+    ok = _succeedHere()
+    bad = _failHere()
+    setDebugging(False)
+    assert ok.debug and bad.debug
+    with pytest.raises(AlreadyCalledError, match="_succeedHere"):
+        ok.callback(2)
+    bad.addErrback(lambda _: None)
+    assert succeed(1).debug is False
