@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from adbapi import Connection, ConnectionPool, PoolStatistics
+from adbapi._redact import MASK, Redactor
 from adbapi._sapool import WorkerConnectionPool, borrowingEngine, releasing
 from reactor import Deferred, Failure
 
@@ -63,6 +64,28 @@ def dialectURLFor(dbapiName: str) -> str:
             f"dbapiName {dbapiName!r} has no known SQLAlchemy dialect: pass url= "
             "(e.g. 'postgresql+psycopg2://')"
         ) from None
+
+
+def _shownURL(url: str | sqlalchemy.URL) -> str:
+    """``url`` as an error message may show it: the password masked, as everywhere in the pool.
+
+    A string SQLAlchemy cannot parse, or with more than one ``@``, keeps no user
+    information at all (whatever precedes its last ``@``): where its password
+    ends cannot be known.
+    """
+    if isinstance(url, sqlalchemy.URL):
+        return url.render_as_string(hide_password=True)
+    if url.count("@") <= 1:
+        try:
+            return sqlalchemy.make_url(url).render_as_string(hide_password=True)
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            pass
+    text = Redactor((url,), {}).scrub(url)
+    head, at, host = text.rpartition("@")
+    if not at:
+        return text
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}{sep}{MASK}@{host}" if sep else f"{MASK}@{host}"
 
 
 class SQLAlchemyPool:
@@ -109,7 +132,9 @@ class SQLAlchemyPool:
         try:
             engine, saPool = borrowingEngine(url, pool.connect, engineOptions or {})
         except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
-            raise ValueError(f"url {str(url)!r} is not a usable SQLAlchemy URL: {e}") from e
+            shown = _shownURL(url)
+            Redactor((url if isinstance(url, str) else str(url),), {}).scrubException(e)
+            raise ValueError(f"url {shown!r} is not a usable SQLAlchemy URL: {e}") from e
         dbapi = engine.dialect.loaded_dbapi
         if getattr(dbapi, "connect", None) is not getattr(pool.dbapi, "connect", None):
             raise ValueError(

@@ -436,6 +436,23 @@ def test_badArgumentsRaiseAtTheCall(tmp_path: Any) -> None:
     assert pool.statistics().calls == 0
 
 
+@pytest.mark.parametrize("url", [
+    "nosuchdb://bob:hunter2pw@db.example/app",
+    "postgresql+nosuch://bob:hunter2pw@db.example/app",
+    "postgresql+nosuch://bob:hun@ter2pw@db.example/app",
+    "not a url bob:hunter2pw@db.example",
+    sqlalchemy.URL.create("nosuchdb", username="bob", password="hunter2pw", host="db.example"),
+], ids=["unknownDialect", "unknownDriver", "atInPassword", "unparsable", "urlObject"])
+def test_unusableUrlErrorHidesPassword(tmp_path: Any, url: Any) -> None:
+    """The ValueError for an unusable URL (and its cause) shows the URL with its password masked."""
+    pool = ConnectionPool("sqlite3", str(tmp_path / "u.db"), cp_reactor=Reactor())
+    with pytest.raises(ValueError, match="not a usable SQLAlchemy URL") as info:
+        SQLAlchemyPool(pool, url)
+    shown = [str(info.value), repr(info.value), str(info.value.__cause__)]
+    assert not any("hunter2pw" in text or "ter2pw" in text for text in shown), shown
+    assert "db.example" in str(info.value)
+
+
 def test_docsSnippetRuns(tmp_path: Any) -> None:
     """The first python block of docs/sqlalchemy.md runs as written (in a subprocess, as it calls react)."""
     import re
