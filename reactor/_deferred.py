@@ -62,6 +62,8 @@ class NotACoroutineError(TypeError):
 
 # Marks a continuation entry (see _Entry).
 _CONTINUE: Any = object()
+# Marks an entry half whose one extra argument is stored bare (see _Entry).
+_ONE_ARG: Any = object()
 
 # Types whose instances the runner treats as Deferreds; ``type(x) in`` a set is
 # much cheaper than ``isinstance`` on the hot path. Subclasses register here.
@@ -74,7 +76,9 @@ _failureTypeSets.append(_resultTypes)
 # A callback-list entry: (callback, args, kwargs, errback, args, kwargs). A
 # ``None`` callable means "pass the result through unchanged" and costs no call;
 # args is None when there are no extra arguments, kwargs None when no keywords.
-# The commonest entry, a callback with no extra arguments and no errback, is
+# A half with exactly one extra argument and no keywords stores that argument
+# itself as args and ``_ONE_ARG`` as kwargs, so the runner calls it as
+# ``f(result, arg)``, a plain call, instead of unpacking a tuple. The commonest entry, a callback with no extra arguments and no errback, is
 # stored as the bare function instead of a tuple. A continuation, the entry that
 # hands this Deferred's result to another Deferred waiting on it (a callback of
 # that one returned this one), is ``(_CONTINUE, waiter, _CONTINUE, _CONTINUE,
@@ -262,7 +266,10 @@ class Deferred(Generic[_T]):
         if kwargs:
             entry = (callback, args, kwargs, None, None, None)
         elif args:
-            entry = (callback, args, None, None, None, None)
+            if len(args) == 1:
+                entry = (callback, args[0], _ONE_ARG, None, None, None)
+            else:
+                entry = (callback, args, None, None, None, None)
         else:
             # The commonest entry is stored as the bare function (see _Entry).
             entry = callback
@@ -307,7 +314,10 @@ class Deferred(Generic[_T]):
         if kwargs:
             entry = (None, None, None, errback, args, kwargs)
         elif args:
-            entry = (None, None, None, errback, args, None)
+            if len(args) == 1:
+                entry = (None, None, None, errback, args[0], _ONE_ARG)
+            else:
+                entry = (None, None, None, errback, args, None)
         else:
             entry = (None, None, None, errback, None, None)
         callbacks = self._callbacks
@@ -343,7 +353,10 @@ class Deferred(Generic[_T]):
         if kwargs:
             entry = (callback, args, kwargs, callback, args, kwargs)
         elif args:
-            entry = (callback, args, None, callback, args, None)
+            if len(args) == 1:
+                entry = (callback, args[0], _ONE_ARG, callback, args[0], _ONE_ARG)
+            else:
+                entry = (callback, args, None, callback, args, None)
         else:
             entry = (callback, None, None, callback, None, None)
         callbacks = self._callbacks
@@ -638,10 +651,13 @@ class Deferred(Generic[_T]):
                                 failed = False
                             elif function is None:
                                 continue
-                            if args is None:
-                                result = function(result)
-                            elif kwargs is None:
-                                result = function(result, *args)
+                            if kwargs is None:
+                                if args is None:
+                                    result = function(result)
+                                else:
+                                    result = function(result, *args)
+                            elif kwargs is _ONE_ARG:
+                                result = function(result, args)
                             elif kwargs is _CONTINUE:
                                 # A continuation: hand the result to ``args``, the
                                 # Deferred waiting on this one, and let it run next.
