@@ -280,6 +280,7 @@ class ResourcePool(Generic[_Res]):
             spinTime=checkSpin(spinTime, "spinTime"),
         )
         self._keeper.team = self._team
+        self._keeper.currentWorker = self._team.currentWorker
         self._waitTimeout = waitTimeout
         # Reactor thread only:
         self._stopWaiters: list[Deferred[None]] = []
