@@ -625,12 +625,14 @@ class Deferred(Generic[_T]):
         if callbacks:
             self._runningCallbacks = True
             # Iterating the live list sees entries appended by callbacks; on an
-            # early exit the iterator holds exactly the entries not run yet.
-            entries = iter(callbacks)
+            # early exit the first ``done`` entries are the ones that ran, and
+            # are deleted in place (no new list).
+            done = 0
             function: Any
             entry: Any
             try:
-                for entry in entries:
+                for entry in callbacks:
+                    done += 1
                     # One try for the whole step: entering it costs nothing,
                     # and the commonest entry is called without unpacking.
                     try:
@@ -661,7 +663,7 @@ class Deferred(Generic[_T]):
                             elif kwargs is _CONTINUE:
                                 # A continuation: hand the result to ``args``, the
                                 # Deferred waiting on this one, and let it run next.
-                                self._callbacks = [*entries]
+                                del callbacks[:done]
                                 args.result = result
                                 self.result = None
                                 if self._failureReporter is not None:
@@ -701,7 +703,7 @@ class Deferred(Generic[_T]):
                                 failed = isinstance(result, Failure)
                                 continue
                         # Wait for it: pause, and have it hand its result to us.
-                        self._callbacks = [*entries]
+                        del callbacks[:done]
                         self.paused += 1
                         self.result = inner
                         entry = (_CONTINUE, self, _CONTINUE, _CONTINUE, self, _CONTINUE)
