@@ -78,12 +78,13 @@ _failureTypeSets.append(_resultTypes)
 # args is None when there are no extra arguments, kwargs None when no keywords.
 # A half with exactly one extra argument and no keywords stores that argument
 # itself as args and ``_ONE_ARG`` as kwargs, so the runner calls it as
-# ``f(result, arg)``, a plain call, instead of unpacking a tuple. The commonest entry, a callback with no extra arguments and no errback, is
-# stored as the bare function instead of a tuple. A continuation, the entry that
-# hands this Deferred's result to another Deferred waiting on it (a callback of
-# that one returned this one), is ``(_CONTINUE, waiter, _CONTINUE, _CONTINUE,
-# waiter, _CONTINUE)``: the runner meets it only where keyword arguments would
-# be, so callbacks without keywords pay nothing to tell it apart.
+# ``f(result, arg)``, a plain call, instead of unpacking a tuple. The commonest
+# entry, a callback with no extra arguments and no errback, is stored as the
+# bare function instead of a tuple. A continuation, the entry that hands this
+# Deferred's result to another Deferred waiting on it (a callback of that one
+# returned this one), is ``(_CONTINUE, waiter, _CONTINUE, _CONTINUE, waiter,
+# _CONTINUE)``: the runner meets it only after the keyword-less cases, so
+# callbacks without keywords pay nothing to tell it apart.
 _Entry = tuple[Any, Any, Any, Any, Any, Any] | Callable[..., Any]
 
 # ``_callbacks`` until the first entry is added: most fired Deferreds (those of
