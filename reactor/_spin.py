@@ -67,6 +67,7 @@ CANDIDATE_PAUSES = (1e-6, 2e-6, 4e-6, 8e-6, 16e-6, 32e-6)
 _TRIAL_ROUND_TRIPS = 16  # per candidate and round
 _ROUNDS = 3  # rounds over every candidate, interleaved, unless the budget runs out first
 _CALIBRATION_BUDGET = 0.025  # seconds: no new round starts after this
+_HARD_LIMIT = 0.1  # seconds: past this the ping-pong ends each trial after one round trip
 _NEAR_BEST = 1.10  # the shortest pause within 10% of the fastest wins
 # The loop spins only if that halves the ping-pong's round trip. The ping-pong flatters a spinning
 # loop: on our 2-core machine it measured 5.5 us spinning against 8.3 us blocking, while real
@@ -157,7 +158,7 @@ def calibrate(
             best = min(best, clock() - started)
         bytesPerSecond = _TIMED_BYTES / max(best, 1e-9)
         sizes = sorted({_pauseBytesFor(seconds, bytesPerSecond) for seconds in CANDIDATE_PAUSES})
-        pingPong = _PingPong() if measure is None else None
+        pingPong = _PingPong(perfCounter() + _HARD_LIMIT) if measure is None else None
         run: Measure = pingPong if pingPong is not None else measure  # type: ignore[assignment]
         try:
             samples: dict[int, list[float]] = {size: [] for size in sizes}
@@ -256,7 +257,8 @@ class _PingPong:
     _CALLER_STEPS = 60  # about the Python a reactor runs per call (fire, resume, submit)
     _HELPER_STEPS = 20  # about the Python a worker runs per call (take, run, hand back)
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline  # perfCounter() time after which a trial stops at one round trip
         self._requests: deque[bool] = deque()  # each says whether the caller blocks for its reply
         self._replies: deque[None] = deque()
         self._gate = threading.Lock()  # released by the helper once per reply the caller blocks for
@@ -292,7 +294,10 @@ class _PingPong:
                 raise RuntimeError("spin calibration: the peer thread stopped answering")
             replies.popleft()
             if n >= 2:
-                samples.append(clock() - started)
+                ended = clock()
+                samples.append(ended - started)
+                if ended > self._deadline:
+                    break  # a badly overloaded machine: keep the calibration bounded
         return samples
 
     def _serve(self) -> None:
