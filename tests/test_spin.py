@@ -477,6 +477,8 @@ def _pausesAfterAThreadCall(r: Reactor, monkeypatch: pytest.MonkeyPatch) -> list
     def caller() -> None:
         r.callFromThread(firstRan.set)
         assert firstRan.wait(WAIT)
+        # Only once the loop is about to block (after any spin) does the next call arrive.
+        assert _waitFor(lambda: not r._awake)
         r.callFromThread(r.stop)
 
     r.callWhenRunning(lambda: threading.Thread(target=caller).start())
@@ -496,12 +498,12 @@ def test_aDefaultLoopDoesNotSpinWhereTheCalibrationSaysBlock(monkeypatch: pytest
 @pytest.mark.usefixtures("freshCalibration")
 def test_aLoopGivenASpinTimeSpinsWhateverTheCalibrationSays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_spin, "_loopSpins", False)
-    assert _pausesAfterAThreadCall(Reactor(spinTime=5.0), monkeypatch)
+    assert _pausesAfterAThreadCall(Reactor(spinTime=0.05), monkeypatch)
 
 
 @pytest.mark.usefixtures("freshCalibration")
 def test_settingSpinTimeOverridesTheCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_spin, "_loopSpins", False)
     r = Reactor()
-    r.spinTime = 5.0
+    r.spinTime = 0.05
     assert _pausesAfterAThreadCall(r, monkeypatch)
