@@ -684,7 +684,8 @@ class Deferred(Generic[_T]):
                         failed = True
                         continue
                     if type(result) in _resultTypes:
-                        if isinstance(result, Failure):
+                        if type(result) not in _deferredTypes:
+                            # A Failure (the only other kind in _resultTypes).
                             failed = True
                             continue
                         inner: Deferred[Any] = result
@@ -708,10 +709,11 @@ class Deferred(Generic[_T]):
                         self.paused += 1
                         self.result = inner
                         entry = (_CONTINUE, self, _CONTINUE, _CONTINUE, self, _CONTINUE)
-                        if inner._callbacks is _NO_CALLBACKS:
+                        innerCallbacks = inner._callbacks
+                        if innerCallbacks is _NO_CALLBACKS:
                             inner._callbacks = [entry]
                         else:
-                            inner._callbacks.append(entry)
+                            innerCallbacks.append(entry)
                         if self._failureReporter is not None:
                             self._failureReporter.failResult = None
                         return None
