@@ -158,6 +158,16 @@ class DriverAdapter:
         """True for a serialization failure or deadlock: the server rolled back, re-running is safe."""
         return False
 
+    def neverSent(self, exc: BaseException, conn: Any) -> bool:
+        """True only when ``exc`` proves nothing reached the server: ``conn`` was already closed (by
+        ``close()``, or by the driver after an earlier loss) when the call tried to use it.
+
+        ``cp_reconnect`` then runs a ``runQuery``/``runOperation`` statement again
+        on a new connection, so a wrong True would run the work twice: the base
+        (any driver) says False.
+        """
+        return False
+
     # -- cancellation (not the owner thread) ------------------------------------
 
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
@@ -182,6 +192,10 @@ class Sqlite3Adapter(DriverAdapter):
 
     def isDisconnect(self, exc: BaseException, conn: Any) -> bool:
         return isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc)
+
+    def neverSent(self, exc: BaseException, conn: Any) -> bool:
+        # In-process: a statement on a closed database never started.
+        return self.isDisconnect(exc, conn)
 
     def isConflict(self, exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
@@ -269,6 +283,11 @@ class Psycopg2Adapter(DriverAdapter):
 
     def isConflict(self, exc: BaseException) -> bool:
         return getattr(exc, self._sqlstateAttribute, None) in self._conflictStates
+
+    def neverSent(self, exc: BaseException, conn: Any) -> bool:
+        # psycopg2 raises InterfaceError ("connection/cursor already closed") only when the connection
+        # was closed before the call; a loss during a statement is an OperationalError.
+        return isinstance(exc, self.module.InterfaceError) and bool(getattr(conn, "closed", False))
 
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
         try:
@@ -429,6 +448,12 @@ class Psycopg3Adapter(Psycopg2Adapter):
     _sqlstateAttribute = "sqlstate"
     _lostFlags = ("broken", "closed")
 
+    def neverSent(self, exc: BaseException, conn: Any) -> bool:
+        # psycopg 3 checks the connection before any I/O and raises this exact error when it is closed;
+        # a loss during a statement has another message ("consuming input failed", "server closed...").
+        return (isinstance(exc, self.module.OperationalError) and str(exc) == "the connection is closed"
+                and bool(getattr(conn, "closed", False)))
+
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
         try:
             cancelSafe = getattr(conn, "cancel_safe", None)
@@ -498,6 +523,18 @@ class MySQLAdapter(DriverAdapter):
     def isConflict(self, exc: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(exc, "args", ())
         return bool(args) and isinstance(args[0], int) and args[0] in self._conflictCodes
+
+    def neverSent(self, exc: BaseException, conn: Any) -> bool:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        if self.module.__name__ == "pymysql":
+            # PyMySQL's InterfaceError(0, '') means its socket was already gone (closed, or dropped after
+            # an earlier loss): raised before it writes anything.
+            return isinstance(exc, self.module.InterfaceError) and args == (0, "")
+        if self.module.__name__ == "mysql.connector":
+            # Raised (errno -1) by cursor()'s check, or when the socket is already None at the send.
+            return (isinstance(exc, self.module.OperationalError) and getattr(exc, "errno", None) == -1
+                    and "Connection not available" in str(exc))
+        return False  # MySQLdb: its closed-connection error is not known to be raised before sending
 
     def cancel(self, conn: Any, info: Any, connargs: Sequence[Any], connkw: Mapping[str, Any]) -> None:
         if info is None:

@@ -48,5 +48,8 @@ class IDriverAdapter(Interface):
     def isConflict(exc: BaseException) -> bool:
         """True for a serialization failure or a deadlock (the server rolled back)."""
 
+    def neverSent(exc: BaseException, conn: Any) -> bool:
+        """True only when ``exc`` proves nothing reached the server (``conn`` was closed before the call)."""
+
     def cancel(conn: Any, info: Any, connargs: Any, connkw: Any) -> None:
         """Ask the server to stop the statement running on ``conn`` (from another thread)."""

@@ -248,6 +248,20 @@ class _Lane:
     def _sendFailed(self, step: int, error: Exception) -> None:
         self._sideEnds()
         self.step = step
+        call = self.current
+        pool = self.pool
+        if (pool.reconnect and (step == _STATEMENT or step == _BEGIN) and call is not None
+                and not call.reconnected and pool._adapter.neverSent(error, self.conn)):
+            # The connection was closed before the statement left (cp_reconnect): nothing reached the
+            # server, so it runs on a new connection, once, as on a worker thread. A BEGIN already sent
+            # on the closed connection ended with it: the statement starts over.
+            _log.info("adbapi: %s: the connection was closed before the statement was sent (%s); "
+                      "reconnecting", pool._label, type(error).__name__)
+            call.reconnected = True
+            self.inBlock = False
+            self._dropConnection(broken=True)
+            self._open()
+            return
         self._stepFailed(error)
 
     def _poll(self) -> None:

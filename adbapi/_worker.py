@@ -79,6 +79,7 @@ class _Call:
     waited = 0.0
     # Reactor thread only:
     attempt = 1
+    reconnected = False  # a lane ran it again on a new connection (cp_reconnect; at most once)
     waitTimer: Any = None
     retryTimer: Any = None
     lastFailure: BaseException | None = None
@@ -157,8 +158,7 @@ class _Worker:
                         ok = True
                         flags = 0
                     except BaseException as e:
-                        result, flags = self._singleFailed(single.conn, e)
-                        ok = False
+                        ok, result, flags = self._singleFailed(call, single.conn, e)
                 else:
                     ok, result, flags = self._execute(call)
             nxt: _Call | None = None
@@ -198,15 +198,38 @@ class _Worker:
             pool._workers.discard(self)
         pool._deliver((None, self, None, 0))  # the pool joins this thread on receipt
 
-    def _singleFailed(self, conn: Any, error: BaseException) -> tuple[BaseException, int]:
-        """After a runQuery/runOperation statement on ``conn`` failed: recover; (error, retry flags)."""
+    def _singleFailed(self, call: _Call, conn: Any, error: BaseException) -> tuple[bool, Any, int]:
+        """After a runQuery/runOperation statement on ``conn`` failed: (ok, result or error, retry flags).
+
+        With ``cp_reconnect``, a statement that cannot have reached the server
+        (``conn`` was already closed: ``adapter.neverSent``) runs once more on a new
+        connection, as Twisted's cursor-reopening does; anything else is recovered
+        from and fails, so work that may have run is never run twice.
+        """
+        pool = self.pool
+        if pool.reconnect and pool._adapter.neverSent(error, conn):
+            _log.info("adbapi: %s: the connection was closed before the statement was sent (%s); "
+                      "reconnecting", pool._label, type(error).__name__)
+            self.discardConnection(broken=True)
+            try:
+                self._open()
+                if call.cancelRequested:
+                    return False, CancelledError("cancelled before it reached the database"), 0
+                single = self.single
+                assert single is not None  # set by _open
+                conn = single.conn
+                return True, single.run(call.args, call.kw, call.kind == FAST_QUERY), 0
+            except BaseException as e:
+                error = e
+            if self.conn is None:  # the new connection could not be opened: nothing was sent
+                return False, error, _recovery.classify(pool, error, False)
         # The statement is its own transaction: a loss during it is a loss during commit.
         self.committing = True
         try:
-            _recovery.recoverRaw(self.pool, conn, error)
+            _recovery.recoverRaw(pool, conn, error)
         except BaseException as e:  # ConnectionLost with cp_reconnect
             error = e
-        return error, _recovery.classify(self.pool, error, True)
+        return False, error, _recovery.classify(pool, error, True)
 
     def _execute(self, call: _Call) -> tuple[bool, Any, int]:
         """Run a RUNNING call on this worker's connection: (ok, result or exception, retry flags)."""
@@ -225,10 +248,7 @@ class _Worker:
                 try:
                     return True, single.run(call.args, call.kw, kind == FAST_QUERY), 0
                 except BaseException as e:
-                    # The statement is its own transaction: a loss during it is a loss during commit.
-                    self.committing = True
-                    _recovery.recoverRaw(pool, conn, e)
-                    raise
+                    return self._singleFailed(call, conn, e)
             try:
                 # Anything else gets the connection as the DB-API default leaves it.
                 single.leave()

@@ -689,3 +689,144 @@ def test_baseExceptionFromInteractionErrbacks(sqlitePath: str) -> None:
             await pool.close()
 
     assert [tuple(r) for r in runReactor(body)] == [(6,)]
+
+
+# -- cp_reconnect on the single-statement path (runQuery/runOperation) ---------------------------------
+
+RECONNECT_SQLITE = """
+import os, sys
+from twisted.internet import defer
+from twisted.internet import task
+from twisted.enterprise import adbapi
+
+@defer.inlineCallbacks
+def main(reactor):
+    path = os.path.join(sys.argv[1], "reconnect.sqlite")
+    pool = adbapi.ConnectionPool("sqlite3", path, cp_min=1, cp_max=1, cp_reconnect=True,
+                                 check_same_thread=False)
+    yield pool.runOperation("CREATE TABLE t (a INTEGER)")
+    def closeIt():
+        list(pool.connections.values())[0].close()
+    closeIt()
+    print("query", (yield pool.runQuery("SELECT 1")))
+    closeIt()
+    print("operation", (yield pool.runOperation("INSERT INTO t VALUES (1)")))
+    closeIt()
+    def count(txn):
+        txn.execute("SELECT count(*) FROM t")
+        return txn.fetchall()
+    print("interaction", (yield pool.runInteraction(count)))
+    pool.close()
+
+task.react(main)
+"""
+
+
+@pytest.mark.parametrize("flavour", ["twisted", "ours"])
+def test_reconnectRunsStatementWhenConnectionWasClosed(flavour: str, tmp_path: Any) -> None:
+    """cp_reconnect: runQuery/runOperation/runInteraction on a connection closed behind the pool succeed."""
+    from tests.test_twistedports import checkProgram
+
+    expected = """
+query [(1,)]
+operation None
+interaction [(1,)]
+"""
+    checkProgram(RECONNECT_SQLITE, expected, flavour, str(tmp_path))
+
+
+class Reconnecting:
+    """One driver and pool mode for the cp_reconnect tests: sqlite3, psycopg2 (threads, lanes), psycopg 3,
+    PyMySQL and MySQL Connector/Python."""
+
+    def __init__(self, mode: str, dsn: str, path: str, mysqlKw: dict[str, Any]) -> None:
+        self.mode = mode
+        self.dsn = dsn
+        self.path = path
+        self.mysqlKw = mysqlKw
+        # A runOperation statement every driver takes (mysql.connector refuses to leave a SELECT's rows unread).
+        self.operation = "SET @x = 1" if mysqlKw else "SELECT 2"
+
+    def pool(self, reactor: Reactor) -> ConnectionPool:
+        kw: dict[str, Any] = {"cp_reactor": reactor, "cp_min": 1, "cp_max": 1, "cp_reconnect": True}
+        if self.mode == "sqlite3":
+            return ConnectionPool("sqlite3", self.path, check_same_thread=False, **kw)
+        if self.mode == "psycopg3":
+            return ConnectionPool("psycopg", self.dsn, **kw)
+        if self.mode in ("pymysql", "mysql.connector"):
+            return ConnectionPool(self.mode, **self.mysqlKw, **kw)
+        return ConnectionPool("psycopg2", self.dsn, cp_nonblocking=self.mode == "lanes", **kw)
+
+    @staticmethod
+    def closeBehindPoolsBack(pool: ConnectionPool) -> None:
+        """Close the pool's one open connection from outside the pool (a lane's, or a worker's)."""
+        lanes = [lane for lane in pool._lanes if lane.conn is not None]
+        conns = [lane.conn for lane in lanes] if lanes else list(pool.connections.values())
+        assert len(conns) == 1, conns
+        conns[0].close()
+
+
+@pytest.fixture(name="reconnecting",
+                params=["sqlite3", "threads", "lanes", "psycopg3", "pymysql", "mysql.connector"])
+def reconnectingFixture(request: pytest.FixtureRequest, sqlitePath: str) -> Reconnecting:
+    """Each driver (psycopg2 on worker threads and on lanes) in a pool with cp_reconnect=True."""
+    mode = request.param
+    dsn = request.getfixturevalue("postgresDSN") if mode in ("threads", "lanes", "psycopg3") else ""
+    mysqlKw: dict[str, Any] = {}
+    if mode in ("pymysql", "mysql.connector"):
+        pytest.importorskip(mode)
+        mysqlKw = dict(request.getfixturevalue("mysqlConnectKw"))
+    return Reconnecting(mode, dsn, sqlitePath, mysqlKw)
+
+
+def test_reconnectSingleStatementOnClosedConnection(reconnecting: Reconnecting) -> None:
+    """A runQuery/runOperation whose connection was closed before it ran reconnects and succeeds."""
+
+    async def body(reactor: Reactor) -> Any:
+        pool = reconnecting.pool(reactor)
+        try:
+            await pool.runQuery("SELECT 1")
+            reconnecting.closeBehindPoolsBack(pool)
+            rows = await pool.runQuery("SELECT 1")
+            reconnecting.closeBehindPoolsBack(pool)
+            operation = await pool.runOperation(reconnecting.operation)
+            reconnecting.closeBehindPoolsBack(pool)
+            rows2 = await pool.runQuery("SELECT 3")
+            reconnects = pool.statistics().reconnects
+            return [tuple(r) for r in rows], operation, [tuple(r) for r in rows2], reconnects
+        finally:
+            await pool.close()
+
+    assert runReactor(body) == ([(1,)], None, [(3,)], 3)
+
+
+def test_reconnectNeverRerunsStatementThatMayHaveRun(reconnecting: Reconnecting) -> None:
+    """A statement whose connection died after it was sent errbacks ConnectionLost and ran exactly once."""
+    if not reconnecting.dsn:
+        pytest.skip("PostgreSQL only (a sequence counts the runs; the backend ends its own session)")
+    import psycopg2
+
+    admin = psycopg2.connect(reconnecting.dsn)
+    admin.autocommit = True
+    sequence = f"reconnect_seq_{threading.get_ident()}_{id(reconnecting)}"
+    admin.cursor().execute(f"CREATE SEQUENCE {sequence}")
+
+    async def body(reactor: Reactor) -> Any:
+        pool = reconnecting.pool(reactor)
+        try:
+            await pool.runQuery("SELECT 1")
+            # nextval is not transactional: it shows how many times the statement ran.
+            with pytest.raises(ConnectionLost):
+                await pool.runQuery(f"SELECT nextval('{sequence}'), pg_terminate_backend(pg_backend_pid())")
+            return await pool.runQuery("SELECT 4")
+        finally:
+            await pool.close()
+
+    try:
+        assert [tuple(r) for r in runReactor(body)] == [(4,)]
+        cursor = admin.cursor()
+        cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+        assert cursor.fetchall() == [(1, True)]
+    finally:
+        admin.cursor().execute(f"DROP SEQUENCE IF EXISTS {sequence}")
+        admin.close()
