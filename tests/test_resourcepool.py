@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import socket
 import threading
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from deferthreads import (
     WaitTimeout,
 )
 from deferthreads._team import Team, Verdict
-from reactor import CancelledError, Deferred, Failure
+from reactor import CancelledError, Deferred, DeferredList, Failure
 from reactor._loop import Reactor
 from reactor.task import Clock
 from tests.bridge_support import WAIT, runReactor, workerThreads
@@ -818,10 +819,16 @@ def test_interruptUnblocksARealBlockingCall() -> None:
 
     def interrupt(client: SocketClient, thread: threading.Thread) -> None:
         interruptedIn.append((threading.current_thread().name, thread.name))
+        events.append("interrupt")
         client.ours.shutdown(socket.SHUT_RDWR)
+
+    def cancelIt() -> None:
+        box[0].cancel()
+        events.append("cancel returned")
 
     def blocking(client: SocketClient) -> bytes:
         entered.set()
+        reactor.callFromThread(cancelIt)  # the reactor cancels while (or just before) recv() blocks
         try:
             return client.receive()
         finally:
@@ -832,16 +839,11 @@ def test_interruptUnblocksARealBlockingCall() -> None:
         reactor=reactor,
     )
     results: list[Any] = []
+    box: list[Deferred[Any]] = []
 
     def main() -> None:
         d = pool.run(blocking)
-
-        def whenEntered() -> None:
-            if not entered.is_set():
-                reactor.callLater(0.001, whenEntered)
-                return
-            d.cancel()
-            events.append("cancel returned")
+        box.append(d)
 
         def fired(result: Any) -> Deferred[Any]:
             events.append("deferred fired")
@@ -849,12 +851,11 @@ def test_interruptUnblocksARealBlockingCall() -> None:
             return pool.run(lambda client: client.openedIn)
 
         d.addBoth(fired).addBoth(results.append).addBoth(lambda _: reactor.stop())
-        whenEntered()
 
     runReactor(reactor, main)
     assert entered.is_set()
     assert results[0].check(CancelledError)
-    assert events.index("call returned") < events.index("deferred fired")
+    assert events.index("interrupt") < events.index("call returned") < events.index("deferred fired")
     assert interruptedIn == [(threading.current_thread().name, "rp-interrupt-worker-1")]
     assert results[1] == "rp-interrupt-worker-1"  # a fresh client, opened in the worker
     assert len(clients) == 2 and clients[0].closedIn == "rp-interrupt-worker-1"
@@ -953,3 +954,68 @@ def test_closeRaisingAtShutdownIsLoggedWithRealThreads(caplog: pytest.LogCapture
     assert "close exploded" in caplog.text
     assert pool.statistics().closeFailed == 1
     assert workerThreads("rp-badclose") == []
+
+
+def test_cancelsRacingCompletionsFireEveryDeferredOnce() -> None:
+    """Hundreds of calls cancelled at random points on real threads: each Deferred fires once, none hangs."""
+
+    class Worklet:
+        """A resource whose calls loop until done or until interrupt() raises their stop flag."""
+
+        def __init__(self) -> None:
+            self.stop = False
+
+    def interrupt(worklet: Worklet, thread: threading.Thread) -> None:
+        worklet.stop = True
+        interrupts.append(1)
+
+    reactor = Reactor()
+    rng = random.Random(1234)
+    interrupts: list[int] = []
+    pool: ResourcePool[Worklet] = ResourcePool(
+        Worklet, lambda worklet: None, minthreads=2, maxthreads=4, name="rp-race",
+        interrupt=interrupt, reactor=reactor,
+    )
+    outcomes: list[str] = []
+    insiders: list[Deferred[Any]] = []
+    N = 400
+
+    def spin(worklet: Worklet, n: int, cancelFromInside: list[Deferred[Any]]) -> int:
+        if cancelFromInside:
+            reactor.callFromThread(cancelFromInside[0].cancel)  # arrives while it runs, or just after
+        total = 0
+        for i in range(n):  # a Python loop: it lets the reactor thread run meanwhile
+            if worklet.stop:
+                raise InterruptedError("interrupted")
+            total += i
+        return total
+
+    def main() -> None:
+        ds = []
+        for _ in range(N):
+            when = rng.choice(["now", "soon", "later", "inside", "never"])
+            inside: list[Deferred[Any]] = []
+            if when == "inside":
+                d = pool.run(spin, 10_000_000, inside)  # stops only when interrupted (bounded)
+                inside.append(d)
+                insiders.append(d)
+            else:
+                d = pool.run(spin, rng.choice([0, 1_000, 20_000]), inside)
+            d.addCallbacks(lambda _: outcomes.append("ok"), lambda f: outcomes.append(f.type.__name__))
+            ds.append(d)
+            if when == "now":
+                d.cancel()
+            elif when == "soon":
+                reactor.callLater(0, d.cancel)
+            elif when == "later":
+                reactor.callLater(0.005 * rng.random(), d.cancel)
+        DeferredList(ds).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert len(outcomes) == N
+    assert set(outcomes) <= {"ok", "CancelledError"}
+    stats = pool.statistics()
+    assert stats.interrupted == len(interrupts) == len(insiders) > 0  # each ends by its interrupt
+    assert all(d.called and d.result is None for d in insiders)  # their CancelledErrors were consumed
+    assert stats.open == 0 and stats.workers == 0
+    assert workerThreads("rp-race") == []
