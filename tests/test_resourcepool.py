@@ -197,6 +197,42 @@ def useResource(resource: Resource, value: Any = None) -> tuple[int, Any]:
     return resource.serial, value
 
 
+# -- the Team hook it rests on --------------------------------------------------------------------
+
+
+def test_teamCurrentWorkerNamesTheWorkerSteppedInThisThread() -> None:
+    """Team.currentWorker() is the worker whose protocol call runs here, even with fakes in one thread."""
+    seen: list[tuple[str, str | None]] = []
+    workers: list[FakeWorker] = []
+
+    def make(team: Team, name: str) -> FakeWorker:
+        workers.append(FakeWorker(team, name))
+        return workers[-1]
+
+    def hook(label: str) -> Callable[[], None]:
+        def record() -> None:
+            worker = team.currentWorker()
+            seen.append((label, None if worker is None else worker.name))
+
+        return record
+
+    team = Team(make, "t", 2, 2, workerInit=hook("init"), workerExit=hook("exit"))
+    assert team.currentWorker() is None
+    team.start()
+    first, second = workers
+    team.workerStarted(first)
+    team.workerStarted(second)
+    team.runQueued(first)
+    assert team.currentWorker() is first
+    team.runQueued(second)
+    assert team.currentWorker() is second
+    team.beginStop()
+    for worker in workers:
+        assert team.park(worker) is Verdict.EXIT
+    team.workerExiting(first)
+    assert seen == [("init", "t-worker-1"), ("init", "t-worker-2"), ("exit", "t-worker-1")]
+
+
 # -- dispatch ---------------------------------------------------------------------------------------
 
 
