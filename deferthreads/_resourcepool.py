@@ -194,6 +194,8 @@ class ResourcePool(Generic[_Res]):
     ``stop()`` does the same on demand; ``start()`` after it makes the pool
     usable again, as does the reactor's next run after a shutdown.
 
+    Make it, and call its methods, in the reactor thread (or before the
+    reactor runs); the hooks and ``f`` run where the list above says.
     ``clock`` (default: the reactor) gives the time and the timers (its
     ``seconds`` and ``callLater``); ``workerFactory`` makes workers (default:
     threads). Both are for tests.
