@@ -17,9 +17,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from deferthreads._bridge import ReactorFromThreads
 from deferthreads._errors import ReactorThreadError
 from deferthreads._threadpool import checkTimeout
-from reactor._deferred import Deferred, fail, succeed
-from reactor._errors import ReactorNotRunning
-from reactor._failure import Failure
+from reactor import Deferred, Failure, ReactorNotRunning, fail, succeed
 
 __all__ = ["blockingCallFromThread", "blockingCallFromThreadWithTimeout"]
 

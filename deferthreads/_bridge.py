@@ -20,9 +20,7 @@ from deferthreads._errors import QueueFull, ThreadPoolStopped
 from deferthreads._team import Team
 from deferthreads._threadpool import ThreadPool, checkTimeout
 from deferthreads._work import WorkItem
-from reactor._deferred import Deferred
-from reactor._errors import CancelledError
-from reactor._failure import Failure
+from reactor import CancelledError, Deferred, Failure
 
 __all__ = ["deferToThreadPool", "drainThreadPool"]
 

@@ -31,11 +31,8 @@ from deferthreads._resourcework import ResourceKeeper, ResourceWorkItem
 from deferthreads._team import Team, WorkerFactory
 from deferthreads._threadpool import checkCallable, checkTimeout
 from deferthreads._threadworker import ThreadWorker
-from reactor._default import getReactor
-from reactor._deferred import Deferred
-from reactor._errors import CancelledError
-from reactor._failure import Failure
-from reactor._spin import DEFAULT_SPIN, checkSpin
+from reactor import CancelledError, Deferred, Failure, getReactor
+from reactor.spin import DEFAULT_SPIN, checkSpin
 
 __all__ = ["IResourcePool", "ResourcePool", "ResourcePoolStatistics"]
 

@@ -38,9 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from deferthreads._interfaces import IWorker
 from deferthreads._work import WorkItem
-from reactor._deferred import Deferred
-from reactor._errors import CancelledError
-from reactor._failure import Failure
+from reactor import CancelledError, Deferred, Failure
 
 if TYPE_CHECKING:
     from deferthreads._bridge import ResultSink

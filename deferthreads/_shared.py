@@ -16,8 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from deferthreads._bridge import ReactorWithTime, ResultSink, deferCall, drainThreadPool, sinkFor
 from deferthreads._errors import ReactorThreadError
 from deferthreads._threadpool import ThreadPool, checkTimeout
-from reactor._default import getReactor
-from reactor._deferred import Deferred
+from reactor import Deferred, getReactor
 
 __all__ = [
     "callMultipleInThread",

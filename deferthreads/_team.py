@@ -53,9 +53,8 @@ from functools import partial
 from deferthreads._errors import QueueFull, ThreadPoolStopped
 from deferthreads._interfaces import IWorker
 from deferthreads._work import WorkItem
-from reactor._errors import CancelledError
-from reactor._failure import Failure
-from reactor._spin import SpinPolicy, pause, perfCounter
+from reactor import CancelledError, Failure
+from reactor.spin import SpinPolicy, pause, perfCounter
 
 __all__ = ["ThreadPoolStatistics"]
 

@@ -17,7 +17,7 @@ from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abandonAll
 from deferthreads._threadworker import ThreadWorker
 from deferthreads._work import CallbackWorkItem, OnResult, WorkItem
-from reactor._spin import DEFAULT_SPIN, checkSpin
+from reactor.spin import DEFAULT_SPIN, checkSpin
 
 _log = logging.getLogger("deferthreads")
 

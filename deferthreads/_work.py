@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import Any
 
-from reactor._failure import Failure
+from reactor import Failure
 
 __all__: list[str] = []
 
