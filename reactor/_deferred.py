@@ -151,8 +151,9 @@ class Deferred(Generic[_T]):
     """
 
     # The hot fields are slots (one indexed load or store each); ``__dict__`` is
-    # there for tags of the caller's own (``d.label = "x"``, as Twisted allows),
-    # and costs nothing until one is set.
+    # there for tags of the caller's own (``d.label = "x"``, as Twisted allows).
+    # It costs about 8 ns per Deferred made (CPython 3.11 sets up the instance's
+    # attribute storage at creation), and nothing on any other path.
     __slots__ = (
         "__dict__",
         "__weakref__",
