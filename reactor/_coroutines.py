@@ -21,6 +21,7 @@ from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
 from reactor._deferred import _CONTINUE, Deferred, _deferredTypes
+from reactor._errors import ReturnValue
 from reactor._failure import Failure
 
 __all__: list[str] = []
@@ -29,18 +30,6 @@ _T = TypeVar("_T")
 
 # What _CoroutineRunner._send returns once the coroutine has ended.
 _FINISHED: Any = object()
-
-
-class ReturnValue(BaseException):
-    """Raised by :func:`reactor.returnValue` to end an ``inlineCallbacks`` generator with ``value``.
-
-    A ``BaseException`` (as in Twisted) so that ``except Exception`` in the
-    generator does not swallow it.
-    """
-
-    def __init__(self, value: Any) -> None:
-        super().__init__(value)
-        self.value = value
 
 
 class _CoroutineRunner:

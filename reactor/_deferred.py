@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
-from reactor._errors import AlreadyCalledError, CancelledError, TimeoutError
+from reactor._errors import AlreadyCalledError, CancelledError, ReturnValue, TimeoutError
 from reactor._failure import Failure, _failureTypeSets
 
 if TYPE_CHECKING:
@@ -787,6 +787,9 @@ class Deferred(Generic[_T]):
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as e:
+            value = e.value
+        except ReturnValue as e:
+            # returnValue() before the first yield of an inlineCallbacks generator.
             value = e.value
         except BaseException:
             return fail(Failure())

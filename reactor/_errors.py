@@ -6,6 +6,8 @@ Each name matches the Twisted exception of the same role, so code that catches
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AlreadyCalled",
     "AlreadyCalledError",
@@ -82,3 +84,15 @@ class ReactorAlreadyInstalledError(AssertionError):
 
 class ReactorNotRestartable(RuntimeError):
     """Kept for Twisted compatibility; our reactors can be run again after they stop."""
+
+
+class ReturnValue(BaseException):
+    """Raised by :func:`reactor.returnValue` to end an ``inlineCallbacks`` generator with ``value``.
+
+    A ``BaseException`` (as in Twisted) so that ``except Exception`` in the
+    generator does not swallow it.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value

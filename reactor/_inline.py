@@ -19,9 +19,9 @@ from inspect import CO_COROUTINE, CO_GENERATOR, CO_ITERABLE_COROUTINE
 from types import FrameType, GeneratorType
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
-from reactor._coroutines import ReturnValue, runCoroutine
+from reactor._coroutines import runCoroutine
 from reactor._deferred import Deferred
-from reactor._failure import Failure
+from reactor._errors import ReturnValue
 
 __all__ = ["inlineCallbacks", "returnValue"]
 
@@ -57,31 +57,13 @@ def inlineCallbacks(f: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, De
             ) from None
         if not isinstance(gen, GeneratorType):
             raise TypeError(f"inlineCallbacks requires {f!r} to produce a generator; instead got {gen!r}")
-        d = runCoroutine(gen)
-        if d.called and type(d.result) is Failure and type(d.result.value) is ReturnValue:
-            # returnValue() ended the generator before its first yield. The
-            # first step runs in Deferred.fromCoroutine, which knows only
-            # ``return``; deliver the value as a ``return`` would (the later
-            # steps, in reactor._coroutines, already do).
-            return _returnedBeforeFirstYield(d)
-        return d
+        return runCoroutine(gen)
 
     return unwindGenerator
 
 
-def _returnedBeforeFirstYield(d: Deferred[Any]) -> Deferred[Any]:
-    """``d`` failed with the ``ReturnValue`` of a first step: a Deferred for the value instead."""
-    value = d.result.value.value
-    d.addErrback(_handled)
-    return runCoroutine(_returning(value))
-
-
-def _handled(failure: Failure) -> None:
-    """Errback that marks the failure handled (it was really a return)."""
-
-
 def _returning(value: Any) -> Generator[Any, Any, Any]:
-    """A generator that returns ``value`` at once, so the engine applies its rules for a returned value."""
+    """A generator that returns ``value`` at once (its wrapper's code object identifies every wrapper)."""
     return value
     yield  # pragma: no cover - makes this a generator function
 

@@ -236,3 +236,35 @@ def test_timeoutRejectsANonDeferred(caught: list[warnings.WarningMessage]) -> No
     """timeout() of something that is not a Deferred raises TypeError naming the argument (ours)."""
     with pytest.raises(TypeError, match="deferred must be a Deferred"):
         reactor.timeout("not a Deferred")  # type: ignore[arg-type]
+
+
+# --- returnValue in the first step of a coroutine or a nested generator -----------------------------
+
+
+def test_ensureDeferredOfCoroutineCallingReturnValueFirstGivesValue(
+    defer: ModuleType, caught: list[warnings.WarningMessage]
+) -> None:
+    """A coroutine that calls returnValue before its first await fires ensureDeferred's Deferred with it."""
+
+    async def early() -> int:
+        defer.returnValue(7)
+        return 0  # pragma: no cover - not reached
+
+    assert outcome(defer.ensureDeferred(early())) == 7
+
+
+def test_nestedGeneratorCallingReturnValueFirstGivesItsValueToTheYield(
+    defer: ModuleType, caught: list[warnings.WarningMessage]
+) -> None:
+    """A plain generator yielded inside inlineCallbacks that calls returnValue at once gives the yield its value."""
+
+    def inner() -> Generator[Any, Any, int]:
+        defer.returnValue(3)
+        yield None  # pragma: no cover - not reached
+
+    @defer.inlineCallbacks
+    def outer() -> Generator[Any, Any, int]:
+        got = yield inner()
+        return got * 10
+
+    assert outcome(outer()) == 30
