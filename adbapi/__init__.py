@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from adbapi._async import AsyncTransaction
 from adbapi._drivers import DriverAdapter, SingleRunner
-from adbapi._errors import ConnectionLost, PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._errors import (
+    ConnectionLost,
+    PoolAbandonedError,
+    PoolClosedError,
+    PoolOverloadedError,
+    PoolTimeoutError,
+)
 from adbapi._interfaces import IDriverAdapter
 from adbapi._pool import ConnectionPool
 from adbapi._retry import RetryPolicy
@@ -25,6 +31,7 @@ __all__ = [
     "ConnectionPool",
     "DriverAdapter",
     "IDriverAdapter",
+    "PoolAbandonedError",
     "PoolClosedError",
     "PoolOverloadedError",
     "PoolStatistics",

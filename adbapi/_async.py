@@ -67,6 +67,7 @@ class AsyncTransaction:
         # Reactor thread only:
         self._finished = False
         self._closedByPool = False
+        self._outstanding: set[Deferred[Any]] = set()  # operations issued whose Deferreds have not fired
 
     # -- the reactor side -------------------------------------------------------------
 
@@ -141,8 +142,22 @@ class AsyncTransaction:
         if self._closedByPool:
             return fail(PoolClosedError(f"{self._pool._label} is closing; this transaction was rolled back"))
         d: Deferred[Any] = Deferred(self._cancelOp)
+        self._outstanding.add(d)
+        d.addBoth(self._opFired, d)
         self._ops.put((kind, args, kw, d))
         return d
+
+    def _opFired(self, result: Any, d: Deferred[Any]) -> Any:
+        self._outstanding.discard(d)
+        return result
+
+    def _abandonByPool(self, error: BaseException) -> None:
+        """The pool's close gave up waiting (reactor thread): every operation issued and not over fails."""
+        self._closedByPool = True
+        for d in list(self._outstanding):
+            if not d.called:
+                d.errback(error)
+        self._outstanding.clear()
 
     def _cancelOp(self, d: Deferred[Any]) -> None:
         assert self._call is not None

@@ -6,6 +6,7 @@ from reactor import TimeoutError as _ReactorTimeoutError
 
 __all__ = [
     "ConnectionLost",
+    "PoolAbandonedError",
     "PoolClosedError",
     "PoolOverloadedError",
     "PoolTimeoutError",
@@ -25,6 +26,15 @@ class ConnectionLost(Exception):
 
 class PoolClosedError(RuntimeError):
     """A call was made on a :class:`ConnectionPool` that is closing or closed."""
+
+
+class PoolAbandonedError(PoolClosedError):
+    """The pool's close gave up on this call: ``cp_shutdown_timeout`` passed while it was still running.
+
+    Unlike a plain :class:`PoolClosedError` (the call never ran), the call had
+    started: its statement was asked to stop on the server, but whether its work
+    was committed is unknown.
+    """
 
 
 class PoolOverloadedError(RuntimeError):

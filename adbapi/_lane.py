@@ -124,6 +124,10 @@ class _Lane:
         self.awaitingCancel: _Call | None = None
         # The current statement runs inside BEGIN ... COMMIT (see _statement).
         self.inBlock = False
+        # Set (under handOff, by the reactor) when the pool's close gave up on the lane; a connect side
+        # thread reads it under the same lock to know whether anyone will take its connection.
+        self.handOff = threading.Lock()
+        self.forsaken = False
 
     def __repr__(self) -> str:
         return f"<adbapi lane {self.name} {self.state}>"
@@ -157,6 +161,8 @@ class _Lane:
                 self._close()
 
     def doWrite(self) -> None:
+        if self.step == _NONE:  # abandoned by the pool's close in this same reactor turn
+            return
         self._poll()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -246,6 +252,8 @@ class _Lane:
             self.reactor.addWriter(self)
 
     def _sendFailed(self, step: int, error: Exception) -> None:
+        if self.state == _CLOSED:  # abandoned by the pool's close meanwhile
+            return
         self._sideEnds()
         self.step = step
         call = self.current
@@ -406,6 +414,8 @@ class _Lane:
         self.side.start()
 
     def _fetched(self, outcome: tuple[bool, Any]) -> None:
+        if self.state == _CLOSED:  # abandoned by the pool's close meanwhile
+            return
         side, self.side = self.side, None
         if side is not None:
             side.join(1.0)
@@ -553,12 +563,21 @@ class _Lane:
             except BaseException as e:
                 pool._redactor.scrubException(e)
                 outcome = (False, e, None)
-            self.reactor.callFromThread(self._opened, *outcome)
+            with self.handOff:
+                if not self.forsaken:
+                    self.reactor.callFromThread(self._opened, *outcome)
+                    return
+            if outcome[0]:  # the pool's close gave up on this lane while the driver connected
+                pool._adapter.discard(outcome[1])
 
         self.side = threading.Thread(target=connect, name=f"{self.name}-connect", daemon=True)
         self.side.start()
 
     def _opened(self, ok: bool, conn: Any, info: Any) -> None:
+        if self.state == _CLOSED:  # abandoned by the pool's close after the side thread handed it over
+            if ok:
+                self.pool._adapter.discard(conn)
+            return
         side, self.side = self.side, None
         if side is not None:
             side.join(1.0)
@@ -609,6 +628,55 @@ class _Lane:
                 pool._reconnects += 1
             if recycled:
                 pool._recycled += 1
+
+    def abandon(self) -> _Call | None:
+        """The pool's close stopped waiting for this busy lane (reactor thread); returns its call, if any.
+
+        The lane closes at once and drops its call (the pool fails it). Its
+        connection goes to a daemon thread, which asks the server to stop the
+        statement running there, waits for the lane's side threads to finish with
+        the connection, and closes it: both may block, the reactor must not. A
+        connection still being opened is closed by its side thread when the
+        driver returns it.
+        """
+        call, self.current = self.current, None
+        with self.handOff:
+            self.forsaken = True
+        self.abandoned = True
+        self.state = _CLOSED
+        self.step = _NONE
+        self.awaitingCancel = None
+        self.kept = None
+        if self.watching:
+            self.watching = False
+            self.reactor.removeReader(self)
+        self._unwrite()
+        # Not under connLock (a cancel being sent holds it): the daemon thread takes it before closing.
+        conn, info = self.conn, self.connInfo
+        self.conn = self.connInfo = self.cursor = None
+        self.fd = -1
+        if conn is None:
+            return call
+        pool = self.pool
+        side = self.side
+        over = call.statementOver if call is not None else None
+        cancelThread = call.cancelThread if call is not None else None
+
+        def release() -> None:
+            try:
+                pool._adapter.cancel(conn, info, pool.connargs, pool.connkw)
+            except Exception:  # the connection died meanwhile: nothing left to stop
+                pass
+            if over is not None:
+                over.set()  # the lane's own cancel thread stops repeating
+            for thread in (side, cancelThread):
+                if thread is not None and thread.is_alive():
+                    thread.join()
+            with self.connLock:
+                pool._adapter.discard(conn)
+
+        threading.Thread(target=release, name=f"{self.name}-abandon", daemon=True).start()
+        return call
 
     def retire(self, recycled: bool) -> None:
         """Close an idle lane (the pool took it off the idle stack)."""

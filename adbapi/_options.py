@@ -18,7 +18,16 @@ from typing import Any
 
 from adbapi._retry import RetryPolicy
 
-__all__ = ["TWISTED_ARGS", "PoolOptions", "checkTwistedOptions", "loadModule", "poolOptions", "popOptions"]
+__all__ = [
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "TWISTED_ARGS",
+    "PoolOptions",
+    "checkTimeout",
+    "checkTwistedOptions",
+    "loadModule",
+    "poolOptions",
+    "popOptions",
+]
 
 _log = logging.getLogger("adbapi")
 
@@ -26,8 +35,11 @@ _log = logging.getLogger("adbapi")
 TWISTED_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql"]
 _EXTRA_ARGS = [
     "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
-    "timeout", "retry", "nonblocking",
+    "timeout", "retry", "nonblocking", "shutdown_timeout",
 ]
+#: Seconds a close (or the reactor's shutdown) waits for running calls before it abandons them; the
+#: same default as the reactor's shared thread pool.
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,8 @@ class PoolOptions:
     maxWaiting: int | None
     retry: RetryPolicy | None
     nonblocking: bool | None
+    #: how long close() waits for running calls (None: as long as they take)
+    shutdownTimeout: float | None
 
     @property
     def timed(self) -> bool:
@@ -129,7 +143,15 @@ def poolOptions(options: dict[str, Any], defaultReactor: Callable[[], Any]) -> P
         maxWaiting=maxWaiting,
         retry=retry,
         nonblocking=nonblocking,
+        shutdownTimeout=checkTimeout(
+            "cp_shutdown_timeout", options.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+        ),
     )
+
+
+def checkTimeout(name: str, value: Any) -> float | None:
+    """A number of seconds > 0, or None (no limit); ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    return _optionalSeconds(name, value)
 
 
 def _optionalSeconds(name: str, value: Any, allowZero: bool = False) -> float | None:

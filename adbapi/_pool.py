@@ -33,16 +33,24 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from adbapi._async import AsyncTransaction
 from adbapi._drivers import DriverAdapter, adapterFor
-from adbapi._errors import PoolClosedError, PoolOverloadedError, PoolTimeoutError
+from adbapi._errors import PoolAbandonedError, PoolClosedError, PoolOverloadedError, PoolTimeoutError
 from adbapi._lane import _IDLE as _LANE_IDLE
 from adbapi._lane import LaneSupport, _Lane
-from adbapi._options import TWISTED_ARGS, checkTwistedOptions, loadModule, poolOptions, popOptions
+from adbapi._options import (
+    TWISTED_ARGS,
+    checkTimeout,
+    checkTwistedOptions,
+    loadModule,
+    poolOptions,
+    popOptions,
+)
 from adbapi._recovery import FLAG_CONFLICT, FLAG_LOST_BEFORE_COMMIT, recover
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
@@ -124,7 +132,10 @@ class ConnectionPool:
     :class:`RetryPolicy`), ``cp_clock`` (time source, default the reactor),
     ``cp_nonblocking`` (psycopg2: run runQuery/runOperation on lanes, nonblocking
     connections the reactor drives; None, the default, chooses them where
-    possible, False turns them off, True insists).
+    possible, False turns them off, True insists), ``cp_shutdown_timeout``
+    (seconds a close or the reactor's shutdown waits for running calls before it
+    abandons them, default 30; None waits as long as they take; see
+    :meth:`setShutdownTimeout`).
 
     Every ``run*`` method must be called in the reactor thread and returns a
     Deferred that fires there. Cancelling it removes a waiting call, or stops
@@ -169,6 +180,7 @@ class ConnectionPool:
         self._maxWaiting: int | None = extra.maxWaiting
         self._retry: RetryPolicy | None = extra.retry
         self._timed = extra.timed
+        self._shutdownTimeout: float | None = extra.shutdownTimeout
         nonblocking = extra.nonblocking
 
         _poolCounter += 1
@@ -227,6 +239,7 @@ class ConnectionPool:
         # Reactor thread only:
         self._state = _NEW
         self._closeWaiters: list[Deferred[None]] = []
+        self._closeDeadline: Any = None  # the cp_shutdown_timeout timer of a close under way
         self._backingOff: set[_Call] = set()
         self._transactions: set[AsyncTransaction] = set()  # open ``async with pool.transaction()`` blocks
         self._idleCheck: Any = None
@@ -304,6 +317,12 @@ class ConnectionPool:
         Returns a Deferred that fires once every worker has exited (Twisted's
         returns None; ignoring the result keeps the same behaviour). Called
         while the reactor is not running, it waits for the workers right away.
+        Either way it waits at most the shutdown timeout (``cp_shutdown_timeout``,
+        :meth:`setShutdownTimeout`): then running statements are cancelled on
+        the server, the calls still running errback :class:`PoolAbandonedError`
+        and the rest :class:`PoolClosedError`, threads stuck in the driver are
+        left behind as daemon threads (each closes its connection when the driver
+        returns), and the Deferred fires.
         """
         if self.shutdownID is not None:
             try:
@@ -324,6 +343,15 @@ class ConnectionPool:
             # Held apart from Twisted's ``shutdownID``, which is None once close() has returned.
             self._closeTrigger = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         return d
+
+    def setShutdownTimeout(self, timeout: float | None) -> None:
+        """Bound how long :meth:`close` and the reactor's shutdown wait for running calls (reactor thread).
+
+        ``timeout`` is in seconds (> 0), or None to wait as long as they take
+        (Twisted's behaviour). The default is ``cp_shutdown_timeout`` (30 s). A
+        close already under way keeps the deadline it started with.
+        """
+        self._shutdownTimeout = checkTimeout("timeout", timeout)
 
     def finalClose(self) -> Deferred[None]:
         """Twisted's name for the shutdown-time close."""
@@ -371,19 +399,77 @@ class ConnectionPool:
             lane.retire(recycled=False)
         with self._lock:
             slots = len(self._workers) + len(self._lanes)
+        timeout = self._shutdownTimeout
         if not slots:
             if self._state == _CLOSING:
                 self._closed()
         elif not self._reactor.running:
-            # Nothing will deliver the exit notices until the reactor runs: wait here.
+            # Nothing will deliver the exit notices until the reactor runs: wait here, within the deadline.
+            deadline = None if timeout is None else time.monotonic() + timeout
             for worker in workers:
                 if worker.thread.is_alive() and worker.thread is not threading.current_thread():
-                    worker.thread.join()
+                    worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._flushResults()
+            if self._state == _CLOSING and timeout is not None:
+                self._closeExpired(timeout)
+        elif timeout is not None:
+            self._closeDeadline = self._clock.callLater(timeout, self._closeExpired, timeout)
         return d
+
+    def _closeExpired(self, timeout: float | None) -> None:
+        """The shutdown timeout passed with slots still busy (reactor thread): stop waiting for them.
+
+        Running statements are asked to stop on the server; the workers and lanes
+        still busy are forgotten (a worker finishes its call, whose outcome is
+        dropped, then closes its connection and exits; so does a connect stuck in
+        the driver, whenever it returns), every Deferred they held errbacks, and
+        the close ends. The pool gets a new waiting queue and idle stack, so a
+        forgotten worker never serves a later run of the pool.
+        """
+        self._closeDeadline = None
+        if self._results:
+            self._flushResults()  # outcomes that came home before the deadline are delivered as such
+        if self._state != _CLOSING:
+            return
+        with self._lock:
+            workers = list(self._workers)
+            self._workers.clear()
+            lanes = list(self._lanes)
+            self._lanes.clear()
+            self._idleLanes.clear()
+            running = [c for c in (w.current for w in workers) if c is not None and c.state is RUNNING]
+            oldPending, oldIdle = self._pending, self._idle
+            stranded = list(oldPending)
+            oldPending.clear()
+            oldIdle.clear()
+            self._pending = collections.deque(stranded)
+            self._idle = []
+        _log.warning("adbapi: %s: close gave up after %s s: %d worker(s) and %d lane(s) were still busy",
+                     self._label, timeout, len(workers), len(lanes))
+        for worker in workers:
+            worker.inbox.put(None)  # one that goes idle (in the old stack) exits at once
+        why = (f"{self._label} closed while this call was running: the shutdown timeout ({timeout} s) "
+               "passed; the statement was asked to stop, and whether its work committed is unknown")
+        for txn in list(self._transactions):
+            txn._abandonByPool(PoolAbandonedError(why))  # the operations it issued, first
+        for call in running:
+            self._stopCall(call)  # stops the statement on the server; the worker skips what is left
+            if not call.deferred.called:
+                self._errors += 1
+                call.deferred.errback(PoolAbandonedError(why))
+        for lane in lanes:
+            laneCall = lane.abandon()
+            if laneCall is not None and not laneCall.deferred.called:
+                self._errors += 1
+                laneCall.deferred.errback(PoolAbandonedError(why))
+        self._closed()
 
     def _closed(self) -> None:
         self._state = _CLOSED
+        if self._closeDeadline is not None:
+            if self._closeDeadline.active():
+                self._closeDeadline.cancel()
+            self._closeDeadline = None
         if self._closeTrigger is not None:  # the trigger close() left for a shutdown that did not come
             try:
                 self._reactor.removeSystemEventTrigger(self._closeTrigger)
@@ -754,6 +840,10 @@ class ConnectionPool:
     def _cancelCall(self, call: _Call) -> None:
         """The canceller of every call's Deferred (reactor thread)."""
         self._cancelled += 1
+        self._stopCall(call)
+
+    def _stopCall(self, call: _Call) -> None:
+        """Unqueue ``call``, or stop its statement on the server (reactor thread)."""
         side = None
         laneToCancel: _Lane | None = None
         with self._lock:

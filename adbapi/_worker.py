@@ -107,6 +107,11 @@ class _Worker:
         self.pool = pool
         self.inbox: SimpleQueue[Any] = SimpleQueue()
         self.thread = threading.Thread(target=self._main, name=f"{pool._threadPrefix}-{number}", daemon=True)
+        # The pool's waiting queue and idle stack as they were when this worker was made (under the pool
+        # lock). A close that gives up on its workers (cp_shutdown_timeout) gives the pool new ones, so
+        # a worker it abandoned can neither take a later call nor offer itself for one.
+        self.pending = pool._pending
+        self.idleStack = pool._idle
         # Written by the worker thread only, under connLock (held by the cancel side thread while it
         # sends a cancel, so the connection cannot be closed under it):
         self.connLock = threading.Lock()
@@ -133,8 +138,9 @@ class _Worker:
         pool = self.pool
         pool._local.worker = self
         lock = pool._lock
-        pending = pool._pending
+        pending = self.pending
         popleft = pending.popleft
+        idleStack = self.idleStack
         now = pool._clock.seconds
         results = pool._results
         lowWater = pool._lowWater
@@ -177,7 +183,7 @@ class _Worker:
                 elif not pool._stopping:
                     goIdle = True
                     self.idleSince = self.lastUsed = now() if timed else 0.0
-                    pool._idle.append(self)
+                    idleStack.append(self)
             if started:
                 if call.statementOver is not None:
                     # Never run another statement while a cancel for this call is in flight.
