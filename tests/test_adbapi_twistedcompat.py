@@ -744,7 +744,7 @@ class Reconnecting:
         self.dsn = dsn
         self.path = path
         self.mysqlKw = mysqlKw
-        # A runOperation statement every driver takes (mysql.connector refuses to leave a SELECT's rows unread).
+        # A runOperation statement every driver takes (mysql.connector refuses a SELECT's rows left unread).
         self.operation = "SET @x = 1" if mysqlKw else "SELECT 2"
 
     def pool(self, reactor: Reactor) -> ConnectionPool:
