@@ -256,7 +256,7 @@ def test_ensureDeferredOfCoroutineCallingReturnValueFirstGivesValue(
 def test_nestedGeneratorCallingReturnValueFirstGivesItsValueToTheYield(
     defer: ModuleType, caught: list[warnings.WarningMessage]
 ) -> None:
-    """A plain generator yielded inside inlineCallbacks that calls returnValue at once gives the yield its value."""
+    """A generator yielded in inlineCallbacks that calls returnValue at once gives the yield its value."""
 
     def inner() -> Generator[Any, Any, int]:
         defer.returnValue(3)
