@@ -29,7 +29,7 @@ from deferthreads._bridge import ResultSink, sinkFor
 from deferthreads._errors import QueueFull, ThreadPoolStopped
 from deferthreads._resourcework import ResourceKeeper, ResourceWorkItem
 from deferthreads._team import Team, WorkerFactory
-from deferthreads._threadpool import checkCallable, checkTimeout
+from deferthreads._threadpool import checkCallable, checkCount, checkHook, checkTimeout
 from deferthreads._threadworker import ThreadWorker
 from reactor import CancelledError, Deferred, Failure, getReactor
 from reactor.spin import DEFAULT_SPIN, checkSpin
@@ -112,19 +112,6 @@ class ResourcePoolStatistics:
     cancelled: int
     rejected: int
     longestQueueWait: float
-
-
-def _checkCount(value: object, argName: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argName} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argName} must be >= {minimum}, got {value}")
-    return value
-
-
-def _checkHook(value: object, argName: str) -> None:
-    if value is not None and not callable(value):
-        raise TypeError(f"{argName} must be callable or None, not {type(value).__name__}")
 
 
 def _checkSeconds(value: object, argName: str) -> float:
@@ -222,23 +209,23 @@ class ResourcePool(Generic[_Res]):
     ) -> None:
         checkCallable(create, "create")
         checkCallable(close, "close")
-        _checkCount(minthreads, "minthreads", 0)
-        _checkCount(maxthreads, "maxthreads", 1)
+        checkCount(minthreads, "minthreads", 0)
+        checkCount(maxthreads, "maxthreads", 1)
         if minthreads > maxthreads:
             raise ValueError(f"minthreads ({minthreads}) must be <= maxthreads ({maxthreads})")
-        _checkHook(check, "check")
+        checkHook(check, "check")
         checkAfterIdle = _checkSeconds(checkAfterIdle, "checkAfterIdle")
         maxLifetime = checkTimeout(maxLifetime, "maxLifetime")
         maxIdle = checkTimeout(maxIdle, "maxIdle")
-        _checkHook(interrupt, "interrupt")
-        _checkHook(isBroken, "isBroken")
+        checkHook(interrupt, "interrupt")
+        checkHook(isBroken, "isBroken")
         if queueLimit is not None:
-            _checkCount(queueLimit, "queueLimit", 1)
+            checkCount(queueLimit, "queueLimit", 1)
         waitTimeout = checkTimeout(waitTimeout, "waitTimeout")
         self.shutdownTimeout = checkTimeout(shutdownTimeout, "shutdownTimeout")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        _checkHook(workerFactory, "workerFactory")
+        checkHook(workerFactory, "workerFactory")
         if reactor is None:
             reactor = getReactor()
         elif not callable(getattr(reactor, "callFromThread", None)):
@@ -427,8 +414,8 @@ class ResourcePool(Generic[_Res]):
 
     def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
         """Change the bounds (``None`` keeps one); workers start, or exit closing their resource, to suit."""
-        newMin = self._team.minWorkers if minthreads is None else _checkCount(minthreads, "minthreads", 0)
-        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 1)
+        newMin = self._team.minWorkers if minthreads is None else checkCount(minthreads, "minthreads", 0)
+        newMax = self._team.maxWorkers if maxthreads is None else checkCount(maxthreads, "maxthreads", 1)
         if newMin > newMax:
             raise ValueError(f"minthreads ({newMin}) must be <= maxthreads ({newMax})")
         self._team.adjust(newMin, newMax)

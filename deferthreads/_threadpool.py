@@ -30,7 +30,7 @@ class _HasSeconds(Protocol):
     def seconds(self) -> float: ...
 
 
-def _checkCount(value: object, argName: str, minimum: int) -> int:
+def checkCount(value: object, argName: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{argName} must be an int, not {type(value).__name__}")
     if value < minimum:
@@ -38,7 +38,7 @@ def _checkCount(value: object, argName: str, minimum: int) -> int:
     return value
 
 
-def _checkHook(value: object, argName: str) -> None:
+def checkHook(value: object, argName: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{argName} must be callable or None, not {type(value).__name__}")
 
@@ -123,18 +123,18 @@ class ThreadPool:
         clock: _HasSeconds | None = None,
         spinTime: float = DEFAULT_SPIN,
     ) -> None:
-        _checkCount(minthreads, "minthreads", 0)
-        _checkCount(maxthreads, "maxthreads", 0)
+        checkCount(minthreads, "minthreads", 0)
+        checkCount(maxthreads, "maxthreads", 0)
         if minthreads > maxthreads:
             raise ValueError(f"minthreads ({minthreads}) must be <= maxthreads ({maxthreads})")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         if queueLimit is not None:
-            _checkCount(queueLimit, "queueLimit", 1)
+            checkCount(queueLimit, "queueLimit", 1)
         idleTimeout = checkTimeout(idleTimeout, "idleTimeout")
-        _checkHook(workerInit, "workerInit")
-        _checkHook(workerExit, "workerExit")
-        _checkHook(workerFactory, "workerFactory")
+        checkHook(workerInit, "workerInit")
+        checkHook(workerExit, "workerExit")
+        checkHook(workerFactory, "workerFactory")
         if clock is not None and not callable(getattr(clock, "seconds", None)):
             raise TypeError(f"clock must have a seconds() method, not {type(clock).__name__}")
         self.name = name
@@ -278,7 +278,7 @@ class ThreadPool:
         once in this thread if no worker is alive). Use :func:`drainThreadPool`
         from the reactor thread to get a Deferred instead.
         """
-        _checkHook(onStopped, "onStopped")
+        checkHook(onStopped, "onStopped")
         self._team.beginStop(onStopped)
 
     def cancelQueued(self) -> int:
@@ -328,8 +328,8 @@ class ThreadPool:
 
     def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
         """Change the bounds (``None`` keeps one); workers start or exit to honour them."""
-        newMin = self._team.minWorkers if minthreads is None else _checkCount(minthreads, "minthreads", 0)
-        newMax = self._team.maxWorkers if maxthreads is None else _checkCount(maxthreads, "maxthreads", 0)
+        newMin = self._team.minWorkers if minthreads is None else checkCount(minthreads, "minthreads", 0)
+        newMax = self._team.maxWorkers if maxthreads is None else checkCount(maxthreads, "maxthreads", 0)
         if newMin > newMax:
             raise ValueError(f"minthreads ({newMin}) must be <= maxthreads ({newMax})")
         self._team.adjust(newMin, newMax)
