@@ -54,7 +54,8 @@ from reactor._neterrors import ConnectionLost
 from reactor._network import ReactorNetworkMixin
 from reactor._poller import POLLIN, POLLOUT, makePoller
 from reactor._signals import SignalHandlers
-from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, loopSpins, pause, perfCounter
+from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, pause, perfCounter
+from reactor._spinchoice import SpinChoice
 from reactor._waker import Waker
 
 __all__ = ["Reactor"]
@@ -125,12 +126,12 @@ class Reactor(ReactorNetworkMixin):
     def __init__(self, *, spinTime: float | None = None) -> None:
         """``spinTime``: how long, in seconds, the loop may keep polling for the next thread call
         before it blocks (see :attr:`spinTime`; 0 turns spinning off). Left out, it is
-        ``DEFAULT_SPIN`` where the machine's spin calibration found that a spinning loop pays,
-        and no spin elsewhere."""
+        ``DEFAULT_SPIN`` while the loop's own measurements show that spinning shortens the wait
+        for the next thread call, and no spin otherwise (``reactor._spinchoice``)."""
         super().__init__()
         # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
-        # _spinAuto: no spinTime was given, so the calibration decides whether the loop spins.
-        self._spinAuto = spinTime is None
+        # No spinTime given: the loop measures its own thread-call gaps to decide whether to spin.
+        self._spinChoice: SpinChoice | None = SpinChoice() if spinTime is None else None
         self._spin = SpinPolicy(DEFAULT_SPIN if spinTime is None else checkSpin(spinTime, "spinTime"))
         # Reactor thread. The queue's dict, heap and counter are never replaced: callLater uses them directly.
         self._timers = self._newTimerQueue()
@@ -196,15 +197,16 @@ class Reactor(ReactorNetworkMixin):
         while its spins come back empty. While it spins, threads calling in skip
         the waker write. 0 turns spinning off. Set it in the reactor thread (or
         before :meth:`run`). A reactor created without ``spinTime`` spins only
-        where the spin calibration found that it pays
-        (:func:`reactor.spinCalibration`); setting this makes it spin as told.
+        while trials on its own traffic find that spinning shortens the wait for
+        the next thread call (re-tried every few thousand waits); setting this
+        makes it spin as told.
         """
         return self._spin.window
 
     @spinTime.setter
     def spinTime(self, value: float) -> None:
         self._spin.window = checkSpin(value, "spinTime")
-        self._spinAuto = False
+        self._spinChoice = None
 
     def isReactorThread(self) -> bool:
         """True when called in the thread currently inside this reactor's :meth:`run`. Any thread."""
@@ -482,6 +484,12 @@ class Reactor(ReactorNetworkMixin):
                 self._justStopped = False
                 self._events.fire("shutdown")
             hadThreadCalls = bool(queue)
+            choice = self._spinChoice
+            if choice is not None:
+                if hadThreadCalls:
+                    choice.arrived(perfCounter())
+                else:
+                    choice.interrupted()
             if hadThreadCalls:
                 self._runThreadCalls()
             if heap:
@@ -491,7 +499,7 @@ class Reactor(ReactorNetworkMixin):
                 and not queue
                 and self._started
                 and not self._justStopped
-                and (loopSpins() or not self._spinAuto)
+                and (choice is None or choice.waiting(perfCounter()))
                 and spin.shouldSpin()
             ):
                 # Still awake (no waker write needed): the next thread call is likely a moment away.

@@ -24,10 +24,11 @@ faster. So the first spin in the process starts :func:`calibrate` in a backgroun
 thread (a few milliseconds, once): it times crc32, then plays a request/response
 ping-pong between two threads shaped like a reactor and a worker, once per candidate
 pause length (1-32 us), with the "reactor" blocking; keeps the shortest pause within
-10% of the fastest; then plays it again with the "reactor" spinning as well, and lets
-the loop spin only if that halved the round trip. Until it is done, pauses are 16 KiB and
-the loop spins. :func:`spinCalibration` returns what it chose (running it first if
-need be).
+10% of the fastest; then plays it again with the "reactor" spinning as well and
+reports whether that halved the round trip (``loopSpins``). Until it is done, pauses
+are 16 KiB. :func:`spinCalibration` returns what it chose (running it first if need
+be). Whether a reactor's loop spins is not taken from the ping-pong, which misjudged
+it (see :mod:`reactor._spinchoice`): the loop measures its own thread-call traffic.
 
 :class:`SpinPolicy` keeps the spinning to where it pays: every spin that comes back
 empty doubles the number of waits that block at once before the next try (up to
@@ -69,11 +70,11 @@ _ROUNDS = 3  # rounds over every candidate, interleaved, unless the budget runs 
 _CALIBRATION_BUDGET = 0.025  # seconds: no new round starts after this
 _HARD_LIMIT = 0.1  # seconds: past this the ping-pong ends each trial after one round trip
 _NEAR_BEST = 1.10  # the shortest pause within 10% of the fastest wins
-# The loop spins only if that halves the ping-pong's round trip. The ping-pong flatters a spinning
-# loop: on our 2-core machine it measured 5.5 us spinning against 8.3 us blocking, while real
-# deferToThread round trips ran 1.3-1.8x faster with the loop blocking than spinning (the real
-# loop's Python between looks collides with the worker's). Where wake-ups cost tens of
-# microseconds, blocking costs several times more and the loop still spins.
+# loopSpins reports whether spinning halves the ping-pong's round trip. The ping-pong flatters a spinning
+# loop: on our 2-core machine it measured 5.5 us spinning against 8.3 us blocking (another time 7.6
+# against 36.5 us), while real deferToThread round trips ran 1.3-1.8x faster with the loop blocking
+# than spinning (the real loop's Python between looks collides with the worker's). Hence the loop's
+# own trials (reactor._spinchoice).
 _LOOP_SPIN_GAIN = 0.5
 
 perfCounter = time.perf_counter
@@ -83,7 +84,6 @@ _schedYield = os.sched_yield
 # Written once by the calibration (any thread), read by every spinner: plain attribute
 # stores, so a reader sees the old or the new value, both sound.
 _pauseBuffer = bytes(_DEFAULT_PAUSE_BYTES)
-_loopSpins = True
 _calibration: SpinCalibration | None = None
 _calibrationLock = threading.Lock()  # held while a calibration runs
 _calibrationStarted = False  # a background calibration was started (or one ran)
@@ -96,11 +96,11 @@ class SpinCalibration:
 
     ``pauseBytes`` is the crc32 buffer of one pause and ``pauseSeconds`` how long
     it lasts at the measured ``crc32BytesPerSecond``; ``loopSpins`` says whether
-    a reactor created with the default ``spinTime`` spins for thread calls
-    (otherwise it blocks and is woken). ``roundTrips`` holds, per candidate
-    ``(pauseBytes, seconds)``, the median ping-pong round trip with the reactor
-    side blocking; ``spinningLoopRoundTrip`` and ``blockingLoopRoundTrip`` the
-    medians measured at the chosen pause with the reactor side spinning and
+    a spinning "reactor" halved the ping-pong's round trip (for information: a
+    reactor made without ``spinTime`` decides from its own traffic instead).
+    ``roundTrips`` holds, per candidate ``(pauseBytes, seconds)``, the median
+    ping-pong round trip with the reactor side blocking; ``spinningLoopRoundTrip``
+    and ``blockingLoopRoundTrip`` the medians measured at the chosen pause with the reactor side spinning and
     blocking. ``seconds`` is how long the calibration took.
     """
 
@@ -125,11 +125,6 @@ def pause() -> None:
     _schedYield()
 
 
-def loopSpins() -> bool:
-    """Whether a reactor with the default ``spinTime`` should spin (True until calibrated)."""
-    return _loopSpins
-
-
 #: measure(pauseBytes, callerSpins, count) -> ``count`` round-trip times in seconds.
 Measure = Callable[[int, bool, int], Sequence[float]]
 
@@ -146,7 +141,7 @@ def calibrate(
     the budget: tests inject both. At least one round over every candidate runs;
     no new round starts once ``budget`` seconds have passed.
     """
-    global _pauseBuffer, _loopSpins, _calibration, _calibrationStarted
+    global _pauseBuffer, _calibration, _calibrationStarted
     with _calibrationLock:
         _calibrationStarted = True
         began = clock()
@@ -193,7 +188,6 @@ def calibrate(
             seconds=clock() - began,
         )
         _pauseBuffer = bytes(chosen)
-        _loopSpins = result.loopSpins
         _calibration = result
         _calibrationDone.set()
         return result

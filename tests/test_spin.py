@@ -19,6 +19,7 @@ from deferthreads._team import Team
 from deferthreads._threadworker import ThreadWorker
 from reactor import Reactor, _spin
 from reactor._spin import DEFAULT_SPIN, MAX_BACKOFF, SpinPolicy, checkSpin
+from reactor._spinchoice import SpinChoice
 from tests.loopsupport import runBounded
 from tests.test_threadpool_team import Harness
 
@@ -134,7 +135,6 @@ def freshCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the test with no calibration done, and restore the process's own afterwards."""
     for name, value in [
         ("_pauseBuffer", bytes(16 * 1024)),
-        ("_loopSpins", True),
         ("_calibration", None),
         ("_calibrationStarted", False),
         ("_calibrationDone", threading.Event()),
@@ -190,9 +190,9 @@ def test_calibrationCapsThePauseAtOneMebibyte() -> None:
 @pytest.mark.usefixtures("freshCalibration")
 def test_calibrationLetsTheLoopSpinOnlyWhereThatHalvesTheRoundTrip() -> None:
     spins = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[0]), spinning=4.9e-6), _FakeTimer(6e-6))
-    assert spins.loopSpins and _spin.loopSpins()
+    assert spins.loopSpins
     blocks = _spin.calibrate(_FakeMeasure(_roundTrips(_SIZES[0]), spinning=5.1e-6), _FakeTimer(6e-6))
-    assert not blocks.loopSpins and not _spin.loopSpins()
+    assert not blocks.loopSpins
     assert (blocks.spinningLoopRoundTrip, blocks.blockingLoopRoundTrip) == (5.1e-6, 10e-6)
 
 
@@ -489,21 +489,30 @@ def _pausesAfterAThreadCall(r: Reactor, monkeypatch: pytest.MonkeyPatch) -> list
     return pauses
 
 
-@pytest.mark.usefixtures("freshCalibration")
-def test_aDefaultLoopDoesNotSpinWhereTheCalibrationSaysBlock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_spin, "_loopSpins", False)
-    assert _pausesAfterAThreadCall(Reactor(), monkeypatch) == []
-
-
-@pytest.mark.usefixtures("freshCalibration")
-def test_aLoopGivenASpinTimeSpinsWhateverTheCalibrationSays(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_spin, "_loopSpins", False)
-    assert _pausesAfterAThreadCall(Reactor(spinTime=0.05), monkeypatch)
-
-
-@pytest.mark.usefixtures("freshCalibration")
-def test_settingSpinTimeOverridesTheCalibration(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_spin, "_loopSpins", False)
+def _blockingDefaultReactor() -> Reactor:
+    """A reactor made without spinTime whose own trials have chosen to block."""
     r = Reactor()
+    r._spinChoice = SpinChoice(decided=False)
+    return r
+
+
+def test_aDefaultLoopDoesNotSpinWhileItsTrialsChoseToBlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _pausesAfterAThreadCall(_blockingDefaultReactor(), monkeypatch) == []
+
+
+def test_aDefaultLoopSpinsWhileItsTrialsChoseToSpin(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = Reactor()
+    r._spinChoice = SpinChoice(decided=True)
+    assert _pausesAfterAThreadCall(r, monkeypatch)
+
+
+def test_aLoopGivenASpinTimeSpinsWithoutTrials(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = Reactor(spinTime=0.05)
+    assert r._spinChoice is None
+    assert _pausesAfterAThreadCall(r, monkeypatch)
+
+
+def test_settingSpinTimeOverridesTheTrials(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _blockingDefaultReactor()
     r.spinTime = 0.05
     assert _pausesAfterAThreadCall(r, monkeypatch)
