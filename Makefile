@@ -41,7 +41,9 @@ demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/python examples/webapp.py $(WEBAPP_ARGS)
 
+# wrk is the load generator of the TechEmpower benchmark (bench_tfb.py skips without it).
 bench: $(BENCH_STAMP)
+	command -v wrk >/dev/null || apt-get install -y -q wrk || echo "note: could not install wrk: bench_tfb will skip"
 	$(BIN)/python benchmarks/run.py
 
 clean:
