@@ -4,13 +4,24 @@ Both directions follow Twisted: cancelling either side cancels the other.
 They are meant for a reactor and an asyncio loop that run in the same thread
 (for example a reactor hosted on asyncio); a Deferred is fired and a Future is
 completed only in that thread.
+
+Also the bridge behind ``await deferred`` in an asyncio Task (:func:`taskFuture`,
+installed into ``reactor._deferred`` when this module is imported): the unfired
+Deferred is waited on through a Future of the running loop, so asyncio's own
+cancellation (``task.cancel()``, ``asyncio.timeout``, ``wait_for``) cancels it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
+from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR, CO_ITERABLE_COROUTINE
+from types import FrameType
 from typing import Any, TypeVar
 
+from reactor import _deferred
+from reactor._coroutines import _CoroutineRunner
 from reactor._deferred import Deferred
 from reactor._failure import Failure
 
@@ -35,14 +46,7 @@ def deferredAsFuture(d: Deferred[_T], loop: asyncio.AbstractEventLoop) -> asynci
 
     def failed(failure: Failure) -> None:
         if not future.cancelled():
-            error = failure.value
-            if isinstance(error, StopIteration):
-                # asyncio refuses StopIteration in a Future (it would end the
-                # awaiting coroutine's frame); like an asyncio Task, wrap it.
-                wrapped = RuntimeError(f"the Deferred failed with StopIteration: {error!r}")
-                wrapped.__cause__ = error
-                error = wrapped
-            future.set_exception(error)
+            future.set_exception(_futureError(failure))
 
     def futureDone(f: asyncio.Future[_T]) -> None:
         if f.cancelled():
@@ -89,3 +93,112 @@ def deferredFromFuture(cls: type[Deferred[Any]], future: asyncio.Future[_T]) -> 
     d.addCallback(uncancel)
     future.add_done_callback(futureDone)
     return d
+
+
+def _futureError(failure: Failure) -> BaseException:
+    """The exception a Future is given for ``failure`` (with the failure's traceback)."""
+    error = failure.value.with_traceback(failure.tb)
+    if isinstance(error, StopIteration):
+        # asyncio refuses StopIteration in a Future (it would end the awaiting
+        # coroutine's frame); like an asyncio Task, wrap it.
+        wrapped = RuntimeError(f"the Deferred failed with StopIteration: {error!r}")
+        wrapped.__cause__ = error
+        error = wrapped
+    return error
+
+
+# The frames of Deferred.fromCoroutine's driver: the first step runs in fromCoroutine, the later ones
+# in _CoroutineRunner._send (inlineCallbacks and ensureDeferred use the same two).
+_driverCodes = frozenset(
+    {Deferred.__dict__["fromCoroutine"].__func__.__code__, _CoroutineRunner._send.__code__}
+)
+# A frame with one of these flags is a suspendable one (a coroutine, a generator, an async generator):
+# the frame below it is whatever drives it.
+_suspendable = CO_COROUTINE | CO_GENERATOR | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
+_getRunningLoop = asyncio._get_running_loop
+_currentTask = asyncio.current_task
+_getFrame = sys._getframe
+_getIdent = threading.get_ident
+
+
+def taskFuture(d: Deferred[_T]) -> asyncio.Future[_T] | None:
+    """For ``await d`` on unfired ``d``: a Future of the running loop if an asyncio Task drives the
+    await, else None (the driver is ``Deferred.fromCoroutine``'s, or none at all: yield ``d`` itself).
+
+    Called by ``Deferred.__await__`` in the awaiting thread. An asyncio Task drives the await when
+    the thread runs a loop, that loop has a current Task, and the chain of coroutine frames that
+    awaits ``d`` does not rest on ``fromCoroutine``'s driver: a coroutine started by
+    ``Deferred.fromCoroutine`` from inside a Task keeps Twisted's semantics.
+    """
+    loop = _getRunningLoop()
+    if loop is None or _currentTask(loop) is None:
+        return None
+    # Frame 0 is this function, 1 is Deferred.__await__, 2 the coroutine (or generator) awaiting d.
+    frame: FrameType | None = _getFrame(2)
+    while frame is not None and frame.f_code.co_flags & _suspendable:
+        frame = frame.f_back
+    if frame is not None and frame.f_code in _driverCodes:
+        return None
+    return _awaitedFuture(d, loop)
+
+
+class _WrongThread:
+    """Sets the awaiting Future's error from the loop's thread (through ``call_soon_threadsafe``)."""
+
+    __slots__ = ("future", "message")
+
+    def __init__(self, future: asyncio.Future[Any], message: str) -> None:
+        self.future = future
+        self.message = message
+
+    def __call__(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(RuntimeError(self.message))
+
+
+def _awaitedFuture(d: Deferred[_T], loop: asyncio.AbstractEventLoop) -> asyncio.Future[_T]:
+    """A Future on ``loop`` (running in this thread) for an asyncio Task's ``await d``.
+
+    As :func:`deferredAsFuture`, and: a ``d`` that fires in another thread than this one (it belongs
+    to a reactor running elsewhere) is refused: the Future fails with ``RuntimeError`` (set from the
+    loop's thread), and nothing is set from the wrong thread.
+    """
+    future: asyncio.Future[_T] = loop.create_future()
+    thread = _getIdent()
+
+    def refuse() -> None:
+        message = (
+            f"{d!r} was awaited in an asyncio task on {loop!r} (thread {thread}) but fired in thread "
+            f"{_getIdent()}: it belongs to a reactor running in another thread. Await only Deferreds of "
+            "a reactor hosted on this loop (reactor.asyncioreactor.hostedReactor()), or ask the other "
+            "reactor's thread with blockingCallFromThread in loop.run_in_executor"
+        )
+        try:
+            loop.call_soon_threadsafe(_WrongThread(future, message))
+        except RuntimeError:  # the loop is closed: no one is waiting any more
+            pass
+
+    def succeeded(result: _T) -> None:
+        if _getIdent() != thread:
+            refuse()
+        elif not future.cancelled():
+            future.set_result(result)
+
+    def failed(failure: Failure) -> None:
+        if _getIdent() != thread:
+            refuse()
+        elif not future.cancelled():
+            future.set_exception(_futureError(failure))
+
+    def futureDone(f: asyncio.Future[_T]) -> None:
+        if f.cancelled() and not d.called:
+            d.cancel()
+
+    d.addCallbacks(succeeded, failed)
+    if not future.done():
+        future.add_done_callback(futureDone)
+    return future
+
+
+_deferred._taskBridge = taskFuture
+_deferred._getRunningLoop = _getRunningLoop

@@ -16,7 +16,8 @@ Two ways to run it:
 - ``reactor.startRunning()`` inside a loop that is already running (under
   ``asyncio.run``, an ASGI server, ...): ``startup`` fires, and ``reactor.stop()``
   later fires ``shutdown`` and leaves the loop running; :meth:`AsyncioReactor.whenStopped`
-  gives a Future for the end of it.
+  gives a Future for the end of it. :func:`hostedReactor` does all of that as an
+  ``async with`` (an ASGI ``lifespan``).
 
 Threads: as for every reactor, the reactor thread is the asyncio loop's thread;
 ``callFromThread`` and ``wakeUp`` are the only methods for other threads.
@@ -26,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+from reactor import _default
+from reactor._errors import ReactorAlreadyInstalledError
 from reactor._hosted import HostedReactor, HostTimer
 from reactor._signals import SignalHandlers
 
-__all__ = ["AsyncioReactor"]
+__all__ = ["AsyncioReactor", "hostedReactor"]
 
 
 def _runningLoop() -> asyncio.AbstractEventLoop | None:
@@ -178,3 +182,73 @@ class AsyncioReactor(HostedReactor):
                     current = None
             if current is loop:  # set by __init__: do not leave a closed loop as this thread's current one
                 asyncio.set_event_loop(None)
+
+
+@asynccontextmanager
+async def hostedReactor(
+    *, installDefault: bool = True, installSignalHandlers: bool = False
+) -> AsyncIterator[AsyncioReactor]:
+    """Host an :class:`AsyncioReactor` on the running loop for the body of an ``async with``.
+
+    On entry: a reactor on ``asyncio.get_running_loop()`` (the default asyncio loop or uvloop),
+    made the process-wide default while it runs (``installDefault``, so that ``deferToThread`` and
+    ``reactor.getReactor()`` reach it), started (``startup`` fires). Yields the reactor. On exit, even
+    when the body raised: ``reactor.stop()`` (unless the body stopped it already), so the ``before
+    shutdown`` triggers drain the thread pools and connection pools (running calls finish and
+    their Deferreds fire, queued ones are errbacked), then waits for the end of ``shutdown``,
+    closes the reactor and uninstalls it as the default. A Starlette or FastAPI ``lifespan``::
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            async with hostedReactor() as reactor:
+                yield {"reactor": reactor}
+
+    Call it in the loop's thread, from a coroutine. ``installSignalHandlers``: as in
+    :meth:`AsyncioReactor.startRunning` (an ASGI server has its own: leave it false).
+
+    :raises ReactorAlreadyInstalledError: ``installDefault`` is true and a default reactor already
+        exists (made by an earlier ``reactor.getReactor()`` or ``install()``); pass
+        ``installDefault=False`` and hand the reactor to the code that needs it.
+    """
+    loop = asyncio.get_running_loop()
+    reactor = AsyncioReactor(loop)
+    installed = False
+    try:
+        if installDefault:
+            _installDefault(reactor)
+            installed = True
+        reactor.startRunning(installSignalHandlers)
+    except BaseException:
+        if installed:
+            _uninstallDefault(reactor)
+        reactor.close()
+        raise
+    try:
+        yield reactor
+    finally:
+        if not reactor._stopped:  # a stop() of the body's own is under way (or over) otherwise
+            reactor.stop()
+        await reactor.whenStopped()
+        reactor.close()
+        if installed:
+            _uninstallDefault(reactor)
+
+
+def _installDefault(reactor: AsyncioReactor) -> None:
+    # As reactor.installReactor, with a message that says what to do instead.
+    with _default._lock:
+        current = _default._default
+        if current is not None:
+            raise ReactorAlreadyInstalledError(
+                f"a default reactor already exists ({current!r}): hostedReactor(installDefault=False) "
+                "and pass the hosted reactor to deferToThreadPool, ConnectionPool(..., reactor=...) and "
+                "the like, or host it before anything calls reactor.getReactor()"
+            )
+        _default._default = reactor
+
+
+def _uninstallDefault(reactor: AsyncioReactor) -> None:
+    # Only while it is still ours: the next getReactor() (or hostedReactor()) starts afresh.
+    with _default._lock:
+        if _default._default is reactor:
+            _default._default = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
@@ -54,6 +55,23 @@ _P = ParamSpec("_P")
 
 _log = logging.getLogger("reactor.deferred")
 _copyContext = contextvars.copy_context
+_modules = sys.modules
+
+# Both set by reactor._asyncio (which imports asyncio) when it is first imported. _getRunningLoop is
+# asyncio's (the running loop of this thread, or None). _taskBridge, given an unfired Deferred being
+# awaited while a loop runs, returns a Future of that loop if an asyncio Task drives the await (not
+# Deferred.fromCoroutine's driver), else None. This module never imports asyncio itself: a program that
+# has not imported it cannot be inside an asyncio Task.
+_getRunningLoop: Callable[[], object] | None = None
+_taskBridge: Callable[[Deferred[Any]], Any] = cast(Any, None)
+
+
+def _loadTaskBridge() -> Callable[[], object]:
+    """Import reactor._asyncio (asyncio is loaded): it sets ``_getRunningLoop`` and ``_taskBridge``."""
+    import reactor._asyncio  # noqa: F401
+
+    assert _getRunningLoop is not None
+    return _getRunningLoop
 
 
 class NotACoroutineError(TypeError):
@@ -741,8 +759,13 @@ class Deferred(Generic[_T]):
         """Give this Deferred's result to an ``await`` (raising the failure's exception).
 
         Already fired: returns at once, without suspending the coroutine.
-        Otherwise yields this Deferred to the coroutine's driver
-        (:meth:`fromCoroutine`), which sends the result back when it arrives.
+        Otherwise, inside :meth:`fromCoroutine` (and ``inlineCallbacks``,
+        ``ensureDeferred``) it yields this Deferred to that driver, which sends
+        the result back when it arrives (Twisted's semantics). In a coroutine
+        that an asyncio Task drives, it waits on a Future of the running loop
+        instead (``reactor._asyncio.taskFuture``): cancelling the Task cancels
+        this Deferred, and a Deferred that fires in another thread than the
+        loop's raises ``RuntimeError`` at the ``await``.
         """
         if self.called and not self.paused:
             reporter = self._failureReporter
@@ -756,6 +779,14 @@ class Deferred(Generic[_T]):
             if reporter is not None:
                 reporter.failResult = None
             result.raiseException()
+        # Not fired: who drives this coroutine? Only asked here, off the fired fast path.
+        runningLoop = _getRunningLoop
+        if runningLoop is None and "asyncio" in _modules:
+            runningLoop = _loadTaskBridge()
+        if runningLoop is not None and runningLoop() is not None:
+            future = _taskBridge(self)
+            if future is not None:
+                return cast(_T, (yield from future))
         return (yield self)  # type: ignore[no-any-return]
 
     __iter__ = __await__
