@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from reactor import Deferred, Reactor
+from reactor.task import Clock
 
 BACKENDS = ["sqlite", "postgres", "lanes", "psycopg3", "mysql", "mysqlclient", "mysqlconnector"]
 SERVER_BACKENDS = BACKENDS[1:]
@@ -266,7 +267,12 @@ def workerThreads(name: str) -> list[str]:
 
 
 async def until(reactor: Any, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
-    """Wait on the reactor (polling every 10 ms) until ``predicate()``; fail after ``seconds``."""
+    """Wait on the reactor (polling every 10 ms) until ``predicate()``; fail after ``seconds``.
+
+    Only for state that lives in another process (a server's session table) or that changes only when
+    it does (a lane reading the EOF of a session the server ended): work inside this process is awaited
+    on an event or a Deferred instead.
+    """
     from reactor.task import deferLater
 
     deadline = time.monotonic() + seconds
@@ -296,3 +302,185 @@ def waitUntil(predicate: Callable[[], object], seconds: float, step: float = 0.0
             return False
         pause.wait(step)
     return True
+
+
+# -- waiting for a long statement to be running, and for threads to end ----------------------------
+
+
+class StatementProbe:
+    """Tells the test when long statements are running in workers, for sqlite3, which has no server to ask.
+
+    Pass ``probe.openfun`` as ``cp_openfun``: it gives each sqlite3 connection a progress handler, which
+    sqlite calls from the worker's thread only once a statement has run long enough (short statements:
+    setup, ``SELECT 1``, never get that far). ``running(n)`` is a Deferred fired in the reactor thread once
+    ``n`` connections have been seen in such a statement. On other drivers ``openfun`` does nothing.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._lock = threading.Lock()
+        self._ticked: set[int] = set()  # ids of connections seen in a long statement (workers, under _lock)
+        self._seen = 0  # reactor thread: how many of them the reactor has heard of
+        self._waiters: list[tuple[int, Deferred[None]]] = []  # reactor thread
+
+    def openfun(self, conn: Any) -> None:
+        if not isinstance(conn, sqlite3.Connection):
+            return
+        key = id(conn)
+
+        def tick() -> int:
+            with self._lock:
+                first = key not in self._ticked
+                self._ticked.add(key)
+            if first:
+                self._reactor.callFromThread(self._oneMore)
+            return 0  # go on: the test cancels the statement, the probe does not
+
+        conn.set_progress_handler(tick, 100_000)
+
+    def _oneMore(self) -> None:
+        self._seen += 1
+        due = [d for n, d in self._waiters if n <= self._seen]
+        self._waiters = [(n, d) for n, d in self._waiters if n > self._seen]
+        for d in due:
+            d.callback(None)
+
+    def running(self, count: int = 1) -> Deferred[None]:
+        """A Deferred fired (reactor thread) once ``count`` connections have been in a long statement."""
+        d: Deferred[None] = Deferred()
+        if self._seen >= count:
+            d.callback(None)
+        else:
+            self._waiters.append((count, d))
+        return d
+
+
+def markedLongQuery(backend: Backend, marker: str) -> str:
+    """``backend.longQuery`` carrying ``marker`` in a comment, so the server's session table tells this
+    test's statements from those of other tests running at the same time."""
+    return f"{backend.longQuery} /* {marker} */"
+
+
+def isRunningOnServer(backend: Backend, serverId: int) -> bool:
+    """Whether server session ``serverId`` is running ``backend.longQuery`` (asked from another session)."""
+    if backend.name == "postgres":
+        rows = backend.admin(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query LIKE ?",
+            serverId, "%pg_sleep(30)%",
+        )
+    elif backend.name == "mysql":
+        rows = backend.admin(
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE ?",
+            serverId, "SELECT SLEEP(30)%",
+        )
+    else:
+        raise pytest.skip.Exception("sqlite3 has no server session")
+    return bool(rows[0][0])
+
+
+def runningOnServer(backend: Backend, marker: str) -> int:
+    """How many server sessions are running ``markedLongQuery(backend, marker)`` (the asking one excluded)."""
+    like = f"%/* {marker} */%"
+    if backend.name == "postgres":
+        rows = backend.admin(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE state = 'active' AND query LIKE ? AND pid <> pg_backend_pid()", like,
+        )
+    elif backend.name == "mysql":
+        rows = backend.admin(
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID <> CONNECTION_ID()",
+            like,
+        )
+    else:
+        raise pytest.skip.Exception("sqlite3 has no server session")
+    return int(rows[0][0])
+
+
+async def statementRunning(reactor: Any, backend: Backend, serverId: int | None = None,
+                           probe: StatementProbe | None = None, *, marker: str | None = None,
+                           count: int = 1, seconds: float = 10.0) -> None:
+    """Wait until ``backend.longQuery`` is running, or fail the test with a clear message after ``seconds``.
+
+    On a server: until session ``serverId`` runs it, or (with ``marker``) until ``count`` sessions run
+    ``markedLongQuery(backend, marker)``, as the server's session table says (polled: it lives in another
+    process). On sqlite3: until ``probe`` saw ``count`` connections in a long statement (no polling).
+    """
+    if backend.name == "sqlite":
+        if probe is None:
+            raise TypeError("statementRunning: sqlite3 needs a probe (a StatementProbe whose openfun is the "
+                            "pool's cp_openfun)")
+        from reactor import TimeoutError
+
+        try:
+            await probe.running(count).addTimeout(seconds, reactor)
+        except TimeoutError:
+            raise AssertionError(f"{count} long statement(s) did not start in workers within {seconds} s") \
+                from None
+        return
+    if marker is not None:
+        await until(reactor, lambda: runningOnServer(backend, marker) >= count,
+                    f"{count} long statement(s) marked {marker} showing up on the server", seconds)
+    elif serverId is not None:
+        await until(reactor, lambda: isRunningOnServer(backend, serverId),
+                    f"the long statement showing up in session {serverId} on the server", seconds)
+    else:
+        raise TypeError("statementRunning: a server backend needs serverId or marker")
+
+
+async def statementGone(reactor: Any, backend: Backend, serverId: int, seconds: float = 5.0) -> None:
+    """Wait until session ``serverId`` no longer runs ``backend.longQuery`` (the server reports a cancel's
+    end asynchronously); fail after ``seconds``."""
+    await until(reactor, lambda: not isRunningOnServer(backend, serverId),
+                f"the long statement ending in session {serverId} on the server", seconds)
+
+
+class WatchedClock(Clock):
+    """A :class:`reactor.task.Clock` that tells the test when the code under test schedules a call on it
+    (a retry's backoff, a wait timeout), so a test awaits that instead of polling ``getDelayedCalls()``.
+
+    ``callLater`` must be called in the reactor thread (it fires Deferreds), as the pool does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[Deferred[None]] = []
+
+    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kw: Any) -> Any:
+        call = super().callLater(delay, f, *args, **kw)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+        return call
+
+    def scheduled(self) -> Deferred[None]:
+        """A Deferred fired once a call is pending on this clock (at once if one already is)."""
+        d: Deferred[None] = Deferred()
+        if self.getDelayedCalls():
+            d.callback(None)
+        else:
+            self._waiters.append(d)
+        return d
+
+
+def threadsEnded(reactor: Any, threads: list[threading.Thread], seconds: float = 5.0) -> Deferred[list[str]]:
+    """A Deferred that fires (in the reactor thread) with the names of those of ``threads`` still alive
+    once they all ended or ``seconds`` passed.
+
+    The joins run in a helper thread, so the reactor thread never blocks on them; its result comes home
+    through ``callFromThread``, after anything the ended threads handed to the reactor before ending.
+    """
+    done: Deferred[list[str]] = Deferred()
+
+    def join() -> None:
+        deadline = time.monotonic() + seconds
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        reactor.callFromThread(done.callback, [t.name for t in threads if t.is_alive()])
+
+    threading.Thread(target=join, name="test-threadsEnded", daemon=True).start()
+    return done
+
+
+def namedThreads(prefix: str) -> list[threading.Thread]:
+    """The live threads whose name starts with ``prefix`` (a pool's: ``f"PoolThread-{name}-"``)."""
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]

@@ -11,62 +11,19 @@ import pytest
 
 from adbapi import ConnectionLost, RetryPolicy, Transaction
 from reactor import CancelledError, Deferred, Reactor, TimeoutError, gatherResults
-from reactor.task import deferLater
-from tests.adbapi_support import Backend, backendFixture, runReactor, serverBackendFixture  # noqa: F401
-
-
-class _SqliteProbe:
-    """sqlite3 has no server to ask: a progress handler says when a long statement is running."""
-
-    def __init__(self, reactor: Reactor) -> None:
-        self.running: Deferred[None] = Deferred()
-        self._reactor = reactor
-        self._seen = threading.Event()
-
-    def openfun(self, conn: Any) -> None:
-        if hasattr(conn, "set_progress_handler"):
-            conn.set_progress_handler(self._tick, 100_000)  # short statements never get this far
-
-    def _tick(self) -> int:
-        if not self._seen.is_set():
-            self._seen.set()
-            self._reactor.callFromThread(self.running.callback, None)
-        return 0  # go on
-
-
-async def _startedOnServer(reactor: Reactor, backend: Backend, serverId: int | None,
-                           probe: _SqliteProbe | None = None) -> None:
-    """Wait (bounded) until the long statement is running on the server (sqlite: in the worker)."""
-    if backend.name == "sqlite" or serverId is None:
-        if probe is not None:
-            await probe.running.addTimeout(10, reactor)
-        else:
-            await deferLater(reactor, 0.1)
-        return
-    if backend.name == "postgres":
-        query = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
-    else:
-        query = ("SELECT count(*) FROM information_schema.PROCESSLIST"
-                 " WHERE ID = %s AND INFO LIKE 'SELECT SLEEP%%'")
-    for _ in range(100):
-        if backend.admin(query, serverId)[0][0]:
-            return
-        await deferLater(reactor, 0.02)
-    raise AssertionError("the long statement never showed up on the server")
-
-
-def _isRunningOnServer(backend: Backend, serverId: int) -> bool:
-    if backend.name == "postgres":
-        rows = backend.admin(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s AND state = 'active'",
-            serverId, "%pg_sleep(30)%",
-        )
-    else:
-        rows = backend.admin(
-            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE %s",
-            serverId, "SELECT SLEEP(30)%",
-        )
-    return bool(rows[0][0])
+from tests.adbapi_support import (  # noqa: F401
+    Backend,
+    StatementProbe,
+    WatchedClock,
+    backendFixture,
+    isRunningOnServer,
+    markedLongQuery,
+    runReactor,
+    serverBackendFixture,
+    statementGone,
+    statementRunning,
+    uniqueName,
+)
 
 
 def test_cancelRunningQueryStopsItOnTheServer(backend: Backend) -> None:
@@ -75,11 +32,11 @@ def test_cancelRunningQueryStopsItOnTheServer(backend: Backend) -> None:
     name = f"cancelled-{backend.name}"
 
     async def body(reactor: Reactor) -> Any:
-        probe = _SqliteProbe(reactor)
+        probe = StatementProbe(reactor)
         pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_name=name, cp_openfun=probe.openfun)
         serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
         d = pool.runQuery(backend.longQuery)
-        await _startedOnServer(reactor, backend, serverId, probe)
+        await statementRunning(reactor, backend, serverId, probe)
         began = time.monotonic()
         d.cancel()
         with pytest.raises(CancelledError):
@@ -88,7 +45,7 @@ def test_cancelRunningQueryStopsItOnTheServer(backend: Backend) -> None:
         # The same (only) connection serves the next call: it is reusable and the statement is gone.
         after = await pool.runQuery(backend.serverIdQuery if serverId is not None else "SELECT 1")
         reusedWithin = time.monotonic() - began
-        gone = not _isRunningOnServer(backend, serverId) if serverId is not None else True
+        gone = not isRunningOnServer(backend, serverId) if serverId is not None else True
         stats = pool.statistics()
         await pool.close()
         return elapsed, reusedWithin, serverId, after, gone, stats
@@ -112,15 +69,11 @@ def test_cancelledQueryIsGoneFromTheServer(serverBackend: Backend) -> None:
         pool = backend.pool(reactor, cp_min=1, cp_max=1)
         sid = (await pool.runQuery(backend.serverIdQuery))[0][0]
         d = pool.runQuery(backend.longQuery)
-        await _startedOnServer(reactor, backend, sid)
+        await statementRunning(reactor, backend, sid)
         d.cancel()
         with pytest.raises(CancelledError):
             await d
-        for _ in range(100):  # the server reports the end asynchronously: a bounded wait
-            if not _isRunningOnServer(backend, sid):
-                return
-            await deferLater(reactor, 0.01)
-        raise AssertionError("statement still running on the server")
+        await statementGone(reactor, backend, sid)  # the server reports the end asynchronously
 
     runReactor(body)
 
@@ -134,11 +87,11 @@ def test_cancelRunningInteractionRollsBack(backend: Backend, uniqueTableName: st
         txn.execute(backend.longQuery)
 
     async def body(reactor: Reactor) -> Any:
-        probe = _SqliteProbe(reactor)
+        probe = StatementProbe(reactor)
         pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_openfun=probe.openfun)
         serverId = (await pool.runQuery(backend.serverIdQuery))[0][0] if backend.name != "sqlite" else None
         d = pool.runInteraction(interaction)
-        await _startedOnServer(reactor, backend, serverId, probe)
+        await statementRunning(reactor, backend, serverId, probe)
         began = time.monotonic()
         d.cancel()
         with pytest.raises(CancelledError):
@@ -146,7 +99,7 @@ def test_cancelRunningInteractionRollsBack(backend: Backend, uniqueTableName: st
         rows = await pool.runQuery(f"SELECT count(*) FROM {table}")
         reusedWithin = time.monotonic() - began
         sameSession = (await pool.runQuery(backend.serverIdQuery))[0][0] == serverId if serverId else True
-        gone = not _isRunningOnServer(backend, serverId) if serverId is not None else True
+        gone = not isRunningOnServer(backend, serverId) if serverId is not None else True
         return rows, reusedWithin, sameSession, gone, pool.statistics()
 
     rows, reusedWithin, sameSession, gone, stats = runReactor(body)
@@ -475,10 +428,8 @@ def test_retryPolicyIsBoundedAndIgnoresOtherErrors(tmp_path: Any) -> None:
 
 def test_retryBackoffWaitsOnTheClockAndCanBeCancelled(tmp_path: Any) -> None:
     """The backoff waits on cp_clock; cancelling during it cancels the retry."""
-    from reactor.task import Clock
-
     backend = Backend("sqlite", __import__("sqlite3"), (str(tmp_path / "b.sqlite"),), {}, "?")
-    clock = Clock()
+    clock = WatchedClock()
     calls: list[int] = []
 
     def locked(txn: Transaction) -> None:
@@ -489,10 +440,7 @@ def test_retryBackoffWaitsOnTheClockAndCanBeCancelled(tmp_path: Any) -> None:
         policy = RetryPolicy(attempts=5, backoff=1.0, multiplier=2.0, jitter=0.0)
         pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=policy, cp_clock=clock)
         d = pool.runInteraction(locked)
-        for _ in range(200):  # bounded: wait for attempt 1 to fail and schedule its retry
-            if clock.getDelayedCalls():
-                break
-            await deferLater(reactor, 0.005)
+        await clock.scheduled().addTimeout(10, reactor)  # attempt 1 failed and its retry waits on the clock
         delays = [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()]
         d.cancel()
         with pytest.raises(CancelledError):
@@ -508,9 +456,13 @@ def test_manyConcurrentCancelsLeaveThePoolHealthy(backend: Backend) -> None:
     """Cancelling a mix of running and queued long statements leaves every connection reusable."""
 
     async def body(reactor: Reactor) -> Any:
-        pool = backend.pool(reactor, cp_min=2, cp_max=2)
-        calls = [pool.runQuery(backend.longQuery) for _ in range(5)]
-        await deferLater(reactor, 0.2)
+        probe = StatementProbe(reactor)
+        pool = backend.pool(reactor, cp_min=2, cp_max=2,
+                            **({"cp_openfun": probe.openfun} if backend.name == "sqlite" else {}))
+        marker = uniqueName("manycancels")
+        calls = [pool.runQuery(markedLongQuery(backend, marker)) for _ in range(5)]
+        await statementRunning(reactor, backend, probe=probe, marker=marker, count=2)  # 2 run, 3 queued
+        assert pool.statistics().waiting == 3
         for d in calls:
             d.cancel()
         for d in calls:
