@@ -10,8 +10,7 @@ import pytest
 
 from adbapi import AsyncTransaction, PoolClosedError
 from reactor import CancelledError, Deferred, Reactor
-from reactor.task import deferLater
-from tests.adbapi_support import Backend, backendFixture, runReactor  # noqa: F401
+from tests.adbapi_support import Backend, StatementProbe, backendFixture, runReactor, statementRunning  # noqa: F401
 
 
 def test_asyncTransactionCommitsOnNormalExit(backend: Backend, uniqueTableName: str) -> None:
@@ -69,13 +68,18 @@ def test_asyncTransactionCancelStopsStatementOnServer(backend: Backend, uniqueTa
     table = backend.createTable(uniqueTableName)
 
     async def body(reactor: Reactor) -> Any:
-        pool = backend.pool(reactor, cp_min=1, cp_max=1)
+        probe = StatementProbe(reactor)
+        pool = backend.pool(reactor, cp_min=1, cp_max=1,
+                            **({"cp_openfun": probe.openfun} if backend.name == "sqlite" else {}))
         began = 0.0
         with pytest.raises(CancelledError):
             async with pool.transaction() as txn:
                 await txn.execute(backend.sql(f"INSERT INTO {table} (id, v) VALUES (?, ?)"), (1, 10))
+                serverId = None
+                if backend.name != "sqlite":
+                    serverId = (await txn.runQuery(backend.serverIdQuery))[0][0]
                 d = txn.execute(backend.longQuery)
-                await deferLater(reactor, 0.3)
+                await statementRunning(reactor, backend, serverId, probe)
                 began = time.monotonic()
                 d.cancel()
                 await d
