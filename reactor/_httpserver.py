@@ -541,7 +541,7 @@ class HTTPChannel(Protocol):
                 self._advance()
             elif parsing is None and not self._dead and self._deadlineKind != "idle":
                 self._setDeadline(self.factory.idleTimeout, "idle")  # a skipped body ended
-        elif len(self._queue) > self.factory.maxPipelined:
+        if len(self._queue) > self.factory.maxPipelined:
             self._pauseReading()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -653,6 +653,10 @@ class HTTPChannel(Protocol):
                 request._contentLength = value
             elif name == b"transfer-encoding":
                 request._hasTE = True
+                # RFC 9112 6.1: chunked must be the final coding of a request; anything else is
+                # a length we cannot know.
+                if not value.lower().rstrip().endswith(b"chunked"):
+                    raise _Refused(400, "the final transfer coding of a request must be chunked")
             elif name == b"host":
                 request._hasHost += 1
             elif name == b"expect":
@@ -743,6 +747,12 @@ class HTTPChannel(Protocol):
         self._closing = True
         request = self._parsing
         self._parsing = None
+        if request is not None and request._headComplete and request is not self._active:
+            if self._queue and self._queue[-1] is request:
+                # Its handler has not run yet: refuse it instead (one answer for one request).
+                self._queue.pop()
+                self.factory._inFlight -= 1
+                request = None
         if request is not None and request._headComplete:
             # The body of a request already in line went wrong: its handler hears it from read/body,
             # and the connection closes after its response (no second answer for one request).
