@@ -155,13 +155,17 @@ class EnvironBuilder:
             "wsgi.file_wrapper": fileWrapper,
         }
 
-    def build(self, request: Any, path: str, stream: Any, errors: ErrorStream) -> dict[str, Any]:
-        """The environ of ``request`` (read-only use of it: call in any thread once its headers are in).
+    def build(
+        self, request: Any, path: str, stream: Any, errors: ErrorStream, client: Any, host: Any, secure: bool
+    ) -> dict[str, Any]:
+        """The environ of ``request``, read-only use of its method, target and headers (any thread, once
+        its head is in: they do not change after).
 
-        ``path`` is PATH_INFO (already decoded and stripped of SCRIPT_NAME), ``stream`` is wsgi.input.
+        ``path`` is PATH_INFO (already decoded and stripped of SCRIPT_NAME), ``stream`` is wsgi.input;
+        ``client``/``host`` are the connection's addresses and ``secure`` its TLS flag, read by the caller
+        in the reactor thread (the transport is the reactor thread's).
         """
         environ = self._base.copy()
-        secure = request.isSecure
         environ["REQUEST_METHOD"] = request.method
         environ["PATH_INFO"] = path
         environ["QUERY_STRING"] = request.query
@@ -169,7 +173,7 @@ class EnvironBuilder:
         environ["wsgi.url_scheme"] = "https" if secure else "http"
         environ["wsgi.input"] = stream
         environ["wsgi.errors"] = errors
-        remote, remotePort = _hostAndPort(request.client)
+        remote, remotePort = _hostAndPort(client)
         environ["REMOTE_ADDR"] = "" if remotePort == "0" else remote
         environ["REMOTE_PORT"] = remotePort
         for name, value in request.headers.items():
@@ -181,7 +185,7 @@ class EnvironBuilder:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
-        serverName, serverPort = _hostAndPort(request.host)
+        serverName, serverPort = _hostAndPort(host)
         host = environ.get("HTTP_HOST")
         if host:
             serverName, serverPort = splitHost(host, "443" if secure else "80")
