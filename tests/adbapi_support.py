@@ -282,6 +282,17 @@ async def until(reactor: Any, predicate: Callable[[], bool], what: str, seconds:
         await deferLater(reactor, 0.01)
 
 
+async def within(reactor: Any, d: Deferred[Any], what: str, seconds: float = 10.0) -> Any:
+    """Await ``d`` (a Deferred fired when what the test waits for happened); fail the test naming ``what``
+    if it has not fired after ``seconds`` (``d`` is then cancelled)."""
+    from reactor import TimeoutError
+
+    try:
+        return await d.addTimeout(seconds, reactor)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen within {seconds} s") from None
+
+
 def isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
     """Whether server session ``pid`` is running a statement like ``like`` (asked from another session)."""
     rows = backend.admin(
@@ -409,13 +420,7 @@ async def statementRunning(reactor: Any, backend: Backend, serverId: int | None 
         if probe is None:
             raise TypeError("statementRunning: sqlite3 needs a probe (a StatementProbe whose openfun is the "
                             "pool's cp_openfun)")
-        from reactor import TimeoutError
-
-        try:
-            await probe.running(count).addTimeout(seconds, reactor)
-        except TimeoutError:
-            raise AssertionError(f"{count} long statement(s) did not start in workers within {seconds} s") \
-                from None
+        await within(reactor, probe.running(count), f"{count} long statement(s) starting in workers", seconds)
         return
     if marker is not None:
         await until(reactor, lambda: runningOnServer(backend, marker) >= count,

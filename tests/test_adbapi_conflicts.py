@@ -9,18 +9,8 @@ from typing import Any
 import pytest
 
 from adbapi import RetryPolicy, Transaction
-from reactor import Reactor, gatherResults
-from reactor.task import Clock, deferLater
-from tests.adbapi_support import Backend, runReactor, serverBackendFixture  # noqa: F401
-
-
-async def _awaitRetryScheduled(reactor: Reactor, clock: Clock) -> list[float]:
-    """Wait (bounded) until the pool has scheduled a retry on ``clock``; return the pending delays."""
-    for _ in range(500):
-        if clock.getDelayedCalls():
-            return [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()]
-        await deferLater(reactor, 0.01)
-    raise AssertionError("no retry was scheduled")
+from reactor import DeferredList, Reactor, gatherResults
+from tests.adbapi_support import Backend, WatchedClock, runReactor, serverBackendFixture, within  # noqa: F401
 
 
 @pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
@@ -44,16 +34,15 @@ def test_serializableWriteSkewIsRetriedWithBackoff(driver: str, postgresDSN: str
         return attempts[me]
 
     async def body(reactor: Reactor) -> Any:
-        clock = Clock()
+        clock = WatchedClock()
         policy = RetryPolicy(attempts=3, backoff=0.5, jitter=0.0)
         pool = backend.pool(reactor, cp_min=2, cp_max=2, cp_retry=policy, cp_clock=clock)
         calls = [pool.runInteraction(skew, 1), pool.runInteraction(skew, 2)]
-        delays = await _awaitRetryScheduled(reactor, clock)
+        await within(reactor, clock.scheduled(), "a retry waiting on the clock")  # one of the two failed
+        delays = [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()]
         # The survivor must have committed before the retry runs, or the retry conflicts with it again.
-        for _ in range(1000):
-            if any(d.called for d in calls):
-                break
-            await deferLater(reactor, 0.01)
+        await within(reactor, DeferredList(calls, fireOnOneCallback=True, fireOnOneErrback=True),
+                     "the surviving transaction's commit")
         clock.advance(0.49)
         assert sum(attempts.values()) == 2  # not re-run before the backoff is over
         clock.advance(0.01)
@@ -133,8 +122,6 @@ def test_deadlockNotRetriedWithoutPolicyArrivesAsDriverError(serverBackend: Back
         return "ok"
 
     async def body(reactor: Reactor) -> Any:
-        from reactor import DeferredList
-
         openfun = _lowerDeadlockTimeout if backend.name == "postgres" else None
         pool = backend.pool(reactor, cp_min=2, cp_max=2, cp_openfun=openfun)
         outcomes = await DeferredList([pool.runInteraction(crossUpdate, 1, 2),

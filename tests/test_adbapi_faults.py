@@ -23,6 +23,7 @@ from tests.adbapi_support import (  # noqa: F401
     statementGone,
     statementRunning,
     uniqueName,
+    within,
 )
 
 
@@ -440,7 +441,7 @@ def test_retryBackoffWaitsOnTheClockAndCanBeCancelled(tmp_path: Any) -> None:
         policy = RetryPolicy(attempts=5, backoff=1.0, multiplier=2.0, jitter=0.0)
         pool = backend.pool(reactor, cp_min=1, cp_max=1, cp_retry=policy, cp_clock=clock)
         d = pool.runInteraction(locked)
-        await clock.scheduled().addTimeout(10, reactor)  # attempt 1 failed and its retry waits on the clock
+        await within(reactor, clock.scheduled(), "attempt 1 failing and its retry waiting on the clock")
         delays = [c.getTime() - clock.seconds() for c in clock.getDelayedCalls()]
         d.cancel()
         with pytest.raises(CancelledError):
