@@ -68,14 +68,14 @@ def asyncioEcho() -> None:
 
 
 def oursHTTP() -> None:
-    from examples._http import HTTPFactory, Request, Response
     from reactor import Reactor  # type: ignore[attr-defined]
+    from reactor.web import HTTPFactory, Request, Response
 
     def handler(request: Request) -> Response:
-        return Response(200, JSON_BODY, [("content-type", "application/json")])
+        return Response(200, [("content-type", "application/json")], JSON_BODY)
 
     r = Reactor()
-    port = r.listenTCP(0, HTTPFactory(handler), backlog=512, interface="127.0.0.1")
+    port = r.listenTCP(0, HTTPFactory(handler, reactor=r), backlog=512, interface="127.0.0.1")
     announce(port.getHost().port)
     r.run()
 

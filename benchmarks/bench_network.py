@@ -7,7 +7,7 @@ compiler, or ``benchmarks/_echoclient.py`` when there is none (or ``BENCH_NETWOR
 The Python client spends about as much CPU per message as the servers it measures, so on a 2-core
 machine it sets the pace for any server faster than it and the ratios drift towards 1.0.
 
-HTTP: ``wrk`` against a minimal JSON endpoint on our server (``examples/_http.py``, h11) and on
+HTTP: ``wrk`` against a minimal JSON endpoint on our server (``reactor.web``, llhttp) and on
 ``twisted.web``; skipped with a note when wrk is not installed. Each round of a side measures
 messages (or requests) per second; the harness reports the median over rounds. The side returns
 ``ops / rate`` as its elapsed time, so the harness's ops/s is exactly the measured rate.
@@ -206,7 +206,7 @@ def run(quick: bool) -> list[Comparison]:
             ops=NOMINAL_OPS,
             rounds=rounds,
             warmup=1,
-            note=f"{max(1, round(seconds))} s per side per round; ours: examples/_http.py (h11)",
+            note=f"{max(1, round(seconds))} s per side per round; ours: reactor.web (llhttp)",
         )
         web.note += "; " + cpuLine({"deferthreads": ours, "twisted.web": twisted}, "request")
         results.append(web)

@@ -1,6 +1,6 @@
 """A small but real web backend on the reactor: an HTTP/1.1 JSON API over our TCP transport.
 
-HTTP parsing is h11's (``examples/_http.py``); records live in a database reached through
+HTTP is the library's server (``reactor.web``, llhttp parsing); records live in a database reached through
 ``adbapi`` (SQLite by default, in a file it creates; PostgreSQL when given a DSN); CPU-bound work
 runs in the reactor's shared thread pool with ``deferToThreadPool``. Run it::
 
@@ -19,9 +19,10 @@ Endpoints::
     GET  /pbkdf2?iterations=N   CPU-bound key derivation, on a worker thread
     GET  /stats                 thread-pool, connection-pool and HTTP statistics
 
-Malformed requests get 400 (oversized ones 413/431), handler errors a logged 500 with no
-traceback in the body. SIGINT/SIGTERM shut down gracefully: the port closes, requests in flight
-finish, the connection pool and the thread pool drain, then the process exits.
+Malformed requests get 400 (oversized ones 413/431), and so does input the database cannot store
+(a lone surrogate or a NUL in a string, a number out of range, ``NaN``/``1e999``); handler errors a
+logged 500 with no traceback in the body. SIGINT/SIGTERM shut down gracefully: the port closes,
+requests in flight finish, the connection pool and the thread pool drain, then the process exits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -38,20 +40,18 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-if __package__ in (None, ""):
-    # Run as a script: make the sibling helper importable as ``examples._http``.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from urllib.parse import parse_qs
 
 from adbapi import ConnectionPool
 from deferthreads import deferToThreadPool, getThreadPool
-from examples._http import HTTPError, HTTPFactory, Request, Response
-from reactor import Deferred, Failure, TimeoutError, getReactor, inlineCallbacks
+from reactor import Deferred, Failure, getReactor, inlineCallbacks
+from reactor.web import HTTPError, HTTPFactory, Request, Response
 
 log = logging.getLogger("webapp")
 
 MAX_NAME = 200
 MAX_ITERATIONS = 2_000_000
+MAX_ID = 2**63 - 1  # a BIGINT / SQLite INTEGER
 DEFAULT_PORT = 8080
 
 Route = Callable[[Request, "re.Match[str]"], Any]
@@ -106,12 +106,56 @@ def _row(row: Any) -> dict[str, Any]:
     return {"id": row[0], "name": row[1], "value": json.loads(row[2]), "created": row[3]}
 
 
-def _intParam(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name, [str(default)])[-1]
+def jsonResponse(obj: Any, status: int = 200) -> Response:
+    """A JSON response (``Content-Type: application/json``); never NaN or Infinity, which JSON lacks."""
+    body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return Response(status, [("content-type", "application/json")], body)
+
+
+def _refuseConstant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finiteFloat(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range for a JSON number")
+    return value
+
+
+def _checkStorable(obj: Any, where: str = "body") -> None:
+    """Refuse what a database cannot store or JSON cannot carry: lone surrogates and NUL in strings."""
+    if isinstance(obj, str):
+        if "\0" in obj:
+            raise HTTPError(400, f"{where}: a string contains a NUL character")
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HTTPError(400, f"{where}: a string contains a lone surrogate") from None
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _checkStorable(key, where)
+            _checkStorable(value, where)
+    elif isinstance(obj, list):
+        for item in obj:
+            _checkStorable(item, where)
+
+
+def parseJSON(body: bytes) -> Any:
+    """The request body as JSON; HTTPError(400) if it is not JSON, or holds NaN, Infinity or 1e999."""
     try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPError(400, f"{name} must be an integer, got {raw!r}") from None
+        value = json.loads(body, parse_constant=_refuseConstant, parse_float=_finiteFloat)
+        _checkStorable(value)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise HTTPError(400, f"request body is not valid JSON: {str(e)[:200]}") from None
+    return value
+
+
+def _intParam(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = parse_qs(request.query).get(name, [str(default)])[-1]
+    if not (raw.isascii() and raw.lstrip("-").isdigit() and len(raw) <= 20):
+        raise HTTPError(400, f"{name} must be an integer, got {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise HTTPError(400, f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -140,7 +184,7 @@ class WebApp:
         self.host = host
         self.requestedPort = port
         self.threadPool = getThreadPool(reactor)
-        self.http = HTTPFactory(self.handle, maxBodySize=maxBodySize, clock=reactor)
+        self.http = HTTPFactory(self.handle, maxBodyBytes=maxBodySize, reactor=reactor)
         self.listeningPort: Any = None
         self.stopping: Deferred[None] | None = None
         self.routes: list[tuple[str, re.Pattern[str], Route]] = [
@@ -181,13 +225,8 @@ class WebApp:
     def _drain(self) -> Any:
         if self.listeningPort is not None:
             yield self.listeningPort.stopListening()
-        try:
-            yield self.http.shutdown().addTimeout(self.shutdownTimeout, self.reactor)
-        except TimeoutError:
-            aborted = self.http.abortAll()
-            log.warning(
-                "requests still running after %g s: aborted %d connection(s)", self.shutdownTimeout, aborted
-            )
+        # Finishes requests in flight, closes idle keep-alive connections, drops the rest at the deadline.
+        yield self.http.stopGracefully(self.shutdownTimeout)
         yield self.db.pool.close()
 
     def _stopReactor(self, result: object) -> None:
@@ -207,6 +246,16 @@ class WebApp:
     # -- routing --------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Any:
+        """The reactor.web handler: route, and turn HTTPError into a JSON error answer."""
+        try:
+            result = self.route(request)
+        except HTTPError as e:
+            return _errorResponse(e.status, e.message)
+        if isinstance(result, Deferred):
+            return result.addErrback(_httpErrorAsJSON)
+        return result
+
+    def route(self, request: Request) -> Any:
         allowed = []
         for method, pattern, route in self.routes:
             match = pattern.fullmatch(request.path)
@@ -220,7 +269,7 @@ class WebApp:
         raise HTTPError(404, f"no such resource: {request.path}")
 
     def index(self, request: Request, match: re.Match[str]) -> Response:
-        return Response.fromJSON(
+        return jsonResponse(
             {
                 "service": "deferthreads web backend example",
                 "endpoints": [f"{m} {p.pattern}" for m, p, _ in self.routes],
@@ -228,35 +277,37 @@ class WebApp:
         )
 
     def health(self, request: Request, match: re.Match[str]) -> Response:
-        return Response.fromJSON({"ok": True})
+        return jsonResponse({"ok": True})
 
     @inlineCallbacks
     def createRecord(self, request: Request, match: re.Match[str]) -> Any:
-        body = request.json()
+        body = parseJSON((yield request.body()))
         if not isinstance(body, dict) or set(body) - {"name", "value"} or "name" not in body:
             raise HTTPError(400, 'body must be a JSON object {"name": str, "value": any}')
         name = body["name"]
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise HTTPError(400, f"name must be a non-empty string of at most {MAX_NAME} characters")
         record = yield self.db.insert(name, body.get("value"))
-        return Response.fromJSON(record, 201)
+        return jsonResponse(record, 201)
 
     @inlineCallbacks
     def listRecords(self, request: Request, match: re.Match[str]) -> Any:
         limit = _intParam(request, "limit", 50, 1, 500)
         offset = _intParam(request, "offset", 0, 0, 10**9)
         records = yield self.db.list(limit, offset)
-        return Response.fromJSON({"records": records, "limit": limit, "offset": offset})
+        return jsonResponse({"records": records, "limit": limit, "offset": offset})
 
     @inlineCallbacks
     def fetchRecord(self, request: Request, match: re.Match[str]) -> Any:
-        recordId = int(match.group(1))
-        if recordId > 2**63 - 1:
-            raise HTTPError(404, f"no record {recordId}")
+        digits = match.group(1)
+        # (int() of thousands of digits is refused by Python itself, and is no id anyway)
+        if len(digits) > 19 or not 1 <= int(digits) <= MAX_ID:
+            raise HTTPError(400, f"a record id is an integer from 1 to {MAX_ID}, got {digits[:30]}")
+        recordId = int(digits)
         record = yield self.db.fetch(recordId)
         if record is None:
             raise HTTPError(404, f"no record {recordId}")
-        return Response.fromJSON(record)
+        return jsonResponse(record)
 
     @inlineCallbacks
     def pbkdf2(self, request: Request, match: re.Match[str]) -> Any:
@@ -264,20 +315,31 @@ class WebApp:
         started = self.reactor.seconds()
         digest = yield deferToThreadPool(self.reactor, self.threadPool, _derive, iterations)
         elapsed = self.reactor.seconds() - started
-        return Response.fromJSON({"iterations": iterations, "digest": digest, "seconds": round(elapsed, 4)})
+        return jsonResponse({"iterations": iterations, "digest": digest, "seconds": round(elapsed, 4)})
 
     def stats(self, request: Request, match: re.Match[str]) -> Response:
-        return Response.fromJSON(
+        return jsonResponse(
             {
                 "threadPool": dataclasses.asdict(self.threadPool.statistics()),
                 "connectionPool": dataclasses.asdict(self.db.pool.statistics()),
                 "http": {
                     "inFlight": self.http.inFlight,
                     "served": self.http.requestsServed,
-                    "connections": len(self.http._connections),
+                    "connections": self.http.connections,
                 },
             }
         )
+
+
+def _errorResponse(status: int, message: str) -> Response:
+    return jsonResponse({"error": message}, status)
+
+
+def _httpErrorAsJSON(failure: Failure) -> Response:
+    failure.trap(HTTPError)
+    err = failure.value
+    assert isinstance(err, HTTPError)
+    return _errorResponse(err.status, err.message)
 
 
 def openDatabase(reactor: Any, dsn: str | None, sqlitePath: str) -> Database:

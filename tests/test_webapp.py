@@ -1,10 +1,12 @@
-"""The web backend example: its h11 protocol with bytes in/out, and the real server end to end."""
+"""The web backend example (examples/webapp.py on reactor.web), end to end over real sockets.
+
+The HTTP server itself is tested in tests/test_web.py and tests/test_web_sockets.py.
+"""
 
 from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import re
 import signal
@@ -18,169 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from zope.interface.verify import verifyObject
-
-from examples._http import HTTPError, HTTPFactory, HTTPServerProtocol, Request, Response
-from reactor import Deferred, succeed
-from reactor.interfaces import ITCPTransport
-from tests.netsupport import FakeTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBAPP = ROOT / "examples" / "webapp.py"
-
-
-# -- the protocol, sans IO ------------------------------------------------------------------
-
-
-def echoHandler(request: Request) -> Response:
-    return Response.fromJSON({"method": request.method, "path": request.path, "size": len(request.body)})
-
-
-def connect(handler: Any = echoHandler, **kw: Any) -> tuple[Any, FakeTransport, HTTPFactory]:
-    factory = HTTPFactory(handler, **kw)
-    proto = factory.buildProtocol(None)
-    transport = FakeTransport()
-    assert verifyObject(ITCPTransport, transport)
-    proto.makeConnection(transport)
-    return proto, transport, factory
-
-
-def responses(raw: bytes) -> list[tuple[int, bytes]]:
-    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs."""
-    out = []
-    while raw:
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-        out.append((status, rest[:length]))
-        raw = rest[length:]
-    return out
-
-
-def test_keepAliveAndPipelining() -> None:
-    """Two pipelined requests on one connection get two responses, in order; the connection stays open."""
-    proto, transport, _ = connect()
-    proto.dataReceived(
-        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-    )
-    got = responses(transport.value())
-    assert [s for s, _ in got] == [200, 200]
-    assert json.loads(got[0][1])["path"] == "/a"
-    assert json.loads(got[1][1]) == {"method": "POST", "path": "/b", "size": 3}
-    assert not transport.disconnecting
-
-
-@settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
-def test_pipelinedRequestsSurviveAnyChunking(cuts: list[int]) -> None:
-    """However the bytes of three pipelined requests are split, the three answers are the same."""
-    raw = (
-        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-        b"POST /three HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-    )
-    proto, transport, _ = connect()
-    last = 0
-    for cut in sorted({min(c, len(raw)) for c in cuts}):
-        proto.dataReceived(raw[last:cut])
-        last = cut
-    proto.dataReceived(raw[last:])
-    got = [(s, json.loads(b)) for s, b in responses(transport.value())]
-    assert got == [
-        (200, {"method": "GET", "path": "/one", "size": 0}),
-        (200, {"method": "POST", "path": "/two", "size": 5}),
-        (200, {"method": "POST", "path": "/three", "size": 3}),
-    ]
-    assert not transport.disconnecting
-
-
-def test_malformedRequestGets400AndClose() -> None:
-    """Garbage instead of a request line gets a 400 JSON answer, then the connection closes."""
-    proto, transport, _ = connect()
-    proto.dataReceived(b"THIS IS NOT HTTP\r\n\r\n")
-    [(status, body)] = responses(transport.value())
-    assert status == 400 and "malformed" in json.loads(body)["error"]
-    assert transport.disconnecting
-
-
-def test_oversizedHeadersGet431() -> None:
-    """A header block beyond maxHeaderSize is refused with 431."""
-    proto, transport, _ = connect(maxHeaderSize=1024)
-    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
-    [(status, _)] = responses(transport.value())
-    assert status == 431 and transport.disconnecting
-    proto, transport, _ = connect(maxHeaderSize=1024)  # the whole head at once: h11 alone would accept it
-    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096 + b"\r\n\r\n")
-    [(status, _)] = responses(transport.value())
-    assert status == 431 and transport.disconnecting
-
-
-def test_oversizedBodyGets413() -> None:
-    """A Content-Length beyond maxBodySize is refused with 413 before the body is read."""
-    proto, transport, _ = connect(maxBodySize=10)
-    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
-    [(status, _)] = responses(transport.value())
-    assert status == 413 and transport.disconnecting
-
-
-def test_chunkedBodyOverLimitGets413() -> None:
-    """A chunked body growing past maxBodySize is refused with 413."""
-    proto, transport, _ = connect(maxBodySize=10)
-    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" + b"x" * 16)
-    [(status, _)] = responses(transport.value())
-    assert status == 413
-
-
-def test_handlerErrorGets500WithoutTraceback(caplog: pytest.LogCaptureFixture) -> None:
-    """An exception in the handler is logged with its traceback; the client sees a bare 500."""
-
-    def broken(request: Request) -> Response:
-        raise RuntimeError("secret internal detail")
-
-    proto, transport, factory = connect(broken)
-    with caplog.at_level(logging.ERROR, logger="examples.http"):
-        proto.dataReceived(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-    [(status, body)] = responses(transport.value())
-    assert status == 500
-    assert b"secret" not in body and b"Traceback" not in body
-    assert "secret internal detail" in caplog.text and "Traceback" in caplog.text
-    assert factory.inFlight == 0 and not transport.disconnecting
-
-
-def test_deferredHandlerAndHTTPError() -> None:
-    """A handler may answer later through a Deferred, or raise HTTPError for a chosen status."""
-    pending: Deferred[Response] = Deferred()
-
-    def handler(request: Request) -> Any:
-        if request.path == "/later":
-            return pending
-        raise HTTPError(404, "nothing here")
-
-    proto, transport, factory = connect(handler)
-    proto.dataReceived(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert transport.value() == b"" and factory.inFlight == 1
-    stopped: list[Any] = []
-    factory.shutdown().addCallback(stopped.append)
-    assert not stopped
-    pending.callback(Response.fromJSON({"done": True}))
-    got = responses(transport.value())
-    assert got[0] == (200, b'{"done":true}')
-    assert stopped == [None]  # shutdown waited for the request in flight
-    assert transport.disconnecting  # and closed the connection after it
-
-
-def test_coroutineHandler() -> None:
-    """A coroutine handler works too."""
-
-    async def handler(request: Request) -> Response:
-        value = await succeed(7)
-        return Response.fromJSON({"value": value})
-
-    proto, transport, _ = connect(handler)
-    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert responses(transport.value()) == [(200, b'{"value":7}')]
 
 
 # -- the real server, end to end ------------------------------------------------------------
@@ -351,41 +193,50 @@ def test_selfTestOnPostgres(tmp_path: Path, postgresDSN: str) -> None:
     assert "self-test passed" in proc.stdout and "PostgreSQL" in proc.stdout
 
 
-def test_shutdownTimeoutAbortsStragglers() -> None:
-    """A shutdown that waits too long can be cancelled (addTimeout) and the stragglers aborted."""
-    pending: Deferred[Response] = Deferred()
-    proto, transport, factory = connect(lambda request: pending)
-    proto.dataReceived(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    d = factory.shutdown()
-    errors: list[Any] = []
-    d.addErrback(errors.append)
-    d.cancel()
-    assert errors and not factory._idleWaiters
-    assert factory.abortAll() == 1 and transport.aborted
-    assert factory.buildProtocol(None) is None  # no new connections once shutting down
+def rawCall(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request with a raw body (bytes http.client would not send as is); (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    result = resp.status, resp.read()
+    conn.close()
+    return result
 
 
-def test_idleAndSlowConnectionsTimeOut() -> None:
-    """With a clock: an idle keep-alive connection closes, a request trickling in too slowly gets 408."""
-    from reactor.task import Clock
+def test_webappRefusesInputItCannotStoreWith400(server: Server) -> None:
+    """A lone surrogate, a NUL, NaN, 1e999, a 5,000-digit id get 400, not a logged 500; nothing is stored."""
+    cases = [
+        ("POST", "/records", b'{"name": "\\ud800"}'),
+        ("POST", "/records", b'{"name": "a\\u0000b"}'),
+        ("POST", "/records", b'{"name": "ok", "value": {"\\udfff": 1}}'),
+        ("POST", "/records", b'{"name": "ok", "value": NaN}'),
+        ("POST", "/records", b'{"name": "ok", "value": Infinity}'),
+        ("POST", "/records", b'{"name": "ok", "value": 1e999}'),
+        ("POST", "/records", b'{"name": "\xff\xfe"}'),
+        ("GET", "/records/" + "9" * 5000, b""),
+        ("GET", "/records/" + "9" * 20, b""),
+        ("GET", "/records?limit=" + "1" * 5000, b""),
+    ]
+    for method, path, body in cases:
+        status, answer = rawCall(server.port, method, path, body)
+        assert status == 400, (path[:30], body[:40], status, answer)
+        assert "error" in json.loads(answer)
+    conn = server.client()
+    status, listing = call(conn, "GET", "/records")
+    assert status == 200 and listing["records"] == []
+    conn.close()
+    code, _, err = server.stop()
+    assert code == 0 and "Traceback" not in err and " 500" not in err
 
-    clock = Clock()
-    factory = HTTPFactory(echoHandler, clock=clock, idleTimeout=10)
-    idle, slow = factory.buildProtocol(None), factory.buildProtocol(None)
-    idleTransport, slowTransport = FakeTransport(), FakeTransport()
-    assert idle is not None and slow is not None
-    idle.makeConnection(idleTransport)
-    slow.makeConnection(slowTransport)
-    idle.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # answered; the timer starts again
-    slow.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow")  # never finished
-    clock.advance(9)
-    assert not idleTransport.disconnecting and not slowTransport.writeClosed
-    clock.advance(2)
-    assert idleTransport.disconnecting
-    assert [s for s, _ in responses(idleTransport.value())] == [200]
-    [(status, body)] = responses(slowTransport.value())
-    assert status == 408 and b"10 s" in body
-    assert slowTransport.writeClosed  # lingering close: EOF first, the full close later
-    clock.advance(HTTPServerProtocol.lingerSeconds)
-    assert slowTransport.disconnecting
-    assert not clock.getDelayedCalls() or all(not c.active() for c in clock.getDelayedCalls())
+
+def test_webappAnswersHeadWithoutBody(server: Server) -> None:
+    """HEAD on a GET route: the GET's status and length, no body, and the connection stays usable."""
+    conn = server.client()
+    conn.request("HEAD", "/health")
+    resp = conn.getresponse()
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(b'{"ok":true}')
+    assert resp.read() == b""
+    assert call(conn, "GET", "/health") == (200, {"ok": True})
+    conn.close()
+    code, _, err = server.stop()
+    assert code == 0 and "Traceback" not in err
