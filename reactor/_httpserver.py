@@ -809,19 +809,29 @@ class HTTPChannel(Protocol):
             return
         if type(result) is Response or isinstance(result, Response):
             if request._writer is not None:
-                log.error("%s %s: handler returned a Response after calling respond()", request.method,
-                          request.target)
+                log.error(
+                    "%s %s: handler returned a Response after calling respond()",
+                    request.method,
+                    request.target,
+                )
                 request._writer.abort()
                 return
             self._sendWhole(request, result)
         elif result is None:
             if request._writer is None:
-                log.error("%s %s: handler returned None without calling request.respond()",
-                          request.method, request.target)
+                log.error(
+                    "%s %s: handler returned None without calling request.respond()",
+                    request.method,
+                    request.target,
+                )
                 self._sendError(request, 500, "internal server error")
         else:
-            log.error("%s %s: handler returned %r, not a Response or None", request.method,
-                      request.target, type(result).__name__)
+            log.error(
+                "%s %s: handler returned %r, not a Response or None",
+                request.method,
+                request.target,
+                type(result).__name__,
+            )
             self._sendError(request, 500, "internal server error")
 
     def _handlerFailed(self, failure: Failure, request: Request) -> None:
@@ -829,8 +839,12 @@ class HTTPChannel(Protocol):
             return
         writer = request._writer
         if writer is not None and writer._headSent:
-            log.error("%s %s: handler failed mid-response; dropping the connection:\n%s",
-                      request.method, request.target, failure.getTraceback())
+            log.error(
+                "%s %s: handler failed mid-response; dropping the connection:\n%s",
+                request.method,
+                request.target,
+                failure.getTraceback(),
+            )
             if not writer._finished:
                 writer.abort()
             return
@@ -1049,8 +1063,9 @@ class HTTPChannel(Protocol):
             self.transport.loseConnection()
         elif kind == "head":
             self._parsing = None
-            self._queue.append(_refusalRequest(self, 408, f"request head not received within "
-                                               f"{factory.headerTimeout:g} s"))
+            self._queue.append(
+                _refusalRequest(self, 408, f"request head not received within {factory.headerTimeout:g} s")
+            )
             self._dead = True
             self._closing = True
             self._advance()
