@@ -486,6 +486,7 @@ def threadsEnded(reactor: Any, threads: list[threading.Thread], seconds: float =
     return done
 
 
-def namedThreads(prefix: str) -> list[threading.Thread]:
-    """The live threads whose name starts with ``prefix`` (a pool's: ``f"PoolThread-{name}-"``)."""
-    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+def workerThreadsOf(name: str) -> list[threading.Thread]:
+    """The live worker threads of the pool named ``name`` (lane side threads excluded)."""
+    prefix = f"PoolThread-{name}-"
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and "-lane-" not in t.name]

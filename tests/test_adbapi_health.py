@@ -12,8 +12,16 @@ import pytest
 from adbapi import ConnectionPool, PoolOverloadedError, PoolStatistics, PoolTimeoutError, Transaction
 from adbapi._redact import Redactor, redactDSN
 from reactor import Deferred, Reactor
-from reactor.task import Clock, deferLater
-from tests.adbapi_support import Backend, backendFixture, runReactor, serverBackendFixture  # noqa: F401
+from reactor.task import Clock
+from tests.adbapi_support import (  # noqa: F401
+    Backend,
+    backendFixture,
+    runReactor,
+    serverBackendFixture,
+    threadsEnded,
+    uniqueName,
+    workerThreadsOf,
+)
 
 
 def _holder(reactor: Reactor) -> tuple[Any, Deferred[None], threading.Event]:
@@ -116,7 +124,8 @@ def test_idleTimeoutRetiresIdleConnectionsDownToMin(backend: Backend,
     async def body(reactor: Reactor) -> Any:
         from reactor import gatherResults
 
-        pool = backend.pool(reactor, cp_min=1, cp_max=3, cp_idle_timeout=30, cp_clock=clock)
+        name = uniqueName("idle")
+        pool = backend.pool(reactor, cp_min=1, cp_max=3, cp_idle_timeout=30, cp_clock=clock, cp_name=name)
         holds = [_holder(reactor) for _ in range(3)]
         calls = [pool.runInteraction(h[0]) for h in holds]
         await gatherResults([h[1] for h in holds])
@@ -124,19 +133,21 @@ def test_idleTimeoutRetiresIdleConnectionsDownToMin(backend: Backend,
             h[2].set()
         await gatherResults(calls)
         busy = pool.statistics()
+        workers = workerThreadsOf(name)
         clock.advance(15)
         half = pool.statistics()
         clock.advance(15)
         after = pool.statistics()
-        for _ in range(500):  # bounded: the retired workers close their connections and exit
-            if pool.statistics().workers == 1:
-                break
-            await deferLater(reactor, 0.01)
-        return busy, half, after, pool.statistics(), await pool.runQuery("SELECT 1")
+        # The one worker kept takes the next interaction; the two retired ones close their connections
+        # and end: wait for those threads to end (joined off the reactor thread, bounded).
+        kept = await pool.runInteraction(lambda txn: threading.current_thread())
+        left = await threadsEnded(reactor, [t for t in workers if t is not kept])
+        return busy, len(workers), half, after, left, pool.statistics(), await pool.runQuery("SELECT 1")
 
     with caplog.at_level(logging.WARNING, logger="adbapi"):
-        busy, half, after, settled, rows = runReactor(body)
-    assert busy.connectionsOpen == 3 and busy.idle == 3
+        busy, nworkers, half, after, left, settled, rows = runReactor(body)
+    assert busy.connectionsOpen == 3 and busy.idle == 3 and nworkers == 3
+    assert left == [], f"retired workers still running: {left}"
     assert half.idle == 3 and half.recycled == 0
     assert after.idle == 1 and after.recycled == 2
     assert settled.workers == 1 and settled.connectionsOpen == 1 and [tuple(r) for r in rows] == [(1,)]
