@@ -16,6 +16,11 @@ apart at most. Ratios: native / twisted (goal >= 2x), native / uvicorn (>= 1x), 
 waitress-flask (>= 1.5x on /json, /db, /fortunes). The table is printed and written to
 ``benchmarks/results/tfb.md``; a bar plot of requests/s per test type goes to ``docs/tfb.png``.
 
+Two measurements say what limits a ratio, since the machine (2 cores) runs wrk, the server and PostgreSQL
+at once: the server's CPU time per request (from ``/proc``, robust to the noise of other processes), and
+the database's ceiling: ``pgbench`` (C, 4 connections) running each test type's statements with no HTTP and
+no Python, with the simple query protocol psycopg2 uses and with the prepared statements asyncpg uses.
+
 Run alone: ``python benchmarks/run.py tfb`` (``--quick``: 1 s per measurement). A server whose modules
 are missing is left out with the reason; so is the whole benchmark without ``wrk`` or PostgreSQL.
 """
@@ -110,6 +115,58 @@ def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpuSeconds(pid: int) -> float | None:
+    """User + system CPU seconds the process has used (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pgbenchScript(test: str) -> str:
+    """The statements of one request of ``test`` as a pgbench script (random ids drawn by pgbench)."""
+    n = 20 if test in ("queries", "updates") else 1
+    if test == "fortunes":
+        return tfb.FORTUNE_SQL + ";\n"
+    lines = [f"\\set id{i} random(1, {tfb.WORLD_ROWS})" for i in range(n)]
+    lines += [tfb.WORLD_SQL.replace("%s", f":id{i}") + ";" for i in range(n)]
+    if test == "updates":
+        lines += [f"\\set r{i} random(1, {tfb.WORLD_ROWS})" for i in range(n)]
+        update = tfb.updateSQL(n)
+        for i in range(n):
+            update = update.replace("(%s::int,%s::int)", f"(:id{i}::int,:r{i}::int)", 1)
+        lines.append(update + ";")
+    return "\n".join(lines) + "\n"
+
+
+def databaseCeilings(dsn: str, seconds: float) -> dict[str, tuple[float, float]]:
+    """Requests/s PostgreSQL alone allows per database test type: (simple protocol, prepared), by pgbench.
+
+    Empty when pgbench is not installed. ``-c 4`` (the pool size), one pgbench thread.
+    """
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        print("note: no pgbench: the database ceilings are left out", flush=True)
+        return {}
+    ceilings: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for test in ("db", "queries", "fortunes", "updates"):
+            script = Path(tmp) / f"{test}.sql"
+            script.write_text(pgbenchScript(test))
+            rates = []
+            for mode in ("simple", "prepared"):
+                done = subprocess.run([pgbench, "-n", "-c", str(tfb.POOL_SIZE), "-j", "1", "-M", mode,
+                                       "-T", str(max(1, round(seconds))), "-f", str(script), dsn],
+                                      capture_output=True, text=True, timeout=seconds + 60, check=False)
+                match = re.search(r"tps = ([\d.]+)", done.stdout)
+                if done.returncode != 0 or match is None:
+                    raise RuntimeError(f"pgbench failed on {test}: {done.stderr.strip()}")
+                rates.append(float(match.group(1)))
+            ceilings[test] = (rates[0], rates[1])
+    return ceilings
 
 
 @dataclass
@@ -215,8 +272,9 @@ def plot(rates: dict[str, dict[str, float]], labels: list[str], path: Path) -> N
 
 
 def table(rates: dict[str, dict[str, float]], problems: dict[str, dict[str, list[str]]],
-          labels: list[str]) -> str:
-    """The markdown table: requests/s per server and test type, then the goal ratios."""
+          labels: list[str], cpu: dict[str, dict[str, float]],
+          ceilings: dict[str, tuple[float, float]]) -> str:
+    """The markdown tables: requests/s and the goal ratios; CPU per request and the database ceiling."""
 
     def ratio(test: str, ours: str, ref: str) -> str:
         a, b = rates[test].get(ours), rates[test].get(ref)
@@ -237,6 +295,16 @@ def table(rates: dict[str, dict[str, float]], problems: dict[str, dict[str, list
              for label, p in problems[test].items() if p]
     if notes:
         lines += ["", "(!) errors during the run:", *notes]
+    head = ["test type", *labels, "PostgreSQL alone: simple / prepared"]
+    lines += ["", "Server CPU per request (microseconds) and what PostgreSQL alone allows (pgbench, "
+              f"{tfb.POOL_SIZE} connections, requests/s):", "",
+              "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for test, target in TESTS:
+        cells = [f"`{target}`"]
+        cells += [f"{cpu[test][label] * 1e6:,.0f}" if label in cpu[test] else "n/a" for label in labels]
+        ceiling = ceilings.get(test)
+        cells.append(f"{ceiling[0]:,.0f} / {ceiling[1]:,.0f}" if ceiling else "-")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -263,18 +331,25 @@ def run(quick: bool) -> list[Comparison]:
     labels = [label for label, _ in available]
     rates: dict[str, dict[str, float]] = {test: {} for test, _ in TESTS}
     problems: dict[str, dict[str, list[str]]] = {test: {} for test, _ in TESTS}
+    cpu: dict[str, dict[str, float]] = {test: {} for test, _ in TESTS}
     with startServers(dsn, available) as servers:
         for n, (test, target) in enumerate(TESTS):
             order = labels[n % len(labels):] + labels[: n % len(labels)] if labels else []
             for label in order:
                 url = servers[label].url(target)
                 runWrk(wrk, url, warmup)
+                pid = servers[label].process.pid
+                before = cpuSeconds(pid)
                 result = runWrk(wrk, url, seconds)
+                after = cpuSeconds(pid)
                 rates[test][label] = result.requestsPerSecond
                 problems[test][label] = result.problems
+                if before is not None and after is not None and result.requests:
+                    cpu[test][label] = (after - before) / result.requests
                 print(f"    {target:<22} {label:<15} {result.requestsPerSecond:>10,.0f} req/s"
                       + (f"  ({'; '.join(result.problems)})" if result.problems else ""), flush=True)
-    text = table(rates, problems, labels)
+    ceilings = databaseCeilings(dsn, seconds)
+    text = table(rates, problems, labels, cpu, ceilings)
     print(f"\nrequests/s, wrk -t1 -c{CONNECTIONS} -d{seconds:g}s after a {warmup:g} s warm-up:\n\n{text}")
     TABLE.parent.mkdir(exist_ok=True)
     TABLE.write_text(f"# TechEmpower test types ({time.strftime('%Y-%m-%d %H:%M')})\n\n{text}")
