@@ -118,6 +118,7 @@ def listenWSGI(
     tlsKey: str | None = None,
     threads: int = 16,
     threadpool: ThreadPool | None = None,
+    drainPool: bool | None = None,
     accessLog: bool = False,
     stopTimeout: float = DEFAULT_STOP_TIMEOUT,
     reactor: Any = None,
@@ -126,8 +127,9 @@ def listenWSGI(
     """Serve ``application`` on ``interface:port`` (or the Unix socket path ``unix``), TLS with ``tlsCert``
     and ``tlsKey`` (PEM file paths); call in the reactor thread, before or while it runs.
 
-    The application runs in ``threadpool``, or in a new pool of ``threads`` workers that the server
-    starts and drains at its stop. ``accessLog`` logs a line per request to the logger
+    The application runs in ``threadpool`` (started here if it is not), or in a new pool of ``threads``
+    workers. The server drains the pool at its stop when ``drainPool`` is true (default: only a pool it
+    made), after the requests in flight ended. ``accessLog`` logs a line per request to the logger
     ``deferthreads.wsgi.access``. ``limits`` go to ``HTTPFactory`` (``maxBodyBytes``, timeouts, ...).
     Raises ``ValueError``/``TypeError`` naming a bad argument; ``CannotListenError`` if the address is taken.
     """
@@ -139,7 +141,7 @@ def listenWSGI(
         raise ValueError("tlsCert and tlsKey go together: give both PEM files or neither")
     if unix is not None and tlsCert is not None:
         raise ValueError("TLS on a Unix socket is not supported: give unix or tlsCert/tlsKey, not both")
-    ownsPool = threadpool is None
+    ownsPool = threadpool is None if drainPool is None else bool(drainPool)
     if threadpool is None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an int >= 1, got {threads!r}")
@@ -160,7 +162,7 @@ def listenWSGI(
         listening = reactor.listenSSL(port, factory, options, interface=interface)
     else:
         listening = reactor.listenTCP(port, factory, interface=interface)
-    if ownsPool:
+    if not threadpool.started:
         threadpool.start()
     server = WSGIServer(reactor, container, factory, listening, ownsPool, stopTimeout)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopGracefully)
