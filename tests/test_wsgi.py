@@ -519,7 +519,7 @@ def test_gracefulStopFinishesARunningApplication(served: list[Served]) -> None:
     client.start()
     assert entered.wait(10)
     s.reactor.callFromThread(s.reactor.stop)
-    # The stop waits for the application: the port no longer accepts, the request is still open.
+    # The stop waits for the application, whose request is still open.
     release.set()
     client.join(20)
     assert result and result[0][0] == 200 and result[0][2] == b"finished"
