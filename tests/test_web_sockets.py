@@ -1,4 +1,4 @@
-"""reactor.web end to end: a real reactor, real loopback sockets, real clients (http.client, ssl, raw sockets).
+"""reactor.web end to end: a real reactor, loopback sockets, real clients (http.client, ssl, raw sockets).
 
 Each client runs in a thread; the test thread turns the reactor until the client is done (bounded).
 """
@@ -172,7 +172,7 @@ def test_pipelinedBytesSentInRandomPiecesGetOrderedAnswers(servers: list[Server]
 
 
 def test_smugglingAttemptIsRefusedOverARealSocket(servers: list[Server]) -> None:
-    """CL + TE over a real socket: exactly one 400 and the connection ends; the hidden request is not served."""
+    """CL + TE over a real socket: one 400, the connection ends, the hidden request is not served."""
     served: list[str] = []
 
     def handler(request: Request) -> Response:
