@@ -1,0 +1,210 @@
+"""An ASGI application under load: Starlette on uvicorn (uvloop, httptools, one process) under ``wrk``.
+
+The same application and endpoints (``benchmarks/_asgiapp.py``, TechEmpower's rules, a pool of 4)
+with our adbapi (psycopg2, the reactor hosted on uvicorn's loop, Deferreds awaited directly)
+against asyncpg's pool: the single-row lookup, fortunes, 20 lookups, 20 read-then-update; and the
+single lookup against psycopg 3's ``AsyncConnectionPool``, SQLAlchemy's asyncio engine (asyncpg)
+and ``asyncio.to_thread`` around a psycopg2 connection per thread. Requests per second, the best
+of the rounds; each variant runs in its own uvicorn process, one after the other (every other
+round in reverse order).
+
+The World (10,000 rows) and Fortune tables are made in the ``test`` database of the local
+PostgreSQL (``ASGI_BENCH_DSN``, default ``host=127.0.0.1 port=5432 dbname=test``) under unique
+names and dropped at the end. Skipped, with the reason, when ``wrk`` or PostgreSQL is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import Comparison, Target
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test"
+CONNECTIONS = 64
+FORTUNES = [
+    "fortune: No such file or directory",
+    "A computer scientist is someone who fixes things that aren't broken.",
+    "After enough decimal places, nobody gives a damn.",
+    "A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1",
+    "A computer program does what you tell it to do, not what you want it to do.",
+    "Emacs is a nice operating system, but I prefer UNIX. \u2014 Tom Christaensen",
+    "Any program that runs right is obsolete.",
+    "A list is only as strong as its weakest link. \u2014 Donald Knuth",
+    "Feature: A bug with seniority.",
+    "Computers make very fast, very accurate mistakes.",
+    '<script>alert("This should not be displayed in a browser alert box.");</script>',
+    "\u30d5\u30ec\u30fc\u30e0\u30ef\u30fc\u30af\u306e\u30d9\u30f3\u30c1\u30de\u30fc\u30af",
+]
+
+#: (endpoint label, path, the variants that serve it, targets against them)
+ENDPOINTS: list[tuple[str, str, list[str], list[Target]]] = [
+    (
+        "single-row lookup",
+        "/db",
+        ["deferthreads", "asyncpg", "psycopg3", "sqlalchemy", "to_thread"],
+        [
+            Target("asyncpg", 1.5),
+            Target("psycopg3", 1.3),
+            Target("sqlalchemy", 2.0),
+            Target("to_thread", 1.5),
+        ],
+    ),
+    ("fortunes", "/fortunes", ["deferthreads", "asyncpg"], [Target("asyncpg", 1.5)]),
+    ("20 lookups", "/queries?queries=20", ["deferthreads", "asyncpg"], [Target("asyncpg", 1.0)]),
+    ("20 read-then-update", "/updates?queries=20", ["deferthreads", "asyncpg"], [Target("asyncpg", 1.0)]),
+]
+
+
+def _admin(dsn: str, statements: list[tuple[str, Any]]) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for statement, params in statements:
+                if isinstance(params, list):
+                    cur.executemany(statement, params)
+                else:
+                    cur.execute(statement, params)
+    finally:
+        conn.close()
+
+
+def makeTables(dsn: str) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:10]
+    world, fortune = f"asgi_world_{suffix}", f"asgi_fortune_{suffix}"
+    rows = ", ".join(f"({i}, {random.randint(1, 10_000)})" for i in range(1, 10_001))
+    _admin(dsn, [
+        (f"CREATE TABLE {world} (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL)", None),
+        (f"INSERT INTO {world} (id, randomnumber) VALUES {rows}", None),
+        (f"CREATE TABLE {fortune} (id INTEGER PRIMARY KEY, message VARCHAR(2048) NOT NULL)", None),
+        (f"INSERT INTO {fortune} (id, message) VALUES (%s, %s)", list(enumerate(FORTUNES, 1))),
+        (f"ANALYZE {world}", None),
+    ])
+    return world, fortune
+
+
+class Server:
+    """One uvicorn process serving one variant, on a socket bound here (``--fd``)."""
+
+    def __init__(self, variant: str, dsn: str, world: str, fortune: str) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        fd = self.listener.fileno()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "ASGI_BENCH_VARIANT": variant, "ASGI_BENCH_DSN": dsn,
+               "ASGI_BENCH_WORLD": world, "ASGI_BENCH_FORTUNE": fortune}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "benchmarks._asgiapp:makeAppFromEnv", "--factory",
+             "--fd", str(fd), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+             "--log-level", "warning"],
+            cwd=ROOT, env=env, pass_fds=(fd,),
+        )
+        deadline = time.monotonic() + 30
+        while not self._answers("/db"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"the {variant} server did not start")
+            time.sleep(0.05)  # polling a bounded readiness wait
+
+    def _answers(self, path: str) -> bool:
+        import http.client
+
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            conn.request("GET", path)
+            ok = conn.getresponse().status == 200
+            conn.close()
+            return ok
+        except OSError:
+            return False
+
+    def check(self, path: str) -> None:
+        if not self._answers(path):
+            raise RuntimeError(f"{path} does not answer 200")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.listener.close()
+
+
+def wrk(port: int, path: str, seconds: float) -> tuple[float, int]:
+    """Requests per second and the request count of one wrk run (non-2xx answers are an error)."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors on {path}:\n{out}")
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(rate.group(1)), int(count.group(1))
+
+
+def run(quick: bool) -> list[Comparison]:
+    if shutil.which("wrk") is None:
+        print("skipped: wrk is not installed")
+        return []
+    dsn = os.environ.get("ASGI_BENCH_DSN", DEFAULT_DSN)
+    try:
+        world, fortune = makeTables(dsn)
+    except Exception as e:
+        print(f"skipped: PostgreSQL unreachable at {dsn!r}: {type(e).__name__}: {e}")
+        return []
+    seconds = 2.0 if quick else 5.0
+    rounds = 1 if quick else 2
+    best: dict[tuple[str, str], float] = {}
+    counts: dict[str, int] = {}
+    variants = ENDPOINTS[0][2]
+    try:
+        for round in range(rounds):
+            # Every other round in reverse order, so a drift in the machine's load favours no one.
+            for variant in variants if round % 2 == 0 else variants[::-1]:
+                server = Server(variant, dsn, world, fortune)
+                try:
+                    for label, path, served, _targets in ENDPOINTS:
+                        if variant not in served:
+                            continue
+                        server.check(path)
+                        wrk(server.port, path, 1.0)  # warm-up: connections, statement caches
+                        rate, count = wrk(server.port, path, seconds)
+                        key = (label, variant)
+                        best[key] = max(best.get(key, 0.0), rate)
+                        counts[label] = max(counts.get(label, 0), count)
+                        print(f"  {label:<22} {variant:<14} {rate:>10,.0f} req/s", flush=True)
+                finally:
+                    server.close()
+    finally:
+        _admin(dsn, [(f"DROP TABLE IF EXISTS {world}", None), (f"DROP TABLE IF EXISTS {fortune}", None)])
+    results = []
+    for label, _path, served, targets in ENDPOINTS:
+        comparison = Comparison(
+            name=f"ASGI (Starlette, uvicorn+uvloop, wrk -c{CONNECTIONS}): {label}",
+            ops=counts.get(label, 0),
+            opsPerSecond={variant: best[(label, variant)] for variant in served},
+            targets=targets,
+        )
+        print("\n".join(comparison.lines()))
+        results.append(comparison)
+    return results
