@@ -291,6 +291,8 @@ class Request:
         """
         if self._writer is not None:
             raise RuntimeError(f"{self.method} {self.target}: a response was already started")
+        if self._channel._active is not self:
+            raise RuntimeError(f"{self.method} {self.target}: the response was already sent")
         if type(status) is not int or not 200 <= status <= 999:
             raise ValueError(f"status must be an int from 200 to 999, got {status!r}")
         lines, names = _checkedHeaderLines(headers)
@@ -753,6 +755,9 @@ class HTTPChannel(Protocol):
                 self._queue.pop()
                 self.factory._inFlight -= 1
                 request = None
+        if request is not None and request._discard:
+            self._lingeringClose()  # the skipped body of an answered request went wrong: just close
+            return
         if request is not None and request._headComplete:
             # The body of a request already in line went wrong: its handler hears it from read/body,
             # and the connection closes after its response (no second answer for one request).
@@ -836,6 +841,14 @@ class HTTPChannel(Protocol):
 
     def _handlerFailed(self, failure: Failure, request: Request) -> None:
         if self._lost or request is not self._active:
+            if failure.check(ConnectionLost):
+                return  # the client left; nothing to say
+            log.error(
+                "%s %s: handler failed after its response ended or its client left:\n%s",
+                request.method,
+                request.target,
+                failure.getTraceback(),
+            )
             return
         writer = request._writer
         if writer is not None and writer._headSent:
@@ -990,7 +1003,13 @@ class HTTPChannel(Protocol):
 
     def _wantBody(self, request: Request) -> None:
         """A handler waits for body bytes: ask for them (100 Continue) and make sure we read."""
-        if request._expectContinue and not request._continueSent and request is self._active:
+        if (
+            request._expectContinue
+            and not request._continueSent
+            and request is self._active
+            and request.httpVersion == "1.1"
+            and not request._bodyDone
+        ):
             request._continueSent = True
             if request._writer is None or not request._writer._headSent:
                 self.transport.write(_CONTINUE)
