@@ -789,11 +789,11 @@ class HTTPChannel(Protocol):
     def _dispatch(self, request: Request) -> None:
         if self._readPaused and len(self._queue) <= self.factory.maxPipelined:
             self._maybeResumeReading()
-        if not request._bodyDone and self._deadlineKind != "body":
-            self._setDeadline(self.factory.bodyTimeout, "body")
-        else:
+        if request._bodyDone:
             self._deadline = None  # the handler's time is its own
             self._deadlineKind = ""
+        elif self._deadlineKind != "body":
+            self._setDeadline(self.factory.bodyTimeout, "body")
         try:
             result = self._handler(request)
         except Exception:

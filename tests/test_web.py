@@ -930,3 +930,11 @@ def test_stopGracefullyWithNoConnectionsFiresAtOnce() -> None:
     assert factory.stopGracefully(1).result is None
     with pytest.raises(ValueError, match="timeout"):
         factory.stopGracefully(-1)
+
+
+def test_bodyThatNeverContinuesAfterTheHeadTimesOut() -> None:
+    """A body that stalls in the very packet of its head still times out (no later data to arm it)."""
+    c = Conn(lambda r: r.body().addCallback(lambda b: Response(200)), bodyTimeout=3)
+    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+    c.clock.advance(3.1)
+    assert [p.status for p in c.responses()] == [408]

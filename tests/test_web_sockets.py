@@ -351,3 +351,74 @@ def test_oversizedChunkedUploadGets413(servers: list[Server]) -> None:
             return readAll(s)
 
     assert server.inThread(client).startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 600 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, 413),
+        (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400),  # TLS to a plain port
+    ],
+)
+def test_limitsOverARealSocket(servers: list[Server], raw: bytes, status: int) -> None:
+    """Each limit answers its status over a real socket, and the connection ends after it."""
+    server = Server(echo, maxRequestLine=256, maxHeaderBytes=512, maxBodyBytes=1000)
+    servers.append(server)
+
+    def client() -> bytes:
+        with server.raw() as s:
+            s.sendall(raw)
+            return readAll(s)
+
+    answer = server.inThread(client)
+    assert answer.startswith(b"HTTP/1.1 %d " % status) and answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_idleAndStalledBodyTimeoutsOverARealSocket(servers: list[Server]) -> None:
+    """An idle keep-alive connection is closed; a body that stalls gets 408; both within bounded time."""
+    server = Server(echo, idleTimeout=0.3, bodyTimeout=0.3, lingerTimeout=0.2)
+    servers.append(server)
+
+    def client() -> tuple[bytes, bytes]:
+        with server.raw() as idle, server.raw() as stalled:
+            idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            return readAll(idle), readAll(stalled)
+
+    idleAnswer, stalledAnswer = server.inThread(client)
+    assert idleAnswer.startswith(b"HTTP/1.1 200 ") and idleAnswer.count(b"HTTP/1.1") == 1
+    assert stalledAnswer.startswith(b"HTTP/1.1 408 ")
+    server.turnUntil(lambda: server.factory.connections == 0)
+
+
+def test_servesOverAUnixSocket(servers: list[Server], tmp_path: Any) -> None:
+    """The factory works on listenUNIX too; the client address is the Unix one."""
+    reactor = newReactor()
+    path = str(tmp_path / "web.sock")
+    seen: list[Any] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.client)
+        return Response(200, body=b"unix")
+
+    reactor.listenUNIX(path, HTTPFactory(handler, reactor=reactor))
+    box: dict[str, bytes] = {}
+
+    def client() -> None:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            box["answer"] = readAll(s)
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    try:
+        runUntil(reactor, lambda: not t.is_alive(), 10)
+    finally:
+        closeReactor(reactor)
+    assert box["answer"].endswith(b"unix") and type(seen[0]).__name__ == "UNIXAddress"
