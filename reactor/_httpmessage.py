@@ -23,6 +23,10 @@ class HTTPError(Exception):
     """
 
     def __init__(self, status: int, message: str) -> None:
+        if type(status) is not int or not 200 <= status <= 999:
+            raise ValueError(f"status must be an int from 200 to 999, got {status!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"message must be str, not {type(message).__name__}")
         super().__init__(status, message)
         self.status = status
         self.message = message

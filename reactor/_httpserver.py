@@ -208,6 +208,8 @@ class Request:
             raise RuntimeError("read() after body(): the body is collected whole")
         if size == 0:
             return succeed(b"")
+        if self._discard:
+            raise RuntimeError("read() after the response ended: the rest of the body was skipped")
         if self._chunks and not self._readers:
             return succeed(self._take(size))
         if self._bodyError is not None:
@@ -225,6 +227,8 @@ class Request:
             raise RuntimeError("body() was already called")
         if self._readers:
             raise RuntimeError("body() while a read() is pending")
+        if self._discard:
+            raise RuntimeError("body() after the response ended: the rest of the body was skipped")
         self._wholeTaken = True
         if self._bodyError is not None:
             return fail(self._bodyError)
@@ -510,7 +514,10 @@ class HTTPChannel(Protocol):
         register = getattr(self.transport, "registerProducer", None)
         if register is not None:
             register(self, True)
-        self._setDeadline(self.factory.idleTimeout, "idle")
+        # A connection that sends nothing gets no longer than a trickling head would: it holds a
+        # descriptor all the same.
+        factory = self.factory
+        self._setDeadline(min(factory.idleTimeout, factory.headerTimeout), "idle")
 
     def dataReceived(self, data: bytes) -> None:
         if self._dead:
@@ -911,9 +918,13 @@ class HTTPChannel(Protocol):
             log.error("%s %s: bad response from the handler: %s", request.method, request.target, e)
             self._sendError(request, 500, "internal server error")
             return
-        if request.method == "HEAD":
-            body = b""
-        self.transport.write(head + body if body else head)
+        if request.method == "HEAD" or not body:
+            self.transport.write(head)
+        elif len(body) < 65536:
+            self.transport.write(head + body)  # one send for the common small answer
+        else:
+            self.transport.write(head)  # no copy of a large body
+            self.transport.write(body)
         self._responseDone(request)
 
     def _sendError(self, request: Request, status: int, message: str) -> None:

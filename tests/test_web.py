@@ -938,3 +938,39 @@ def test_bodyThatNeverContinuesAfterTheHeadTimesOut() -> None:
     c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
     c.clock.advance(3.1)
     assert [p.status for p in c.responses()] == [408]
+
+
+def test_silentConnectionClosesAfterTheHeaderTimeout() -> None:
+    """A connection that never sends a byte is closed after headerTimeout when that is shorter than idle."""
+    c = Conn(headerTimeout=2, idleTimeout=60)
+    c.clock.advance(1.9)
+    assert not c.transport.disconnecting
+    c.clock.advance(0.2)
+    assert c.transport.disconnecting and c.transport.value() == b""
+
+
+def test_largeWholeResponseIsSentIntact() -> None:
+    """A Response body of several MiB goes out whole, with its length."""
+    body = bytes(range(256)) * 16384
+    c = Conn(lambda r: Response(200, body=body))
+    c.send(GET % b"")
+    [p] = c.responses()
+    assert p.body == body and p.header("content-length") == str(len(body))
+
+
+def test_bodyAfterTheResponseEndedIsRefused() -> None:
+    """read()/body() once the response is finished raise RuntimeError (the rest of the body is skipped)."""
+    kept: list[Request] = []
+
+    def handler(request: Request) -> Response:
+        kept.append(request)
+        return Response()
+
+    c = Conn(handler)
+    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+    with pytest.raises(RuntimeError, match="skipped"):
+        kept[0].body()
+    with pytest.raises(RuntimeError, match="already sent"):
+        kept[0].respond(200)
+    with pytest.raises(ValueError, match="status"):
+        HTTPError(100, "continue?")
