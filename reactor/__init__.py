@@ -3,8 +3,9 @@
 The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 ``twisted.python.failure``, the reactor); see README.md for a tour. Submodules:
 ``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
-``reactor.protocol``, ``reactor.error``, ``reactor.ssl``, ``reactor.lockfile`` and
-``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode).
+``reactor.protocol``, ``reactor.error``, ``reactor.ssl``, ``reactor.lockfile``,
+``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode) and ``reactor.web``
+(the HTTP/1.1 server).
 """
 
 from __future__ import annotations
