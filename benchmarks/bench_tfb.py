@@ -329,6 +329,8 @@ def run(quick: bool) -> list[Comparison]:
         else:
             available.append((label, implementation))
     labels = [label for label, _ in available]
+    # Other processes share the 2 cores with wrk, the servers and PostgreSQL: say how busy the machine was.
+    load = f"load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
     rates: dict[str, dict[str, float]] = {test: {} for test, _ in TESTS}
     problems: dict[str, dict[str, list[str]]] = {test: {} for test, _ in TESTS}
     cpu: dict[str, dict[str, float]] = {test: {} for test, _ in TESTS}
@@ -350,9 +352,10 @@ def run(quick: bool) -> list[Comparison]:
                       + (f"  ({'; '.join(result.problems)})" if result.problems else ""), flush=True)
     ceilings = databaseCeilings(dsn, seconds)
     text = table(rates, problems, labels, cpu, ceilings)
-    print(f"\nrequests/s, wrk -t1 -c{CONNECTIONS} -d{seconds:g}s after a {warmup:g} s warm-up:\n\n{text}")
+    heading = f"requests/s, wrk -t1 -c{CONNECTIONS} -d{seconds:g}s after a {warmup:g} s warm-up; {load}"
+    print(f"\n{heading}:\n\n{text}")
     TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text(f"# TechEmpower test types ({time.strftime('%Y-%m-%d %H:%M')})\n\n{text}")
+    TABLE.write_text(f"# TechEmpower test types ({time.strftime('%Y-%m-%d %H:%M')})\n\n{heading}.\n\n{text}")
     if labels:
         plot(rates, labels, PLOT)
         print(f"plot: {PLOT}")
@@ -365,11 +368,11 @@ def comparisons(rates: dict[str, dict[str, float]], seconds: float) -> list[Comp
     for test, target in TESTS:
         got = rates[test]
         note = f"wrk -t1 -c{CONNECTIONS} -d{seconds:g}s; requests/s"
-        native = {k: got[k] for k in ("native", "twisted", "uvicorn") if k in got}
+        native: dict[str, float] = {k: got[k] for k in ("native", "twisted", "uvicorn") if k in got}
         if "native" in native and len(native) > 1:
             results.append(Comparison(f"TFB {target} native", 0, native, ours="native",
                                       targets=list(NATIVE_TARGETS), note=note))
-        wsgi = {k: got[k] for k in ("wsgi-flask", "waitress-flask") if k in got}
+        wsgi: dict[str, float] = {k: got[k] for k in ("wsgi-flask", "waitress-flask") if k in got}
         if len(wsgi) == 2:
             targets = [Target("waitress-flask", 1.5)] if test in WSGI_TARGET_TESTS else []
             results.append(Comparison(f"TFB {target} wsgi-flask", 0, wsgi, ours="wsgi-flask",
