@@ -486,6 +486,11 @@ def threadsEnded(reactor: Any, threads: list[threading.Thread], seconds: float =
     return done
 
 
+def poolThreadsOf(name: str) -> list[threading.Thread]:
+    """The live threads of the pool named ``name`` (workers and lane side threads)."""
+    return [t for t in threading.enumerate() if t.name.startswith(f"PoolThread-{name}-")]
+
+
 def workerThreadsOf(name: str) -> list[threading.Thread]:
     """The live worker threads of the pool named ``name`` (lane side threads excluded)."""
     prefix = f"PoolThread-{name}-"

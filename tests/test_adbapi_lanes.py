@@ -29,8 +29,12 @@ from tests.adbapi_support import (  # noqa: F401
     Backend,
     isActive,
     lanesFixture,
+    markedLongQuery,
     poolThreads,
+    poolThreadsOf,
     runReactor,
+    statementRunning,
+    threadsEnded,
     uniqueName,
     until,
     workerThreads,
@@ -147,7 +151,8 @@ def test_laneQueriesRunWithoutWorkerThreads(lanes: Backend) -> None:
         results += await gatherResults([pool.runQuery("SELECT %s::int", (i,)).addCallback(record)
                                         for i in range(10, 20)])
         # The connect side threads are short-lived: wait (bounded) for them to end.
-        await until(reactor, lambda: not poolThreads(name), "the lanes' connect threads ending")
+        ending = await threadsEnded(reactor, poolThreadsOf(name))
+        assert ending == [], f"the lanes' connect threads did not end: {ending}"
         stats = pool.statistics()
         left = poolThreads(name)
         await pool.close()
@@ -468,26 +473,39 @@ def test_idleLaneNoticesItsSessionWasTerminated(lanes: Backend) -> None:
 
 
 def test_idleLaneWithTerminatedSessionDoesNotSpinTheReactor(lanes: Backend) -> None:
-    """After an idle lane's session is terminated the reactor does not keep waking for the dead socket."""
+    """After an idle lane's session is terminated the reactor stops watching the dead socket: once the lane
+    noticed, further turns of the loop call its doRead no more."""
 
     async def body(reactor: Reactor) -> Any:
+        before = list(reactor.getReaders())
         pool = lanes.pool(reactor, cp_min=1, cp_max=2)
         pid = (await pool.runQuery(PID_QUERY))[0][0]
+        # The idle lane is the one reader the pool added (it watches its socket for the server's EOF).
+        added = [r for r in reactor.getReaders() if not any(r is b for b in before)]
+        assert len(added) == 1, added
+        lane = added[0]
         reads: list[int] = []
-        lane = next(iter(pool._lanes))
         original = lane.doRead
 
         def countingRead() -> None:
             reads.append(1)
             original()
 
-        lane.doRead = countingRead  # type: ignore[method-assign]
-        lanes.killSession(pid)
-        await deferLater(reactor, 0.2)
-        return len(reads), pool.statistics()
+        lane.doRead = countingRead
+        lanes.killSession(pid)  # returns once the backend is gone, its end of the socket closed
+        await until(reactor, lambda: pool.statistics().connectionsOpen == 0,
+                    "the idle lane noticing its session was terminated", seconds=2.0)
+        readsWhenNoticed = len(reads)
+        for _ in range(50):  # 50 turns of the loop, each one polling the descriptors
+            await deferLater(reactor, 0)
+        stillWatched = any(r is lane for r in reactor.getReaders())
+        return readsWhenNoticed, len(reads), stillWatched, pool.statistics()
 
-    reads, stats = runReactor(body)
-    assert reads <= 3, f"the reactor called doRead {reads} times in 0.2 s for a dead idle connection"
+    readsWhenNoticed, reads, stillWatched, stats = runReactor(body)
+    assert 1 <= readsWhenNoticed <= 3, f"{readsWhenNoticed} doRead calls to notice one EOF"
+    assert reads == readsWhenNoticed, f"the reactor called doRead {reads - readsWhenNoticed} more times " \
+                                      "in 50 turns for a dead idle connection"
+    assert not stillWatched
     assert stats.connectionsOpen == 0
 
 
@@ -925,8 +943,9 @@ def test_lanesWorkOnTheAsyncioHostedReactor(lanes: Backend, uniqueTableName: str
         together = await gatherResults([pool.runQuery("SELECT %s::int", (i,)) for i in range(4)])
         inTurn = [(await pool.runQuery("SELECT %s::int", (i,)))[0][0] for i in range(4, 8)]
         await pool.runOperation(f"INSERT INTO {table} (id, v) VALUES (1, 1)")
-        long = pool.runQuery(LONG_QUERY)
-        await deferLater(reactor, 0.1)
+        marker = uniqueName("hosted")
+        long = pool.runQuery(markedLongQuery(lanes, marker))
+        await statementRunning(reactor, lanes, marker=marker)
         long.cancel()
         with pytest.raises(CancelledError):
             await long

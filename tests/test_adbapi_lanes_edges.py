@@ -13,7 +13,7 @@ import pytest
 
 from adbapi import PoolTimeoutError, RetryPolicy
 from reactor import CancelledError, Deferred, Reactor
-from reactor.task import LoopingCall, deferLater
+from reactor.task import Clock, LoopingCall, deferLater
 from tests.adbapi_support import (  # noqa: F401
     LONG_QUERY,
     PID_QUERY,
@@ -24,6 +24,7 @@ from tests.adbapi_support import (  # noqa: F401
     runReactor,
     uniqueName,
     until,
+    within,
 )
 
 
@@ -63,13 +64,25 @@ def test_mixedStressStaysWithinCpMaxAndFiresEverything(lanes: Backend, seed: int
     maxSeen: list[int] = [0]
 
     async def body(reactor: Reactor) -> Any:
+        # The health settings, the wait timeout and the random cancels run on a Clock the loop below moves
+        # on by a random step now and then, so retirements and timeouts happen mid-stress with no pause in
+        # real time. The loop keeps a random 3-12 calls in flight, issuing more as earlier ones end (as the
+        # random real-time pauses used to let them), so the clock does not time out a queue of hundreds.
+        clock = Clock()
+        inFlight = [0]
+        ended: list[Deferred[None]] = []
+
+        def oneEnded(_: object) -> None:
+            inFlight[0] -= 1
+            if ended:
+                ended.pop().callback(None)
+
         pool = lanes.pool(reactor, cp_min=0, cp_max=3, cp_name=name, cp_wait_timeout=0.15,
-                          cp_ping_after=0.005, cp_idle_timeout=0.02, cp_max_lifetime=0.05)
+                          cp_ping_after=0.005, cp_idle_timeout=0.02, cp_max_lifetime=0.05, cp_clock=clock)
 
         def sample() -> None:
-            with pool._lock:
-                n = len(pool._workers) + len(pool._lanes)
-            maxSeen[0] = max(maxSeen[0], n)
+            s = pool.statistics()
+            maxSeen[0] = max(maxSeen[0], s.workers + s.lanes)
 
         loop = LoopingCall(sample)
         loop.clock = reactor
@@ -85,11 +98,22 @@ def test_mixedStressStaysWithinCpMaxAndFiresEverything(lanes: Backend, seed: int
                 d = pool.runOperation("SELECT pg_sleep(0.01)")
             else:
                 d = pool.runQuery("SELECT pg_sleep(0.2)")
-                reactor.callLater(rng.random() * 0.05, d.cancel)
+                clock.callLater(rng.random() * 0.05, d.cancel)
             d.addErrback(lambda f: f.trap(CancelledError, PoolTimeoutError))
             ds.append(d)
+            inFlight[0] += 1
+            d.addBoth(oneEnded)
+            sample()
             if rng.random() < 0.3:
-                await deferLater(reactor, rng.random() * 0.01)
+                clock.advance(rng.random() * 0.01)
+                await deferLater(reactor, 0)  # one turn of the loop: lanes read, results come home
+            limit = rng.randint(3, 12)
+            while inFlight[0] > limit:
+                clock.advance(rng.random() * 0.01)  # time passes while the loop waits
+                waiter: Deferred[None] = Deferred()
+                ended.append(waiter)
+                await within(reactor, waiter, "one of the calls in flight ending")
+        clock.advance(0.05)  # the cancels still pending
         for d in ds:
             await d
         await pool.close()
