@@ -267,3 +267,53 @@ def test_concurrentUpdatesOfOverlappingRowsAllSucceed(server: Server) -> None:
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert results == [200] * 24
+
+
+# -- the command line
+
+
+def test_setupCreatesAndFillsAMissingDatabaseBeforeServing(postgresDSN: str) -> None:
+    """``--setup`` on a database that does not exist creates it with 10,000 worlds and the 12 fortunes."""
+    if missingModules("native"):
+        pytest.skip(f"native: module not available: {', '.join(missingModules('native'))}")
+    params = dict(part.split("=", 1) for part in postgresDSN.split())
+    params["dbname"] = f"tfb_setup_{uuid.uuid4().hex[:10]}"
+    dsn = " ".join(f"{k}={v}" for k, v in params.items())
+    process = subprocess.Popen([sys.executable, str(APP), "native", "--port", "0", "--dsn", dsn, "--setup"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        served = Server("native", process, readAnnouncement(process, START_SECONDS))
+        assert served.getJSON("/json") == {"message": "Hello, World!"}
+        import psycopg2
+
+        conn = psycopg2.connect(dsn)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT count(*), min(id), max(id), min(randomnumber), max(randomnumber) "
+                               "FROM world")
+                count, low, high, smallest, largest = cursor.fetchone()
+                cursor.execute("SELECT id, message FROM fortune ORDER BY id")
+                fortunes = cursor.fetchall()
+        finally:
+            conn.close()
+        assert (count, low, high) == (tfb.WORLD_ROWS, 1, tfb.WORLD_ROWS)
+        assert 1 <= smallest <= largest <= tfb.WORLD_ROWS
+        assert fortunes == list(tfb.FORTUNES)
+    finally:
+        process.terminate()
+        process.wait(15)
+        assert process.stdout is not None
+        process.stdout.close()
+        tfb.dropDatabase(dsn)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["native", "--port", "70000"], "--port must be in 0..65535"),
+    (["nginx", "--port", "0"], "invalid choice: 'nginx'"),
+])
+def test_badArgumentsExitWithTheArgumentNamed(args: list[str], message: str) -> None:
+    """A bad port or an unknown implementation exits with status 2 and says which argument is wrong."""
+    done = subprocess.run([sys.executable, str(APP), *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert message in done.stderr
