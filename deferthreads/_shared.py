@@ -9,6 +9,7 @@ one-shot per firing, so each run registers the next one's.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -171,18 +172,44 @@ def deferToThread(f: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -
     shuts down the pool still takes calls as long as its workers drain; once it
     has stopped, the Deferred fails at once with :class:`ThreadPoolStopped`.
     Called outside the reactor thread while the reactor runs, it raises
-    :class:`ReactorThreadError`.
+    :class:`ReactorThreadError`; so it does inside a running asyncio loop that
+    the (not running) default reactor is not hosted on, where it would wait
+    forever.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, not {type(f).__name__}")
     reactor = _defaultReactor()
-    if reactor.running and not reactor.isReactorThread():
+    if reactor.running:
+        if not reactor.isReactorThread():
+            raise ReactorThreadError(
+                "deferToThread() was called outside the reactor thread; from another thread use "
+                "blockingCallFromThread(reactor, deferToThread, f, ...) or reactor.callFromThread"
+            )
+    elif _strandedInAsyncio(reactor):
         raise ReactorThreadError(
-            "deferToThread() was called outside the reactor thread; from another thread use "
-            "blockingCallFromThread(reactor, deferToThread, f, ...) or reactor.callFromThread"
+            "deferToThread() was called inside a running asyncio loop, but the default reactor is not "
+            "running there, so its result would never arrive; host the reactor on the loop first: "
+            "`async with reactor.asyncioreactor.hostedReactor(): ...` (or AsyncioReactor().startRunning())"
         )
     shared = sharedPoolFor(reactor)
     return deferCall(shared.pool._team, shared.sink, f, args, kwargs)
+
+
+def _strandedInAsyncio(reactor: ManagedReactor) -> bool:
+    """True if this thread runs an asyncio loop that ``reactor`` (not running) is not hosted on.
+
+    Before a reactor's first run, ``deferToThread`` queues the call for that run (Twisted's
+    semantics). Inside a running asyncio loop no such run is coming unless the reactor is
+    hosted on that loop (its ``eventloop``): the call would wait forever.
+    """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False  # nothing imported asyncio, so no loop runs
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return getattr(reactor, "eventloop", None) is not loop
 
 
 def _runMultiple(calls: list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]]) -> None:

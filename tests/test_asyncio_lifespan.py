@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -162,3 +162,50 @@ def test_starletteStyleLifespanIsThreeLines(loop: asyncio.AbstractEventLoop) -> 
             return result
 
     assert runBounded(loop, main()) == "SERVED"
+
+
+def test_deferToThreadInALoopWithoutAHostedReactorRaisesInsteadOfHanging(
+    loop: asyncio.AbstractEventLoop, noDefaultReactor: None
+) -> None:
+    """deferToThread in an asyncio task, with a default reactor that nobody runs on this loop, would
+    wait forever: it raises ReactorThreadError naming hostedReactor instead."""
+
+    async def main() -> None:
+        deferthreads.deferToThread(sum, [1, 2, 3])
+
+    with pytest.raises(deferthreads.ReactorThreadError, match="hostedReactor"):
+        runBounded(loop, main())
+    getReactor().close()
+
+
+def test_deferToThreadBeforeAHostedReactorStartsWaitsForIt(loop: asyncio.AbstractEventLoop) -> None:
+    """A default reactor hosted on the running loop but not started yet queues the call for its run
+    (Twisted's semantics before run()), as outside asyncio."""
+
+    async def main() -> int:
+        reactor = AsyncioReactor()
+        with _installed(reactor):
+            d = deferthreads.deferToThread(sum, [1, 2, 3])
+            reactor.startRunning()
+            try:
+                return int(await d)
+            finally:
+                reactor.stop()
+                await reactor.whenStopped()
+                reactor.close()
+
+    assert runBounded(loop, main()) == 6
+
+
+@contextlib.contextmanager
+def _installed(reactor: AsyncioReactor) -> Iterator[None]:
+    from reactor import _default
+
+    with _default._lock:
+        saved = _default._default
+        _default._default = reactor
+    try:
+        yield
+    finally:
+        with _default._lock:
+            _default._default = saved
