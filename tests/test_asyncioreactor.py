@@ -41,14 +41,18 @@ def test_asyncioTasksAndReactorCallsInterleaveInTheLoopThread(loop: asyncio.Abst
     r = AsyncioReactor(loop)
     out: list[tuple[str, int]] = []
 
+    def late() -> None:
+        out.append(("late", threading.get_ident()))
+        r.stop()
+
     async def task() -> None:
+        # The three times are set in one step, so their order does not depend on when the task started.
+        r.callLater(0.01, lambda: out.append(("early", threading.get_ident())))
+        r.callLater(0.04, late)
         await asyncio.sleep(0.02)
         out.append(("task", threading.get_ident()))
 
     loop.create_task(task())
-    r.callLater(0.01, lambda: out.append(("early", threading.get_ident())))
-    r.callLater(0.04, lambda: out.append(("late", threading.get_ident())))
-    r.callLater(0.05, r.stop)
     runBounded(r)
     assert [name for name, _ in out] == ["early", "task", "late"]
     assert {ident for _, ident in out} == {threading.get_ident()}
@@ -164,11 +168,15 @@ def test_delayedCallMovedEarlierFiresAtItsNewTime(loop: asyncio.AbstractEventLoo
     """reset() to an earlier time brings the asyncio timer forward (no wait for the old time)."""
     r = AsyncioReactor(loop)
     out: list[str] = []
-    later = r.callLater(SAFETY_SECONDS * 10, out.append, "moved")
+
+    def moved() -> None:
+        out.append("moved")
+        r.stop()
+
+    later = r.callLater(SAFETY_SECONDS * 10, moved)
     r.callLater(0.01, later.reset, 0.01)
     r.callLater(0.01, later.delay, -0.005)  # delay() with a negative shift also moves it earlier
-    r.callLater(0.1, r.stop)
-    runBounded(r)
+    runBounded(r)  # fails the test after its safety time if the call still waits for its old time
     assert out == ["moved"]
     r.close()
 
@@ -319,19 +327,16 @@ def test_asyncioSignalHandlersStillFireWhileTheReactorHandlesSigterm(loop: async
 
     r = AsyncioReactor(loop)
     got: list[str] = []
-    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+
+    def usr1() -> None:
+        got.append("usr1")
+        os.kill(os.getpid(), signal.SIGTERM)  # asyncio's handler ran: now the reactor's
+
+    loop.add_signal_handler(signal.SIGUSR1, usr1)
     previousTerm = signal.getsignal(signal.SIGTERM)
     try:
         r.addSystemEventTrigger("before", "shutdown", got.append, "shutdown")
         r.callWhenRunning(os.kill, os.getpid(), signal.SIGUSR1)
-
-        def thenTerm() -> None:
-            if got == ["usr1"]:
-                os.kill(os.getpid(), signal.SIGTERM)
-            else:
-                r.callLater(0.01, thenTerm)
-
-        r.callWhenRunning(thenTerm)
         net = r.callLater(SAFETY_SECONDS, r.stop)
         r.run(installSignalHandlers=True)
         assert net.active(), "the safety net stopped the reactor"
@@ -375,7 +380,7 @@ def test_reactRunsAnAsyncioCoroutineThroughFromFuture() -> None:
         out: list[str] = []
 
         async def main() -> None:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # suspends: only the running loop finishes it
             out.append("coroutine finished")
 
         try:
