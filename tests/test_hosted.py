@@ -9,6 +9,7 @@ makes its own asyncio loop in a fresh main thread.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 from typing import Any
@@ -24,15 +25,18 @@ HOSTED_KINDS = [kind for kind in REACTOR_KINDS if kind != "epoll"]
 class RawReader:
     """A reader on a raw descriptor number (as a FileDescriptor wrapping an int would be)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, onRead: Any = None) -> None:
         self.fd = fd
         self.reads = 0
+        self.onRead = onRead  # called (with the reader) at each doRead
 
     def fileno(self) -> int:
         return self.fd
 
     def doRead(self) -> None:
         self.reads += 1
+        if self.onRead is not None:
+            self.onRead(self)
 
     def connectionLost(self, reason: object) -> None:
         pass
@@ -49,15 +53,23 @@ def test_aClosedReadersNumberReusedByAnotherFileIsNotDispatched(kind: str) -> No
     os.close(rfd)
     os.close(wfd)
     r2, w2 = os.pipe()  # someone else's pipe, not watched by the reactor
+    cr, cw = os.pipe()  # a watched pipe with data: the turn that reports it would report r2 too
+
+    def controlRead(reader: RawReader) -> None:
+        r.removeReader(reader)
+        r.callLater(0, r.stop)  # a turn more, then stop
+
     try:
         assert r2 == rfd, "test precondition: the number was reused"
         os.write(w2, b"not yours")
-        r.callLater(0.05, r.stop)
+        os.write(cw, b"ours")
+        control = RawReader(cr, controlRead)
+        r.addReader(control)
         runBounded(r)
-        assert stale.reads == 0
+        assert control.reads == 1 and stale.reads == 0
     finally:
-        os.close(r2)
-        os.close(w2)
+        for fd in (r2, w2, cr, cw):
+            os.close(fd)
         r.removeAll()
         r.close()
 
@@ -76,11 +88,10 @@ def test_addReaderWorksWhileADupKeepsAClosedNumbersRegistration(kind: str) -> No
     again = os.dup(keep)  # the lowest free number: rfd again, the same open file
     try:
         assert again == rfd, "test precondition: the number was reused"
-        second = RawReader(again)
+        second = RawReader(again, lambda reader: (r.removeReader(reader), r.stop()))
         r.addReader(second)
         os.write(wfd, b"x")
-        r.callLater(0.05, r.stop)
-        runBounded(r)
+        runBounded(r)  # stopped by second's doRead; fails the test after its safety time otherwise
         assert second.reads > 0
     finally:
         r.removeAll()
@@ -120,7 +131,7 @@ def test_aStopWaiterSeesTheReactorFullyStopped(kind: str) -> None:
     r = makeReactor(kind)
     note: list[Any] = []
     r.callWhenRunning(_whenStopped, r, note)
-    r.callLater(0.01, r.stop)
+    r.callLater(0, r.stop)  # in the first turn after startup
     runBounded(r)
     if isinstance(r, AsyncioReactor):
         r.eventloop.run_until_complete(note[0])  # its done-callbacks run on the loop
@@ -135,7 +146,8 @@ def test_aClosedReactorRunsNothingWhenItsHostLoopRunsAgain(kind: str) -> None:
     hostLoop = asyncio.new_event_loop() if kind == "asyncio" else None
     r = AsyncioReactor(hostLoop) if hostLoop is not None else makeReactor(kind)
     out: list[str] = []
-    r.callLater(0.02, out.append, "pending timed call")
+    pending = r.callLater(0.02, out.append, "pending timed call")
+    due = pending.getTime()
 
     def stopThenCrash() -> None:
         r.stop()
@@ -145,14 +157,17 @@ def test_aClosedReactorRunsNothingWhenItsHostLoopRunsAgain(kind: str) -> None:
     r.run(installSignalHandlers=False)
     r.close()
     r.close()  # idempotent
+    # Run the host loop until the pending call's time has passed (not longer): it would have run by then.
+    remaining = max(0.0, due - r.seconds())
     if hostLoop is not None:
-        hostLoop.run_until_complete(asyncio.sleep(0.05))
+        hostLoop.run_until_complete(asyncio.sleep(remaining))
+        hostLoop.run_until_complete(asyncio.sleep(0))  # and one more turn
         hostLoop.close()
     else:
         from PySide6.QtCore import QEventLoop, QTimer
 
         loop = QEventLoop()
-        QTimer.singleShot(50, loop.quit)
+        QTimer.singleShot(math.ceil(remaining * 1000) + 1, loop.quit)  # Qt rounds a timed call's ms up
         loop.exec()
     assert out == []
 
