@@ -49,7 +49,7 @@ def test_asyncioTasksAndReactorCallsInterleaveInTheLoopThread(loop: asyncio.Abst
         # The three times are set in one step, so their order does not depend on when the task started.
         r.callLater(0.01, lambda: out.append(("early", threading.get_ident())))
         r.callLater(0.04, late)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the task's own timed wake-up, ordered against the reactor's two
         out.append(("task", threading.get_ident()))
 
     loop.create_task(task())
