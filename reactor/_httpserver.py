@@ -41,7 +41,7 @@ from reactor._deferred import Deferred, fail, succeed
 from reactor._failure import Failure
 from reactor._httpmessage import DateCache, Headers, HTTPError, Response, statusLine
 from reactor._neterrors import ConnectionLost
-from reactor._netinterfaces import IConsumer, IPushProducer
+from reactor._netinterfaces import IConsumer, IHalfCloseableProtocol, IPushProducer
 from reactor.protocol import Factory, Protocol, connectionDone
 
 __all__ = ["HTTPChannel", "HTTPFactory", "Handler", "Request", "ResponseWriter"]
@@ -471,12 +471,13 @@ Handler = Callable[
 called ``request.respond`` (and streams)."""
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class HTTPChannel(Protocol):
     """One HTTP/1.1 server connection (see the module docstring). Reactor thread only.
 
     It is the transport's streaming producer (``pauseProducing``/``resumeProducing`` say whether
-    the client keeps up with our output).
+    the client keeps up with our output), and half-closeable: a client that shuts its sending side
+    after its requests (``shutdown(SHUT_WR)``) still gets their answers (``readConnectionLost``).
     """
 
     factory: HTTPFactory
@@ -495,6 +496,7 @@ class HTTPChannel(Protocol):
         self._lost = False
         self._closing = False  # answer what is in line, then close (refusal, shutdown, parse error)
         self._dead = False  # the parser is done with this connection: input is dropped
+        self._inputEnded = False  # the client shut its sending side (readConnectionLost)
         self._readPaused = False
         self._writePaused = False
         self._writeWaiters: list[Deferred[None]] = []
@@ -582,6 +584,38 @@ class HTTPChannel(Protocol):
             d.errback(ConnectionLost("the client is gone"))
         self.factory._channelGone(self)
         super().connectionLost(reason)
+
+    def readConnectionLost(self) -> None:
+        """The client shut its sending side: answer the requests received, in order, then close.
+
+        A head cut off by the end of input is dropped (it can never complete, and nobody is left to
+        read a 400 for it that a request line did not ask for); a body cut off fails the request's
+        ``read``/``body`` with ``HTTPError(400)``. The last answer says ``Connection: close``.
+        """
+        self._inputEnded = True
+        if self._lost:
+            return
+        self._closing = True
+        parsing = self._parsing
+        if parsing is not None and not self._dead:
+            self._parsing = None
+            if parsing._headComplete and not parsing._bodyDone and not parsing._discard:
+                if parsing._bodyError is None:
+                    parsing._bodyError = HTTPError(400, "the client ended its input before the request body")
+                if parsing is self._active:
+                    parsing._deliver()
+        self._dead = True
+        # Waiting on the handler now, not on the client: no head, body or idle clock applies.
+        self._deadline = None
+        self._deadlineKind = ""
+        if self._active is None:
+            if self._queue:
+                self._advance()
+            else:
+                self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our sending side is shut (a lingering close): the rest of the input is still dropped."""
 
     # -- IPushProducer: the transport says whether our output keeps up -----------------------
 
@@ -958,7 +992,7 @@ class HTTPChannel(Protocol):
         self._deadlineKind = ""
         self._maybeResumeReading(force=True)
         loseWrite = getattr(self.transport, "loseWriteConnection", None)
-        if loseWrite is None or self.factory.lingerTimeout <= 0:
+        if loseWrite is None or self.factory.lingerTimeout <= 0 or self._inputEnded:
             self.transport.loseConnection()
             return
         loseWrite()

@@ -17,7 +17,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from reactor import Deferred, Failure, succeed
-from reactor.interfaces import IConsumer, IPushProducer, ITCPTransport
+from reactor.interfaces import IConsumer, IHalfCloseableProtocol, IPushProducer, ITCPTransport
 from reactor.protocol import ConnectionDone, ConnectionLost, IPv4Address
 from reactor.task import Clock
 from reactor.web import (
@@ -302,6 +302,70 @@ def test_http10ClosesUnlessKeepAliveIsAsked() -> None:
     c = Conn()
     c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     assert c.responses()[0].header("connection") == "keep-alive" and not c.transport.disconnecting
+
+
+def test_halfClosedClientGetsItsPipelinedAnswersInOrderThenTheClose() -> None:
+    """End of input after two requests: both are answered in order, the last says close, then it closes."""
+    later: Deferred[Response] = Deferred()
+
+    def handler(request: Request) -> Any:
+        return later if request.path == "/slow" else textHandler(request)
+
+    c = Conn(handler)
+    assert verifyObject(IHalfCloseableProtocol, c.channel)
+    c.send(GET % b"slow" + GET % b"b")
+    c.channel.readConnectionLost()
+    assert c.transport.value() == b"" and not c.transport.disconnecting
+    later.callback(Response(200, body=b"slow"))
+    got = c.responses()
+    assert [(p.status, p.body) for p in got] == [(200, b"slow"), (200, b"GET /b")]
+    assert got[0].header("connection") is None and got[1].header("connection") == "close"
+    assert c.transport.disconnecting and not c.transport.aborted and not c.transport.writeClosed
+    assert c.factory.inFlight == 0 and c.factory.requestsServed == 2
+
+
+def test_halfClosedHttp10ClientIsAnsweredThenClosed() -> None:
+    """An HTTP/1.0 request without keep-alive, then end of input: answered (later), then closed."""
+    later: Deferred[Response] = Deferred()
+    c = Conn(lambda request: later)
+    c.send(b"GET /old HTTP/1.0\r\n\r\n")
+    c.channel.readConnectionLost()
+    later.callback(Response(200, body=b"old"))
+    [p] = c.responses()
+    assert p.status == 200 and p.body == b"old" and p.header("connection") == "close"
+    assert c.transport.disconnecting
+
+
+def test_halfCloseWhileIdleClosesAtOnceAndDropsAPartialHead() -> None:
+    """End of input with nothing in line closes; a head cut off by it is dropped without an answer."""
+    c = Conn()
+    c.send(GET % b"a")
+    c.transport.clear()
+    c.channel.readConnectionLost()
+    assert c.transport.disconnecting and c.transport.value() == b""
+    c = Conn()
+    c.send(b"GET /half HTTP/1.1\r\nHo")
+    c.channel.readConnectionLost()
+    assert c.transport.disconnecting and c.transport.value() == b"" and c.factory.inFlight == 0
+
+
+def test_halfCloseMidBodyFailsTheReadWith400() -> None:
+    """A body cut off by the end of input fails body() with HTTPError(400), answered, then closed."""
+    c = Conn(lambda request: request.body().addCallback(lambda body: Response(200, body=body)))
+    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    c.channel.readConnectionLost()
+    [p] = c.responses()
+    assert p.status == 400 and p.header("connection") == "close" and c.transport.disconnecting
+
+
+def test_halfCloseDuringALingeringCloseEndsIt() -> None:
+    """After a refusal the server lingers for the client's end of input; it arrives: closed at once."""
+    c = Conn()
+    c.send(b"GET / HTTP/9.9\r\nHost: x\r\n\r\n")
+    assert statuses(c.transport.value()) == [505] and c.transport.writeClosed
+    assert not c.transport.disconnecting
+    c.channel.readConnectionLost()
+    assert c.transport.disconnecting
 
 
 def test_streamedResponseIsChunkedOnHttp11AndCloseDelimitedOn10() -> None:

@@ -196,6 +196,46 @@ def test_smugglingAttemptIsRefusedOverARealSocket(servers: list[Server]) -> None
     assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1") == 1 and served == []
 
 
+@pytest.mark.parametrize(
+    "requests",
+    [b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /a HTTP/1.0\r\n\r\n"],
+    ids=["http11-pipelined", "http10"],
+)
+def test_clientThatHalfClosesAfterItsRequestsGetsTheAnswers(servers: list[Server], requests: bytes) -> None:
+    """shutdown(SHUT_WR) after the requests: answered in order once the handler is done, then closed."""
+    pending: list[tuple[Request, Deferred[Response]]] = []
+
+    def handler(request: Request) -> Deferred[Response]:
+        d: Deferred[Response] = Deferred()
+        pending.append((request, d))
+        return d
+
+    server = Server(handler)
+    servers.append(server)
+    s = server.raw()
+    try:
+        s.sendall(requests)
+        s.shutdown(socket.SHUT_WR)
+        # Answer only once the server has read the end of input (or, without half-close, lost the client).
+        def endSeen() -> bool:
+            if not pending:
+                return False
+            return server.factory.connections == 0 or getattr(pending[0][0]._channel, "_inputEnded", False)
+
+        server.turnUntil(endSeen)
+        for answered in range(requests.count(b" HTTP/")):
+            server.turnUntil(lambda n=answered: len(pending) > n)
+            request, d = pending[answered]
+            d.callback(Response(200, body=request.path.encode()))
+        answer = server.inThread(lambda: readAll(s))
+    finally:
+        s.close()
+    expected = [b"/a", b"/b"][: requests.count(b" HTTP/")]
+    assert answer.count(b"HTTP/1.1 200 OK") == len(expected)
+    assert [part.rpartition(b"\r\n\r\n")[2] for part in answer.split(b"HTTP/1.1 ")[1:]] == expected
+    server.turnUntil(lambda: server.factory.connections == 0)
+
+
 def test_expectContinueWithARealClient(servers: list[Server]) -> None:
     """The client waits for 100 Continue before sending the body; then gets the answer."""
     server = Server(echo)
