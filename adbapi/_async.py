@@ -21,9 +21,12 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from adbapi._cancel import waitForCancel
+from adbapi._dispatch import CallKind
 from adbapi._errors import PoolClosedError
 from adbapi._recovery import recoverRaw
-from adbapi._worker import RESERVED, _Call, _Worker, waitForCancel
+from adbapi._stats import PoolState
+from adbapi._worker import _Call, _Worker
 from reactor import CancelledError, Deferred, Failure, fail
 
 if TYPE_CHECKING:
@@ -76,11 +79,11 @@ class AsyncTransaction:
         if self._call is not None:
             raise RuntimeError("an AsyncTransaction can be entered only once")
         state = pool._state
-        if state not in ("new", "running"):
+        if state is not PoolState.NEW and state is not PoolState.RUNNING:
             raise PoolClosedError(f"{pool._label} is {state}; no new transactions are accepted")
-        if state == "new":
+        if state is PoolState.NEW:
             pool.start()
-        call = _Call(pool, RESERVED, self._serve, (), {})
+        call = _Call(pool, CallKind.RESERVED, self._serve, (), {})
         self._call = call
         call.deferred.addErrback(self._failedBeforeStart)
         pool._transactions.add(self)

@@ -23,7 +23,7 @@ Nothing here blocks the reactor thread:
 - a result of more than ``_FETCH_IN_THREAD`` rows is converted to Python in a
   short-lived thread;
 - a cancel request (``PQcancel`` opens its own connection) is sent from the same
-  side thread as a worker's (``_worker.sendCancel``).
+  side thread as a worker's (``_cancel.sendCancel``).
 
 Threads and state: the reactor thread owns every field of a lane, except
 ``conn``/``connInfo``, which the cancel side thread reads under ``connLock``
@@ -36,16 +36,20 @@ pool closed) before that.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from adbapi._cancel import sendCancel
+from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
+from adbapi._health import Readiness
 from adbapi._recovery import classify
 from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
-from adbapi._worker import DONE, FAST_QUERY, _Call, sendCancel
+from adbapi._worker import _Call
 from reactor import CancelledError, Failure
 
 if TYPE_CHECKING:
@@ -56,10 +60,14 @@ __all__: list[str] = []
 _log = logging.getLogger("adbapi")
 
 # Lane states
-_OPENING = "opening"  # a side thread is opening the connection
-_IDLE = "idle"  # on the pool's idle-lane stack
-_BUSY = "busy"  # running a call
-_CLOSED = "closed"
+class LaneState(enum.Enum):
+    """A lane's life: OPENING -> BUSY <-> IDLE -> CLOSED."""
+
+    OPENING = "opening"  # a side thread is opening the connection
+    IDLE = "idle"  # on the pool's idle-lane stack
+    BUSY = "busy"  # running a call
+    CLOSED = "closed"
+
 
 # What the lane waits for while busy
 _NONE = 0
@@ -104,7 +112,7 @@ class _Lane:
         self.connInfo: Any = None
         self.cursor: Any = None
         self.fd = -1
-        self.state = _OPENING
+        self.state = LaneState.OPENING
         self.step = _NONE
         self.current: _Call | None = None
         self.watching = False
@@ -156,7 +164,7 @@ class _Lane:
             conn.poll()
         except Exception as e:
             _log.info("adbapi: %s: an idle connection was lost (%s)", self.pool._label, type(e).__name__)
-            if self.state == _IDLE:
+            if self.state is LaneState.IDLE:
                 self._dropConnection(broken=True)
                 self._close()
 
@@ -182,29 +190,28 @@ class _Lane:
             error = ConnectionLost("the database connection was lost")
             error.__cause__ = reason.value
             self._done(False, error, 0)
-        elif self.state != _CLOSED:
+        elif self.state is not LaneState.CLOSED:
             self._close()
 
     # -- running a call -----------------------------------------------------------------------
 
     def start(self, call: _Call) -> None:
-        """Run ``call`` (RUNNING, ``call.worker is self``) on this lane."""
+        """Run ``call`` (CallState.RUNNING, ``call.worker is self``) on this lane."""
         self.current = call
-        self.state = _BUSY
+        self.state = LaneState.BUSY
         self.inBlock = False
         if self.conn is None:
             self._open()
             return
         pool = self.pool
-        if pool._timed:
-            now = pool._clock.seconds()
-            if pool._maxLifetime is not None and now - self.openedAt >= pool._maxLifetime:
-                self._dropConnection(broken=False, recycled=True)
-                self._open()
-                return
-            if pool._pingAfter is not None and now - self.lastUsed >= pool._pingAfter:
-                self._send(_PING, (pool._goodSqlForPing or "SELECT 1",), {})
-                return
+        readiness = pool._health.beforeUse(self.openedAt, self.lastUsed)
+        if readiness is Readiness.RECYCLE:
+            self._dropConnection(broken=False, recycled=True)
+            self._open()
+            return
+        if readiness is Readiness.PING:
+            self._send(_PING, (pool._health.goodSql or "SELECT 1",), {})
+            return
         self._statement()
 
     def _statement(self) -> None:
@@ -217,7 +224,7 @@ class _Lane:
             else:
                 self._done(False, error, 0)
             return
-        if call.kind == FAST_QUERY and not self.inBlock:
+        if call.kind == CallKind.QUERY and not self.inBlock:
             text = queryText(call.args, call.kw, self.conn)
             if text is None or not returnsRows(text):
                 # It may return no result set: fetchall() then fails and Twisted rolls the statement
@@ -252,7 +259,7 @@ class _Lane:
             self.reactor.addWriter(self)
 
     def _sendFailed(self, step: int, error: Exception) -> None:
-        if self.state == _CLOSED:  # abandoned by the pool's close meanwhile
+        if self.state is LaneState.CLOSED:  # abandoned by the pool's close meanwhile
             return
         self._sideEnds()
         self.step = step
@@ -304,8 +311,7 @@ class _Lane:
         if step == _STATEMENT:
             self._statementOver(True, None)
         elif step == _PING:
-            if self.pool._timed:
-                self.lastUsed = self.pool._clock.seconds()
+            self.lastUsed = self.pool._health.stamp()
             self._statement()
         elif step == _BEGIN:
             self._statement()
@@ -386,7 +392,7 @@ class _Lane:
         if not ok:
             self._afterResult(False, value)
             return
-        if call.kind != FAST_QUERY or call.deferred.called:
+        if call.kind != CallKind.QUERY or call.deferred.called:
             self._afterResult(True, None)
             return
         cursor = self.cursor
@@ -414,7 +420,7 @@ class _Lane:
         self.side.start()
 
     def _fetched(self, outcome: tuple[bool, Any]) -> None:
-        if self.state == _CLOSED:  # abandoned by the pool's close meanwhile
+        if self.state is LaneState.CLOSED:  # abandoned by the pool's close meanwhile
             return
         side, self.side = self.side, None
         if side is not None:
@@ -467,10 +473,9 @@ class _Lane:
         assert call is not None
         self.current = None
         self.step = _NONE
-        call.state = DONE
+        call.state = CallState.DONE
         pool = self.pool
-        if pool._timed:
-            self.lastUsed = pool._clock.seconds()
+        self.lastUsed = pool._health.stamp()
         cursor = self.cursor
         if cursor is not None and cursor.rowcount > _KEEP_RESULT_ROWS and self.conn is not None:
             self.cursor = self.conn.cursor()
@@ -485,7 +490,7 @@ class _Lane:
             # busy. Without a connection (lost, or it failed to end a transaction) the slot serves the
             # next waiting call with a new one, as a worker does, but does not sit idle. A call that
             # ends at once (cancelled while it waited for the connection) frees the lane again.
-            while self.current is None and self.state == _BUSY:
+            while self.current is None and self.state is LaneState.BUSY:
                 if self.abandoned:
                     self._close()
                     break
@@ -500,7 +505,7 @@ class _Lane:
             finished, self.finished = self.finished, []
             for outcome in finished:
                 pool._settle(*outcome)
-        if self.state == _CLOSED:
+        if self.state is LaneState.CLOSED:
             pool._endCloseIfLast()  # deferred by _laneClosed until the calls above had fired
 
     # -- side threads ------------------------------------------------------------------------------
@@ -574,7 +579,7 @@ class _Lane:
         self.side.start()
 
     def _opened(self, ok: bool, conn: Any, info: Any) -> None:
-        if self.state == _CLOSED:  # abandoned by the pool's close after the side thread handed it over
+        if self.state is LaneState.CLOSED:  # the pool's close abandoned it after the hand-over
             if ok:
                 self.pool._adapter.discard(conn)
             return
@@ -594,8 +599,7 @@ class _Lane:
         self.fd = conn.fileno()
         self.watching = True
         self.reactor.addReader(self)
-        if pool._timed:
-            self.openedAt = self.lastUsed = pool._clock.seconds()
+        self.openedAt = self.lastUsed = pool._health.stamp()
         with pool._lock:
             pool._connectionsOpened += 1
         if self.current is not None:
@@ -643,7 +647,7 @@ class _Lane:
         with self.handOff:
             self.forsaken = True
         self.abandoned = True
-        self.state = _CLOSED
+        self.state = LaneState.CLOSED
         self.step = _NONE
         self.awaitingCancel = None
         self.kept = None
@@ -684,10 +688,10 @@ class _Lane:
         self._close()
 
     def _close(self) -> None:
-        if self.state == _CLOSED:
+        if self.state is LaneState.CLOSED:
             return
         if self.conn is not None:
             self._dropConnection(broken=False)
-        self.state = _CLOSED
+        self.state = LaneState.CLOSED
         self.pool._laneClosed(self)
 

@@ -39,10 +39,12 @@ from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from adbapi._async import AsyncTransaction
+from adbapi._cancel import sendCancel
+from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import DriverAdapter, adapterFor
 from adbapi._errors import PoolAbandonedError, PoolClosedError, PoolOverloadedError, PoolTimeoutError
-from adbapi._lane import _IDLE as _LANE_IDLE
-from adbapi._lane import LaneSupport, _Lane
+from adbapi._health import HealthPolicy
+from adbapi._lane import LaneState, LaneSupport, _Lane
 from adbapi._options import (
     TWISTED_ARGS,
     checkTimeout,
@@ -54,20 +56,10 @@ from adbapi._options import (
 from adbapi._recovery import FLAG_CONFLICT, FLAG_LOST_BEFORE_COMMIT, recover
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
-from adbapi._stats import PoolStatistics
+from adbapi._stats import PoolState, PoolStatistics
 from adbapi._worker import (
-    ASSIGNED,
-    BACKOFF,
-    CANCELLED,
-    FAST_OPERATION,
-    FAST_QUERY,
-    INTERACTION,
-    QUEUED,
-    RUNNING,
-    WITH_CONNECTION,
     _Call,
     _Worker,
-    sendCancel,
 )
 from adbapi._wrappers import Connection, Transaction
 from reactor import Deferred, Failure, fail, succeed
@@ -80,7 +72,6 @@ _T = TypeVar("_T")
 _log = logging.getLogger("adbapi")
 
 
-_NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
 
 # Longest time a finished call's outcome may wait for the reactor while calls are queued.
 _BACKLOG_FLUSH = 0.002
@@ -172,14 +163,10 @@ class ConnectionPool:
         self._reactor: Any = reactor
         self._clock: Any = extra.clock
         self._now: Callable[[], float] = self._clock.seconds
-        self._pingAfter = extra.pingAfter
-        self._maxLifetime = extra.maxLifetime
-        self._idleTimeout = extra.idleTimeout
         self._waitTimeout = extra.waitTimeout
         self._timeout = extra.timeout
         self._maxWaiting: int | None = extra.maxWaiting
         self._retry: RetryPolicy | None = extra.retry
-        self._timed = extra.timed
         self._shutdownTimeout: float | None = extra.shutdownTimeout
         nonblocking = extra.nonblocking
 
@@ -189,7 +176,14 @@ class ConnectionPool:
         self._label = f"{self.name or f'ConnectionPool-{self._number}'} ({self.dbapiName})"
         self._redactor = Redactor(connargs, connkw)
         self._adapter: DriverAdapter = adapterFor(self.dbapi)
-        self._goodSqlForPing: str | None = self.good_sql if self._goodSqlGiven else None
+        # One health policy (lifetime, ping, idle) for worker and lane connections alike.
+        self._health = HealthPolicy(
+            self._clock.seconds,
+            maxLifetime=extra.maxLifetime,
+            pingAfter=extra.pingAfter,
+            idleTimeout=extra.idleTimeout,
+            goodSql=self.good_sql if self._goodSqlGiven else None,
+        )
         # Subclasses that override Twisted's hooks keep them on every call.
         cls = type(self)
         self._ownRunInteraction = cls.runInteraction is ConnectionPool.runInteraction
@@ -237,7 +231,7 @@ class ConnectionPool:
         self._backlogTimer: Any = None
         self._local = threading.local()
         # Reactor thread only:
-        self._state = _NEW
+        self._state = PoolState.NEW
         self._closeWaiters: list[Deferred[None]] = []
         self._closeDeadline: Any = None  # the cp_shutdown_timeout timer of a close under way
         self._backingOff: set[_Call] = set()
@@ -290,25 +284,25 @@ class ConnectionPool:
 
     def start(self) -> None:
         """Start the workers (the reactor does this when it runs; so does the first call)."""
-        if self._state == _RUNNING:
+        if self._state == PoolState.RUNNING:
             return
-        if self._state == _CLOSING:
+        if self._state == PoolState.CLOSING:
             raise PoolClosedError(f"{self._label} is closing; start() it again once close() has finished")
-        self._state = _RUNNING
+        self._state = PoolState.RUNNING
         self.running = True
         with self._lock:
             self._stopping = False
             # With lanes, slots open on demand: a worker only when a call needs a thread.
             wanted = 0 if self._laneSupport is not None else self.min
             fresh = [self._newWorkerLocked() for _ in range(max(0, wanted - len(self._workers)))]
-            now = self._clock.seconds() if self._timed else 0.0
+            now = self._health.stamp()
             for worker in fresh:
                 worker.idleSince = worker.lastUsed = now
             self._idle.extend(fresh)
         for worker in fresh:
             worker.thread.start()
         self.shutdownID = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
-        if self._idleTimeout is not None:
+        if self._health.idleTimeout is not None:
             self._scheduleIdleCheck()
 
     def close(self) -> Deferred[None]:
@@ -360,7 +354,7 @@ class ConnectionPool:
 
     def _shutdown(self) -> Deferred[None]:
         self.shutdownID = self._closeTrigger = None
-        if self._state != _RUNNING:
+        if self._state != PoolState.RUNNING:
             return self._stopWorkers()
         # The other 'before shutdown' triggers fire in this same pass, and one may still use the pool
         # (a last flush; Twisted's pool closes only 'during' shutdown): the close begins a turn later,
@@ -370,15 +364,15 @@ class ConnectionPool:
         return closed
 
     def _stopWorkers(self) -> Deferred[None]:
-        if self._state in (_NEW, _CLOSED):
-            self._state = _CLOSED
+        if self._state in (PoolState.NEW, PoolState.CLOSED):
+            self._state = PoolState.CLOSED
             self.running = False
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._closeWaiters.append(d)
-        if self._state == _CLOSING:
+        if self._state == PoolState.CLOSING:
             return d
-        self._state = _CLOSING
+        self._state = PoolState.CLOSING
         self.running = False
         if self._idleCheck is not None and self._idleCheck.active():
             self._idleCheck.cancel()
@@ -401,7 +395,7 @@ class ConnectionPool:
             slots = len(self._workers) + len(self._lanes)
         timeout = self._shutdownTimeout
         if not slots:
-            if self._state == _CLOSING:
+            if self._state == PoolState.CLOSING:
                 self._closed()
         elif not self._reactor.running:
             # Nothing will deliver the exit notices until the reactor runs: wait here, within the deadline.
@@ -410,7 +404,7 @@ class ConnectionPool:
                 if worker.thread.is_alive() and worker.thread is not threading.current_thread():
                     worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._flushResults()
-            if self._state == _CLOSING and timeout is not None:
+            if self._state == PoolState.CLOSING and timeout is not None:
                 self._closeExpired(timeout)
         elif timeout is not None:
             self._closeDeadline = self._clock.callLater(timeout, self._closeExpired, timeout)
@@ -429,7 +423,7 @@ class ConnectionPool:
         self._closeDeadline = None
         if self._results:
             self._flushResults()  # outcomes that came home before the deadline are delivered as such
-        if self._state != _CLOSING:
+        if self._state != PoolState.CLOSING:
             return
         with self._lock:
             workers = list(self._workers)
@@ -437,7 +431,8 @@ class ConnectionPool:
             lanes = list(self._lanes)
             self._lanes.clear()
             self._idleLanes.clear()
-            running = [c for c in (w.current for w in workers) if c is not None and c.state is RUNNING]
+            current = (w.current for w in workers)
+            running = [c for c in current if c is not None and c.state is CallState.RUNNING]
             oldPending, oldIdle = self._pending, self._idle
             stranded = list(oldPending)
             oldPending.clear()
@@ -465,7 +460,7 @@ class ConnectionPool:
         self._closed()
 
     def _closed(self) -> None:
-        self._state = _CLOSED
+        self._state = PoolState.CLOSED
         if self._closeDeadline is not None:
             if self._closeDeadline.active():
                 self._closeDeadline.cancel()
@@ -485,7 +480,7 @@ class ConnectionPool:
             stranded = list(self._pending)
             self._pending.clear()
             for call in stranded:
-                call.state = CANCELLED
+                call.state = CallState.CANCELLED
         for call in stranded:
             if call.waitTimer is not None and call.waitTimer.active():
                 call.waitTimer.cancel()
@@ -521,7 +516,7 @@ class ConnectionPool:
             remaining = len(self._workers) + len(self._lanes)
         # Outcomes still waiting in _results are fired first: a worker queues its exit notice after its
         # last outcome, so the flush that fires them comes back here once they are all out.
-        if remaining != 0 or self._state != _CLOSING or self._results:
+        if remaining != 0 or self._state != PoolState.CLOSING or self._results:
             return
         if queued or not self._reactor.running:
             self._closed()
@@ -544,17 +539,17 @@ class ConnectionPool:
             if pending:
                 head = pending.popleft()
                 head.waited = self._now() - head.enqueuedAt
-                if head.kind <= FAST_OPERATION:
-                    head.state = RUNNING
+                if head.kind <= CallKind.OPERATION:
+                    head.state = CallState.RUNNING
                     head.worker = lane
                     return head
                 self._lanes.discard(lane)
                 worker = self._newWorkerLocked()
-                head.state = ASSIGNED
+                head.state = CallState.ASSIGNED
                 convert = (worker, head)
             elif canIdle and not self._stopping:
-                lane.state = _LANE_IDLE
-                lane.idleSince = self._now() if self._timed else 0.0
+                lane.state = LaneState.IDLE
+                lane.idleSince = self._health.stamp()
                 self._idleLanes.append(lane)
                 return None
         if convert is not None:
@@ -584,7 +579,7 @@ class ConnectionPool:
         """
         if not callable(interaction):
             raise TypeError(f"interaction must be callable, not {type(interaction).__name__}")
-        return self._submit(INTERACTION, interaction, args, kw)
+        return self._submit(CallKind.INTERACTION, interaction, args, kw)
 
     def runWithConnection(
         self, func: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kw: _P.kwargs
@@ -592,16 +587,16 @@ class ConnectionPool:
         """Run ``func(Connection, *args, **kw)`` in a worker; commit if it returns, roll back if it raises."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        return self._submit(WITH_CONNECTION, func, args, kw)
+        return self._submit(CallKind.WITH_CONNECTION, func, args, kw)
 
     def runQuery(self, *args: Any, **kw: Any) -> Deferred[list[Any]]:
         """Execute one statement (``cursor.execute(*args, **kw)``) and fire with ``fetchall()``."""
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runQuery() needs the SQL statement as its first argument")
         if self._fastPath:
-            return self._submit(FAST_QUERY, None, args, kw)
+            return self._submit(CallKind.QUERY, None, args, kw)
         if self._ownRunInteraction:
-            return self._submit(INTERACTION, self._runQuery, args, kw)
+            return self._submit(CallKind.INTERACTION, self._runQuery, args, kw)
         # As in Twisted: a subclass's runInteraction sees runQuery too.
         return self.runInteraction(self._runQuery, *args, **kw)
 
@@ -610,9 +605,9 @@ class ConnectionPool:
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runOperation() needs the SQL statement as its first argument")
         if self._fastPath:
-            return self._submit(FAST_OPERATION, None, args, kw)
+            return self._submit(CallKind.OPERATION, None, args, kw)
         if self._ownRunInteraction:
-            return self._submit(INTERACTION, self._runOperation, args, kw)
+            return self._submit(CallKind.INTERACTION, self._runOperation, args, kw)
         return self.runInteraction(self._runOperation, *args, **kw)
 
     def transaction(self) -> AsyncTransaction:
@@ -634,7 +629,7 @@ class ConnectionPool:
             opened, reconnects, recycled = self._connectionsOpened, self._reconnects, self._recycled
         return PoolStatistics(
             name=self.name or f"ConnectionPool-{self._number}",
-            state=self._state,
+            state=self._state.value,
             workers=len(workers),
             connectionsOpen=sum(w.conn is not None for w in workers) + sum(x.conn is not None for x in lanes),
             busy=len(workers) - idle + len(lanes) - idleLanes,
@@ -743,9 +738,9 @@ class ConnectionPool:
     # -- dispatch (reactor thread) ---------------------------------------------------------
 
     def _submit(self, kind: int, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
-        if self._state is not _RUNNING:
+        if self._state is not PoolState.RUNNING:
             state = self._state
-            if state == _NEW:
+            if state == PoolState.NEW:
                 self.start()
             else:
                 return fail(PoolClosedError(f"{self._label} is {state}; no new calls are accepted"))
@@ -762,7 +757,7 @@ class ConnectionPool:
         retired: _Lane | None = None
         queued: bool | None = None
         with self._lock:
-            if call.kind <= FAST_OPERATION and self._laneSupport is not None and self._reactor.running:
+            if call.kind <= CallKind.OPERATION and self._laneSupport is not None and self._reactor.running:
                 # A lane first (no thread hand-off), then an idle worker, then a new lane.
                 if self._idleLanes:
                     lane = self._idleLanes.pop()
@@ -773,7 +768,7 @@ class ConnectionPool:
                 else:
                     queued = self._queueLocked(call)
                 if lane is not None:
-                    call.state = RUNNING
+                    call.state = CallState.RUNNING
                     call.worker = lane
             elif self._idle:
                 worker = self._idle.pop()
@@ -790,7 +785,7 @@ class ConnectionPool:
             else:
                 queued = self._queueLocked(call)
             if worker is not None:
-                call.state = ASSIGNED
+                call.state = CallState.ASSIGNED
         if lane is not None:
             lane.start(call)
             return True
@@ -804,7 +799,7 @@ class ConnectionPool:
         if queued:
             return True
         self._rejected += 1
-        call.state = CANCELLED
+        call.state = CallState.CANCELLED
         call.deferred.errback(
             PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
         )
@@ -815,7 +810,7 @@ class ConnectionPool:
         if self._maxWaiting is not None and len(self._pending) >= self._maxWaiting:
             return False
         # The common case under load: a worker or lane takes it from the queue when it finishes a call.
-        call.state = QUEUED
+        call.state = CallState.QUEUED
         call.enqueuedAt = self._now()
         self._pending.append(call)
         if self._backlogTimer is None:
@@ -827,10 +822,10 @@ class ConnectionPool:
     def _waitExpired(self, call: _Call) -> None:
         call.waitTimer = None
         with self._lock:
-            if call.state is not QUEUED:
+            if call.state is not CallState.QUEUED:
                 return
             self._pending.remove(call)
-            call.state = CANCELLED
+            call.state = CallState.CANCELLED
         self._rejected += 1
         if not call.deferred.called:
             call.deferred.errback(
@@ -848,12 +843,12 @@ class ConnectionPool:
         laneToCancel: _Lane | None = None
         with self._lock:
             state = call.state
-            if state is QUEUED:
+            if state is CallState.QUEUED:
                 self._pending.remove(call)
-                call.state = CANCELLED
-            elif state is ASSIGNED:
-                call.state = CANCELLED
-            elif state is RUNNING and not call.cancelRequested:
+                call.state = CallState.CANCELLED
+            elif state is CallState.ASSIGNED:
+                call.state = CallState.CANCELLED
+            elif state is CallState.RUNNING and not call.cancelRequested:
                 call.cancelRequested = True
                 worker = call.worker
                 if isinstance(worker, _Lane):
@@ -869,9 +864,9 @@ class ConnectionPool:
             side.start()
         if laneToCancel is not None:
             laneToCancel.cancel(call)
-        if state is BACKOFF:
+        if state is CallState.BACKOFF:
             self._backingOff.discard(call)
-            call.state = CANCELLED
+            call.state = CallState.CANCELLED
             if call.retryTimer is not None and call.retryTimer.active():
                 call.retryTimer.cancel()
         if call.waitTimer is not None and call.waitTimer.active():
@@ -898,7 +893,7 @@ class ConnectionPool:
         self._backlogTimer = None
         if self._results:
             self._flushResults()
-        if self._pending and self._backlogTimer is None and self._state != _CLOSED:
+        if self._pending and self._backlogTimer is None and self._state != PoolState.CLOSED:
             self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
 
     def _flushResults(self) -> None:
@@ -934,7 +929,7 @@ class ConnectionPool:
         if (
             retry is not None
             and flags
-            and self._state == _RUNNING
+            and self._state == PoolState.RUNNING
             and retry.shouldRetry(call.attempt, bool(flags & FLAG_CONFLICT),
                                   bool(flags & FLAG_LOST_BEFORE_COMMIT))
         ):
@@ -944,7 +939,7 @@ class ConnectionPool:
         d.errback(Failure(value))
 
     def _workerExited(self) -> None:
-        if self._state == _CLOSING:
+        if self._state == PoolState.CLOSING:
             self._endCloseIfLast()
 
     # -- retries (reactor thread) --------------------------------------------------------------
@@ -954,7 +949,7 @@ class ConnectionPool:
         _log.info("adbapi: %s: attempt %d failed with %s; retrying in %.3f s", self._label, call.attempt,
                   type(error).__name__, delay)
         call.attempt += 1
-        call.state = BACKOFF
+        call.state = CallState.BACKOFF
         call.lastFailure = error
         call.worker = None
         call.cancelRequested = False
@@ -967,9 +962,9 @@ class ConnectionPool:
     def _retryNow(self, call: _Call) -> None:
         call.retryTimer = None
         self._backingOff.discard(call)
-        if call.state is not BACKOFF or call.deferred.called:
+        if call.state is not CallState.BACKOFF or call.deferred.called:
             return
-        if self._state != _RUNNING:
+        if self._state != PoolState.RUNNING:
             self._finishBackoffOnClose(call)
             return
         call.waited = 0.0
@@ -979,7 +974,7 @@ class ConnectionPool:
         self._backingOff.discard(call)
         if call.retryTimer is not None and call.retryTimer.active():
             call.retryTimer.cancel()
-        call.state = CANCELLED
+        call.state = CallState.CANCELLED
         if not call.deferred.called and call.lastFailure is not None:
             self._errors += 1
             call.deferred.errback(Failure(call.lastFailure))
@@ -987,13 +982,15 @@ class ConnectionPool:
     # -- idle timeout (reactor thread) -----------------------------------------------------------
 
     def _scheduleIdleCheck(self) -> None:
-        assert self._idleTimeout is not None
-        self._idleCheck = self._clock.callLater(self._idleTimeout / 2, self._checkIdle)
+        idleTimeout = self._health.idleTimeout
+        assert idleTimeout is not None
+        self._idleCheck = self._clock.callLater(idleTimeout / 2, self._checkIdle)
 
     def _checkIdle(self) -> None:
         """Retire workers idle for ``cp_idle_timeout`` (closing their connections), down to ``cp_min``."""
         self._idleCheck = None
-        if self._state != _RUNNING or self._idleTimeout is None:
+        health = self._health
+        if self._state != PoolState.RUNNING or health.idleTimeout is None:
             return
         now = self._clock.seconds()
         retired: list[_Worker] = []
@@ -1001,10 +998,10 @@ class ConnectionPool:
         with self._lock:
             surplus = len(self._workers) + len(self._lanes) - self.min
             # The idle stacks are LIFO: the longest idle sit at the bottom.
-            while surplus > 0 and self._idle and now - self._idle[0].idleSince >= self._idleTimeout:
+            while surplus > 0 and self._idle and health.idleExpired(self._idle[0].idleSince, now):
                 retired.append(self._idle.pop(0))
                 surplus -= 1
-            while surplus > 0 and self._idleLanes and now - self._idleLanes[0].idleSince >= self._idleTimeout:
+            while surplus > 0 and self._idleLanes and health.idleExpired(self._idleLanes[0].idleSince, now):
                 retiredLanes.append(self._idleLanes.pop(0))
                 surplus -= 1
         for lane in retiredLanes:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-__all__ = ["PoolStatistics"]
+__all__ = ["PoolState", "PoolStatistics"]
+
+
+class PoolState(enum.StrEnum):
+    """A pool's life: NEW -> RUNNING (reactor start or first call) -> CLOSING -> CLOSED (-> RUNNING again).
+
+    A ``str`` enum: :attr:`PoolStatistics.state` and reprs show the plain value (``"running"``).
+    """
+
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"  # no new calls; accepted calls finish, connections close in their threads
+    CLOSED = "closed"  # calls errback at once; start() reopens
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ import threading
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from adbapi import _recovery  # the module: it imports this one
+from adbapi import _recovery
+from adbapi._cancel import waitForCancel
+from adbapi._dispatch import CallKind, CallState
+from adbapi._health import Readiness
 from reactor import CancelledError, Deferred
 
 if TYPE_CHECKING:
@@ -39,23 +42,8 @@ __all__: list[str] = []
 _log = logging.getLogger("adbapi")
 
 # Call kinds
-FAST_QUERY = 1  # runQuery on the fast path: adapter.runSingle(fetch=True)
-FAST_OPERATION = 2  # runOperation on the fast path: adapter.runSingle(fetch=False)
-INTERACTION = 3  # pool._runInteraction(func, ...)
-WITH_CONNECTION = 4  # pool._runWithConnection(func, ...)
-RESERVED = 5  # func(worker) holds the worker for an async transaction
 
 # Call states (transitions under the pool lock)
-QUEUED = "queued"  # in pool._pending
-ASSIGNED = "assigned"  # handed to a worker, not started
-RUNNING = "running"  # a worker is running it
-BACKOFF = "backoff"  # waiting on the reactor to be retried
-DONE = "done"
-CANCELLED = "cancelled"  # removed before it started
-
-# How long a worker waits for a cancel request to reach the server before it
-# rolls back (a cancel arriving during the rollback would only cost the connection).
-_CANCEL_SEND_WAIT = 10.0
 
 
 class _Call:
@@ -93,7 +81,7 @@ class _Call:
         self.args = args
         self.kw = kw
         self.deferred: Deferred[Any] = Deferred(self.cancel)
-        self.state = QUEUED
+        self.state = CallState.QUEUED
 
     def cancel(self, deferred: Deferred[Any]) -> None:
         """The Deferred's canceller (reactor thread): unqueue, or stop the statement on the server."""
@@ -145,22 +133,23 @@ class _Worker:
         results = pool._results
         lowWater = pool._lowWater
         # The hot path below runs a runQuery/runOperation statement without the general _execute.
-        timed = pool._timed
+        timed = pool._health.timed
         call = self.inbox.get()
         started = False
         while call is not None:
             if not started:
                 with lock:
-                    started = call.state is ASSIGNED
+                    started = call.state is CallState.ASSIGNED
                     if started:
-                        call.state = RUNNING
+                        call.state = CallState.RUNNING
                         call.worker = self
                         self.current = call
             if started:
                 single = self.single
-                if call.kind <= FAST_OPERATION and single is not None and not (timed or call.cancelRequested):
+                if (call.kind <= CallKind.OPERATION and single is not None
+                        and not (timed or call.cancelRequested)):
                     try:
-                        result = single.run(call.args, call.kw, call.kind == FAST_QUERY)
+                        result = single.run(call.args, call.kw, call.kind == CallKind.QUERY)
                         ok = True
                         flags = 0
                     except BaseException as e:
@@ -172,11 +161,11 @@ class _Worker:
             # One lock round per call under load: this call ends and the next one starts here.
             with lock:
                 if started:
-                    call.state = DONE
+                    call.state = CallState.DONE
                     self.current = None
                 if pending:
                     nxt = popleft()
-                    nxt.state = RUNNING
+                    nxt.state = CallState.RUNNING
                     nxt.worker = self
                     self.current = nxt
                     nxt.waited = now() - nxt.enqueuedAt
@@ -224,7 +213,7 @@ class _Worker:
                 single = self.single
                 assert single is not None  # set by _open
                 conn = single.conn
-                return True, single.run(call.args, call.kw, call.kind == FAST_QUERY), 0
+                return True, single.run(call.args, call.kw, call.kind == CallKind.QUERY), 0
             except BaseException as e:
                 error = e
             if self.conn is None:  # the new connection could not be opened: nothing was sent
@@ -243,16 +232,16 @@ class _Worker:
         self.committing = False
         try:
             conn = self.conn
-            if conn is None or pool._timed:
+            if conn is None or pool._health.timed:
                 conn = self._prepare()
             if call.cancelRequested:
                 raise CancelledError("cancelled before it reached the database")
             kind = call.kind
             single = self.single
             assert single is not None  # set whenever conn is
-            if kind <= FAST_OPERATION:
+            if kind <= CallKind.OPERATION:
                 try:
-                    return True, single.run(call.args, call.kw, kind == FAST_QUERY), 0
+                    return True, single.run(call.args, call.kw, kind == CallKind.QUERY), 0
                 except BaseException as e:
                     return self._singleFailed(call, conn, e)
             try:
@@ -263,13 +252,13 @@ class _Worker:
                           type(e).__name__)
                 self.discardConnection(broken=True)
                 self._open()
-            if kind == INTERACTION:
+            if kind == CallKind.INTERACTION:
                 return True, pool._runInteraction(call.func, *call.args, **call.kw), 0
-            if kind == WITH_CONNECTION:
+            if kind == CallKind.WITH_CONNECTION:
                 return True, pool._runWithConnection(call.func, *call.args, **call.kw), 0
             return True, call.func(self), 0
         except BaseException as e:
-            if call.kind == RESERVED:
+            if call.kind == CallKind.RESERVED:
                 # An async transaction's operations came from its coroutine and are gone: it cannot
                 # be re-run, so the retry policy never applies (the error reaches the block's exit).
                 return False, e, 0
@@ -283,21 +272,20 @@ class _Worker:
         conn = self.conn
         if conn is None:
             return self._open()
-        if pool._timed:
-            now = pool._clock.seconds()
-            if pool._maxLifetime is not None and now - self.openedAt >= pool._maxLifetime:
-                self._closeConnection(recycled=True)
+        readiness = pool._health.beforeUse(self.openedAt, self.lastUsed)
+        if readiness is Readiness.RECYCLE:
+            self._closeConnection(recycled=True)
+            return self._open()
+        if readiness is Readiness.PING:
+            try:
+                if self.single is not None:
+                    self.single.leave()
+                pool._adapter.ping(conn, pool._health.goodSql)
+            except Exception as e:
+                _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
+                          type(e).__name__)
+                self.discardConnection(broken=True)
                 return self._open()
-            if pool._pingAfter is not None and now - self.lastUsed >= pool._pingAfter:
-                try:
-                    if self.single is not None:
-                        self.single.leave()
-                    pool._adapter.ping(conn, pool._goodSqlForPing)
-                except Exception as e:
-                    _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
-                              type(e).__name__)
-                    self.discardConnection(broken=True)
-                    return self._open()
         return conn
 
     def _open(self) -> Any:
@@ -337,8 +325,8 @@ class _Worker:
             self.connInfo = info
             self.conn = conn
         self.single = pool._adapter.singleRunner(conn)
-        if pool._timed:
-            self.openedAt = self.lastUsed = pool._clock.seconds()
+        if pool._health.timed:
+            self.openedAt = self.lastUsed = pool._health.now()
         with pool._lock:
             pool._connectionsOpened += 1
 
@@ -373,46 +361,3 @@ class _Worker:
         if recycled:
             with self.pool._lock:
                 self.pool._recycled += 1
-
-
-def waitForCancel(call: _Call) -> None:
-    """In the worker: say the call's statements are over, then wait for its canceller to stop.
-
-    The side thread is joined too (it sets ``cancelDone`` as its last act), so once
-    the pool's workers have exited no thread of the pool is left.
-    """
-    over, done, side = call.statementOver, call.cancelDone, call.cancelThread
-    if over is not None and done is not None:
-        over.set()
-        if done.wait(_CANCEL_SEND_WAIT * 2) and side is not None and side is not threading.current_thread():
-            side.join(1.0)
-
-
-def sendCancel(pool: ConnectionPool, worker: _Worker, call: _Call) -> None:
-    """Body of a side thread: keep asking the server to stop ``worker``'s statement until the call's
-    statements are over.
-
-    A single request can arrive just before the statement reaches the server (and
-    be ignored there), so it is repeated with a growing pause until the worker says
-    the statement ended, for at most ``_CANCEL_SEND_WAIT`` seconds.
-    """
-    over, done = call.statementOver, call.cancelDone
-    assert over is not None and done is not None
-    pause = 0.02
-    waited = 0.0
-    try:
-        while not over.is_set() and waited < _CANCEL_SEND_WAIT:
-            # Held while sending: the worker cannot close or replace the connection meanwhile.
-            with worker.connLock:
-                conn = worker.conn
-                if conn is not None:
-                    try:
-                        pool._adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
-                    except Exception as e:
-                        _log.warning("adbapi: %s: cancelling a statement failed: %s", pool._label,
-                                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
-            over.wait(pause)
-            waited += pause
-            pause = min(pause * 2, 0.5)
-    finally:
-        done.set()
