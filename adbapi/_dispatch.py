@@ -18,6 +18,12 @@ clock, then queue again like a new call.
 Thread: everything here runs in the reactor thread (or the test's thread);
 ``clock`` is a :class:`~reactor.interfaces.IReactorTime` (a
 :class:`reactor.task.Clock` in the tests).
+
+Status: :class:`CallKind`, :class:`CallState` and :data:`TRANSITIONS` are what
+the pool's calls use today; the :class:`Dispatcher` itself is not wired in yet
+(the pool's own workers still take waiting calls from its queue under its lock).
+It is the piece ``ConnectionPool`` plugs into once its thread slots run on a
+:class:`~deferthreads.ResourcePool` (issue 14; ``docs/adbapi.md``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def findCycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if colour.get(nxt, BLACK) == GREY:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt):], nxt]
             if colour.get(nxt) == WHITE:
                 cycle = visit(nxt)
                 if cycle is not None:
