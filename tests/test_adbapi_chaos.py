@@ -23,17 +23,21 @@ import pytest
 
 import adbapi
 from adbapi._drivers import adapterFor
-from reactor import CancelledError, Deferred, Reactor, TimeoutError
+from reactor import CancelledError, Deferred, DeferredList, Reactor, TimeoutError
 from reactor.task import deferLater
 from tests.adbapi_support import (  # noqa: F401
     Backend,
     _mysqlDriver,
     lanesFixture,
     poolThreads,
+    poolThreadsOf,
     runReactor,
     serverBackendFixture,
+    threadsEnded,
     uniqueName,
+    until,
     waitUntil,
+    within,
 )
 
 CALLERS = 32
@@ -112,6 +116,16 @@ class Chaos:
         rows = self.admin("SELECT pid FROM pg_stat_activity WHERE application_name = %s", self.name)
         with self.lock:
             return {r[0] for r in rows} - self.killed
+
+    def lingering(self) -> set[int]:
+        """Server ids of the pool's killed sessions the server still lists (MariaDB's KILL only marks one)."""
+        with self.lock:
+            killed = set(self.killed)
+        if self.server == "mysql":
+            alive = {r[0] for r in self.admin("SELECT id FROM information_schema.processlist")}
+        else:
+            alive = {r[0] for r in self.admin("SELECT pid FROM pg_stat_activity")}
+        return alive & killed
 
     def killAll(self) -> None:
         """Terminate every session of the pool and wait until they are gone."""
@@ -306,13 +320,11 @@ def _checkBounds(chaos: Chaos, pool: Any, problems: list[str], server: bool) -> 
             problems.append(f"{len(live)} live server sessions > cp_max: {s}")
 
 
-async def _until(reactor: Reactor, predicate: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await deferLater(reactor, 0.02)
-    return True
+async def _quiet(reactor: Reactor, pool: Any, seconds: float) -> None:
+    """Wait (bounded) until no slot is busy, once every Deferred fired. A call given up on (a timeout)
+    fires at once but keeps its slot until the server confirms its statement ended, and a slot whose
+    session was killed waits on the server too: the state this waits for is decided in another process."""
+    await until(reactor, lambda: pool.statistics().busy == 0, "every slot going idle", seconds)
 
 
 async def _weather(reactor: Reactor, killer: Killer, seconds: float, check: Callable[[], None],
@@ -323,6 +335,8 @@ async def _weather(reactor: Reactor, killer: Killer, seconds: float, check: Call
     try:
         while time.monotonic() - started < seconds:
             check()
+            # Not a wait for anything: the storm lasts ``seconds`` of real time (the killer's timer and
+            # the callers run meanwhile) and the bounds are sampled every 50 ms of it.
             await deferLater(reactor, 0.05)
     finally:
         stop()
@@ -393,13 +407,15 @@ def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
         await _weather(reactor, killer, STORM_SECONDS,
                        lambda: _checkBounds(chaos, pool, problems, server=True),
                        lambda: setattr(storm, "stopping", True))
-        if not await _until(reactor, lambda: storm.outstanding == 0, 8):
+        try:  # each caller ends once its last call fired
+            await within(reactor, DeferredList(storm.callers), "every caller's last call firing", 8)
+        except AssertionError:
             problems.append(f"{storm.unfired()} Deferreds never fired: {pool.statistics()}")
             return
         problems.extend(storm.unexpected[:3])
         assert killer.kills > 0 and storm.ok > 0, (killer.kills, storm.ok, dict(storm.errors))
         problems.extend(await _nextCallsWork(reactor, pool))
-        await _until(reactor, lambda: pool.statistics().busy == 0, 2)
+        await _quiet(reactor, pool, 2)
         s = pool.statistics()
         # (A worker whose broken connection was discarded opens its next one lazily, at its next call: idle
         # workers without a connection are fine, so connectionsOpen is checked against the server instead.)
@@ -412,8 +428,9 @@ def test_stormWithKilledSessions(chaos: Chaos, options: dict[str, Any]) -> None:
         if not await _boundedClose(reactor, pool, 8):
             problems.append(f"close() did not finish: {pool.statistics()}")
             return
-        if not await _until(reactor, lambda: not poolThreads(chaos.name), 2):
-            problems.append(f"threads left after close(): {poolThreads(chaos.name)}")
+        left = await threadsEnded(reactor, poolThreadsOf(chaos.name), 2)
+        if left:
+            problems.append(f"threads left after close(): {left}")
 
     runReactor(body, timeout=19)
     assert problems == []
@@ -502,7 +519,9 @@ def assertPoolGone(chaos: Chaos, stats: Any) -> None:
     assert (s.state, s.connectionsOpen, s.busy, s.idle, s.waiting, s.workers, s.lanes) == (
         "closed", 0, 0, 0, 0, 0, 0), s
     # Joined workers are gone; a lane's side thread (connect, cancel) ends right after.
-    waitUntil(lambda: not poolThreads(chaos.name), 2)
+    deadline = time.monotonic() + 2
+    for t in poolThreadsOf(chaos.name):
+        t.join(max(0.0, deadline - time.monotonic()))
     assert poolThreads(chaos.name) == []
     # The server ends a session a moment after its client closed the socket.
     waitUntil(lambda: not chaos.sessions(), 3, 0.02)
@@ -543,12 +562,12 @@ def test_idleConnectionsDieThenBurst(chaos: Chaos, pingAfter: float | None, mixe
                 problems.append(f"warm-up failed: {dict(warm)}")
             before = pool.statistics()
             chaos.killAll()
-            await deferLater(reactor, 0.1)
+            await until(reactor, lambda: not chaos.lingering(), "the killed sessions ending on the server")
             failures = await burst(pool)
             allowed = 0 if pingAfter == 0 else before.connectionsOpen
             if sum(failures.values()) > allowed:
                 problems.append(f"{dict(failures)} failures, at most {allowed} expected")
-            await _until(reactor, lambda: pool.statistics().busy == 0, 2)
+            await _quiet(reactor, pool, 2)
             s = pool.statistics()
             if s.busy or s.waiting or s.busy + s.idle != s.connectionsOpen or s.connectionsOpen > CP_MAX:
                 problems.append(f"statistics after the burst: {s}")
@@ -575,14 +594,15 @@ def test_laneCancelRacingAKilledSessionFreesTheSlot(lanes: Backend) -> None:
         d = pool.runQuery("SELECT pg_sleep(30)")
         query = ("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
                  "AND query LIKE 'SELECT pg_sleep(30)%%'")
-        assert await _until(reactor, lambda: bool(lanes.admin(query, name)), 5)
+        await until(reactor, lambda: bool(lanes.admin(query, name)), "the statement on the server", 5)
         pid = lanes.admin(query, name)[0][0]
         # Blocking, in the reactor thread: the backend is gone before the reactor reads its EOF.
         lanes.admin("SELECT pg_terminate_backend(%s, 5000)", pid)
         d.cancel()  # the lane starts its cancel side thread
         with pytest.raises(CancelledError):
             await d
-        await _until(reactor, lambda: pool.statistics().busy == 0, 1)
+        # The Deferred fired at once; the slot is free once the server ended the statement's session.
+        await _quiet(reactor, pool, 1)
         seen["afterCancel"] = pool.statistics()
         rows = await pool.runQuery("SELECT 1").addTimeout(2, reactor)
         assert rows == [(1,)]
@@ -633,7 +653,7 @@ def test_closeFiresAfterTheDeferredOfACallItDrained(postgresDSN: str) -> None:
             t.join(5)
         release.set()
         running[0].join(5)
-        await deferLater(reactor, 0.2)
+        await within(reactor, DeferredList([dx, closing], consumeErrors=True), "the call and close firing", 5)
         assert [what for what, _ in order] == ["call", "close"], order
 
     runReactor(body, timeout=10)
