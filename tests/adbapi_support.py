@@ -283,14 +283,32 @@ async def until(reactor: Any, predicate: Callable[[], bool], what: str, seconds:
 
 
 async def within(reactor: Any, d: Deferred[Any], what: str, seconds: float = 10.0) -> Any:
-    """Await ``d`` (a Deferred fired when what the test waits for happened); fail the test naming ``what``
-    if it has not fired after ``seconds`` (``d`` is then cancelled)."""
-    from reactor import TimeoutError
+    """Await ``d`` (a Deferred fired when what the test waits for happened) and return its result or raise
+    its error; fail the test naming ``what`` if it has not fired after ``seconds``.
 
-    try:
-        return await d.addTimeout(seconds, reactor)
-    except TimeoutError:
-        raise AssertionError(f"{what} did not happen within {seconds} s") from None
+    ``d`` is left alone on a timeout (not cancelled), so the test can still report what was pending. Its
+    result is consumed: add other callbacks to ``d`` before calling this.
+    """
+    outcome: Deferred[Any] = Deferred()
+
+    def tooLate() -> None:
+        if not outcome.called:
+            outcome.errback(AssertionError(f"{what} did not happen within {seconds} s"))
+
+    timer = reactor.callLater(seconds, tooLate)
+
+    def relay(result: Any, ok: bool) -> None:
+        if timer.active():
+            timer.cancel()
+        if outcome.called:
+            return  # fired after the deadline: the test has failed already
+        if ok:
+            outcome.callback(result)
+        else:
+            outcome.errback(result)
+
+    d.addCallbacks(relay, relay, callbackArgs=(True,), errbackArgs=(False,))
+    return await outcome
 
 
 def isActive(backend: Backend, pid: int, like: str = "%pg_sleep(30)%") -> bool:
