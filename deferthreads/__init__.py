@@ -21,7 +21,7 @@ from deferthreads._errors import QueueFull, ReactorThreadError, ThreadPoolStoppe
 from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._resourcepool import IResourcePool, ResourcePool, ResourcePoolStatistics
 from deferthreads._resourcework import WaitTimeout
-from deferthreads._shared import (
+from deferthreads._sharedpool import (
     callMultipleInThread,
     deferToThread,
     getThreadPool,

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from deferthreads._errors import QueueFull, ThreadPoolStopped
 from deferthreads._team import Team
 from deferthreads._threadpool import ThreadPool, checkTimeout
-from deferthreads._work import WorkItem
+from deferthreads._workitem import WorkItem
 from reactor import CancelledError, Deferred, Failure
 
 __all__ = ["deferToThreadPool", "drainThreadPool"]

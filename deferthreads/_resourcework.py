@@ -37,7 +37,7 @@ from contextvars import Context
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from deferthreads._interfaces import IWorker
-from deferthreads._work import WorkItem
+from deferthreads._workitem import WorkItem
 from reactor import CancelledError, Deferred, Failure
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from functools import partial
 
 from deferthreads._errors import QueueFull, ThreadPoolStopped
 from deferthreads._interfaces import IWorker
-from deferthreads._work import WorkItem
+from deferthreads._workitem import WorkItem
 from reactor import CancelledError, Failure
 from reactor.spin import SpinPolicy, pause, perfCounter
 
@@ -338,7 +338,7 @@ class Team:
         """Run queued items until the queue is empty (the hot loop: no lock taken).
 
         When the queue runs dry the worker may spin for a moment (``spinTime``,
-        pausing with the GIL released, see ``reactor._spin``) before returning to
+        pausing with the GIL released, see ``reactor._spinwait``) before returning to
         park: in a request/response pattern the next call arrives a few
         microseconds later and is taken without a wake-up. While it spins it stays
         in ``_finishing``, so submitters count on it instead of waking another.

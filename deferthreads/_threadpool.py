@@ -16,7 +16,7 @@ from zope.interface import implementer
 from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abandonAll
 from deferthreads._threadworker import ThreadWorker
-from deferthreads._work import CallbackWorkItem, OnResult, WorkItem
+from deferthreads._workitem import CallbackWorkItem, OnResult, WorkItem
 from reactor.spin import DEFAULT_SPIN, checkSpin
 
 _log = logging.getLogger("deferthreads")

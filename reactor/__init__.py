@@ -70,7 +70,7 @@ from reactor._inline import (
 from reactor._loop import (
     Reactor,
 )
-from reactor._spin import (
+from reactor._spinwait import (
     SpinCalibration,
     spinCalibration,
 )

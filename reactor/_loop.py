@@ -54,8 +54,8 @@ from reactor._neterrors import ConnectionLost
 from reactor._network import ReactorNetworkMixin
 from reactor._poller import POLLIN, POLLOUT, makePoller
 from reactor._signals import SignalHandlers
-from reactor._spin import DEFAULT_SPIN, SpinPolicy, checkSpin, pause, perfCounter
 from reactor._spinchoice import SpinChoice
+from reactor._spinwait import DEFAULT_SPIN, SpinPolicy, checkSpin, pause, perfCounter
 from reactor._waker import Waker
 
 __all__ = ["Reactor"]
@@ -129,7 +129,7 @@ class Reactor(ReactorNetworkMixin):
         ``DEFAULT_SPIN`` while the loop's own measurements show that spinning shortens the wait
         for the next thread call, and no spin otherwise (``reactor._spinchoice``)."""
         super().__init__()
-        # Reactor thread only: spin-then-block for thread calls (reactor._spin explains why).
+        # Reactor thread only: spin-then-block for thread calls (reactor._spinwait explains why).
         # No spinTime given: the loop measures its own thread-call gaps to decide whether to spin.
         self._spinChoice: SpinChoice | None = SpinChoice() if spinTime is None else None
         self._spin = SpinPolicy(DEFAULT_SPIN if spinTime is None else checkSpin(spinTime, "spinTime"))

@@ -4,7 +4,7 @@ Why not decide once, up front: a spinning loop saves the wake-up of a
 blocked reactor thread, but its looks at the queue compete with the worker it
 waits for (for the GIL and, on a 2-core machine, for a CPU). Which effect wins
 depends on the machine, on what else runs there and on the workload, and the
-calibration's two-thread ping-pong (:mod:`reactor._spin`) misjudged it: on one
+calibration's two-thread ping-pong (:mod:`reactor._spinwait`) misjudged it: on one
 idle machine it found spinning five times faster, while real sequential
 ``deferToThread`` round trips were slower with the loop spinning.
 

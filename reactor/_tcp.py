@@ -36,7 +36,7 @@ from reactor._neterrors import (
     connectErrorFromOSError,
 )
 from reactor._netinterfaces import IConnector, IListeningPort, ISSLTransport, ITCPTransport, ITLSTransport
-from reactor._portstop import PortStopper
+from reactor._stoplistening import PortStopper
 from reactor._stream import SelectReactor, StreamConnection
 
 __all__: list[str] = []

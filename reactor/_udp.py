@@ -21,7 +21,7 @@ from reactor._deferred import Deferred
 from reactor._failure import Failure
 from reactor._neterrors import CannotListenError, InvalidAddressError, MessageLengthError
 from reactor._netinterfaces import IListeningPort, IMulticastTransport, IUDPTransport
-from reactor._portstop import PortStopper
+from reactor._stoplistening import PortStopper
 from reactor._tcp import checkListenAddress, isIPLiteral, isIPv6Literal
 
 __all__: list[str] = []

@@ -20,7 +20,7 @@ Every function here may be called from any thread.
 
 from __future__ import annotations
 
-from reactor._spin import (
+from reactor._spinwait import (
     DEFAULT_SPIN,
     SpinCalibration,
     SpinPolicy,

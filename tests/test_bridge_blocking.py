@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import deferthreads._shared
+import deferthreads._sharedpool
 from deferthreads import (
     ReactorThreadError,
     blockingCallFromThread,
@@ -180,7 +180,7 @@ def test_reactorStoppingWhileWaitingRaisesInsteadOfHanging() -> None:
 def test_stopWhileAWorkerWaitsOnADeferredDoesNotStallTheDrain(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker blocked on a Deferred gets ReactorNotRunning as stop() begins; the drain never times out."""
     reactor = Reactor()
-    monkeypatch.setattr(deferthreads._shared, "_defaultReactor", lambda: reactor)
+    monkeypatch.setattr(deferthreads._sharedpool, "_defaultReactor", lambda: reactor)
     # Without the fix the drain ends only by this timeout, cancelling the call (CancelledError).
     setShutdownTimeout(reactor, WAIT / 2)
     box: list[Any] = []

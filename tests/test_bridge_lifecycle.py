@@ -148,7 +148,7 @@ def test_firstUseDuringShutdownRefusesAtOnce() -> None:
 def test_deferToThreadAfterARunThatNeverUsedItErrbacksAtOnce(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reactor ran and stopped without a shared pool: deferToThread then fails at once, as documented."""
     reactor = Reactor()
-    monkeypatch.setattr(deferthreads._shared, "_defaultReactor", lambda: reactor)
+    monkeypatch.setattr(deferthreads._sharedpool, "_defaultReactor", lambda: reactor)
     runReactor(reactor, reactor.stop)
     ran: list[int] = []
     box: list[Any] = []

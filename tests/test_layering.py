@@ -59,7 +59,7 @@ def test_layeringCheckSeesPrivateAndUpwardImports(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
         "from typing import TYPE_CHECKING\n"
-        "from reactor._spin import pause\n"
+        "from reactor._spinwait import pause\n"
         "from reactor import _failure\n"
         "if TYPE_CHECKING:\n"
         "    import adbapi\n"
@@ -67,4 +67,4 @@ def test_layeringCheckSeesPrivateAndUpwardImports(tmp_path: Path) -> None:
         "    from deferthreads._team import Team\n"
     )
     modules = [name for _, name in importedModules(source)]
-    assert {"reactor._spin", "reactor._failure", "adbapi", "deferthreads._team"} <= set(modules)
+    assert {"reactor._spinwait", "reactor._failure", "adbapi", "deferthreads._team"} <= set(modules)

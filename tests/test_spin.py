@@ -17,9 +17,10 @@ import pytest
 from deferthreads import ThreadPool
 from deferthreads._team import Team
 from deferthreads._threadworker import ThreadWorker
-from reactor import Reactor, _spin
-from reactor._spin import DEFAULT_SPIN, MAX_BACKOFF, SpinPolicy, checkSpin
+from reactor import Reactor
+from reactor import _spinwait as _spin
 from reactor._spinchoice import SpinChoice
+from reactor._spinwait import DEFAULT_SPIN, MAX_BACKOFF, SpinPolicy, checkSpin
 from tests.loopsupport import runBounded
 from tests.test_threadpool_team import Harness
 
