@@ -190,6 +190,7 @@ class _Exchange:
         "path",
         "readDone",
         "readValue",
+        "reason",
         "remaining",
         "request",
         "secure",
@@ -227,6 +228,7 @@ class _Exchange:
         # Worker side: what start_response set and how far the response got.
         self.startStatus: str | None = None
         self.code = 0
+        self.reason = ""  # the application's reason phrase, sent as it gave it
         self.headers: list[tuple[str, str]] = []
         self.streaming = False
         self.body = b""
@@ -294,6 +296,7 @@ class _Exchange:
                 remaining = int(value)
         self.startStatus = status
         self.code = code
+        self.reason = status[4:]
         self.headers = headers
         self.remaining = remaining
         return self.write
@@ -357,7 +360,9 @@ class _Exchange:
         data = self._clip(data)
         with self.cond:
             self.unacked += len(data)
-        self.container.reactor.callFromThread(self._beginInReactor, self.code, self.headers, data)
+        self.container.reactor.callFromThread(
+            self._beginInReactor, self.code, self.reason, self.headers, data
+        )
         self._waitForClient()
 
     def _send(self, data: bytes) -> None:
@@ -425,21 +430,17 @@ class _Exchange:
             return
         body = self.body
         headers = self.headers
-        if self.remaining is not None and self.request.method == "HEAD" and not body:
-            # A HEAD answer keeps the length a GET would have (RFC 9110 9.3.2); a whole Response would
-            # get the length of its empty body, so announce it through a streamed head instead.
-            self.container.reactor.callFromThread(self._headInReactor, self.code, headers)
-            return
-        if self.remaining is not None:
-            # The server sets Content-Length from the body it is given.
+        if self.remaining is not None and self.request.method != "HEAD":
+            # The server sets Content-Length from the body it is given (for HEAD it keeps the
+            # application's: the length the GET would have, RFC 9110 9.3.2).
             headers = [h for h in headers if h[0].lower() != "content-length"]
             if len(body) > self.remaining:
                 body = self._clip(body)
-            elif len(body) < self.remaining and self.request.method != "HEAD":
+            elif len(body) < self.remaining:
                 _log.warning("WSGI application sent %d bytes less than its Content-Length for %s %s",
                              self.remaining - len(body), self.request.method, self.request.target)
         try:
-            response = Response(self.code, headers, body)
+            response = Response(self.code, headers, body, reason=self.reason)
         except (TypeError, ValueError) as e:
             self._failed(e)
             return
@@ -495,14 +496,14 @@ class _Exchange:
             if self.waiting:
                 self.cond.notify_all()
 
-    def _beginInReactor(self, code: int, headers: list[tuple[str, str]], data: bytes) -> None:
+    def _beginInReactor(self, code: int, reason: str, headers: list[tuple[str, str]], data: bytes) -> None:
         self._watch()
         if self.gone is not None:
             if not self.deferred.called:
                 self.deferred.callback(None)  # the server ignores it: the connection is gone
             return
         try:
-            self.writer = self.request.respond(code, headers)
+            self.writer = self.request.respond(code, headers, reason=reason)
         except (TypeError, ValueError) as e:
             _log.error("WSGI response to %s %s refused by the server: %s", self.request.method,
                        self.request.target, e)
@@ -514,10 +515,6 @@ class _Exchange:
             self.deferred.callback(None)
         if data:
             self._writeInReactor(data)
-
-    def _headInReactor(self, code: int, headers: list[tuple[str, str]]) -> None:
-        self._beginInReactor(code, headers, b"")
-        self._finishInReactor()
 
     def _writeInReactor(self, data: bytes) -> None:
         writer = self.writer

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 
-__all__ = ["HTTPError", "Headers", "Response", "statusLine"]
+__all__ = ["HTTPError", "Headers", "Response", "checkReason", "statusLine"]
 
 
 class HTTPError(Exception):
@@ -83,38 +83,73 @@ class Response:
 
     ``headers`` are (name, value) text pairs, latin-1 encodable, without CR or LF (checked when
     sent: a ValueError naming the header). A Content-Length or Transfer-Encoding among them is
-    ignored: the server frames the body itself.
+    ignored: the server frames the body itself. Except in the answer to a HEAD request: there a
+    given Content-Length is kept (the length the GET would get, RFC 9110 9.3.2), and without one
+    the length is the body's; the body itself is never sent. ``reason`` replaces the standard
+    reason phrase of the status line (``Response(418, reason="Short and stout")``), checked here
+    as :func:`checkReason` says.
     """
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "reason", "status")
 
-    def __init__(self, status: int = 200, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        reason: str | None = None,
+    ) -> None:
         if type(status) is not int or not 200 <= status <= 999:
             raise ValueError(f"status must be an int from 200 to 999, got {status!r}")
         if not isinstance(body, bytes):
             raise TypeError(f"body must be bytes, not {type(body).__name__}")
+        if reason is not None:
+            checkReason(reason)
         self.status = status
         self.headers = headers if type(headers) is list else list(headers)
         self.body = body
+        self.reason = reason
 
     def __repr__(self) -> str:
-        return f"<Response {self.status} {len(self.body)}B>"
+        reason = "" if self.reason is None else f" {self.reason!r}"
+        return f"<Response {self.status}{reason} {len(self.body)}B>"
 
 
-_statusLines: dict[int, str] = {}
+def checkReason(reason: object) -> None:
+    """Raise unless ``reason`` can be a status line's reason phrase: a latin-1 str without CR, LF or NUL.
 
-
-def statusLine(status: int) -> str:
-    """``"HTTP/1.1 <status> <reason>\\r\\n"`` (the reason phrase from http.HTTPStatus, empty if unknown)."""
-    line = _statusLines.get(status)
-    if line is None:
+    TypeError (not a str) or ValueError (a character that would split the status line, or one
+    outside latin-1), naming ``reason``. An empty phrase is allowed (RFC 9112 4).
+    """
+    if type(reason) is not str:
+        raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+    if "\r" in reason or "\n" in reason or "\0" in reason:
+        raise ValueError(f"reason must not contain CR, LF or NUL: {reason!r}")
+    if not reason.isascii():
         try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = ""
+            reason.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"reason must be latin-1 text: {reason!r}") from None
+
+
+_statusLines: dict[int | tuple[int, str], str] = {}
+
+
+def statusLine(status: int, reason: str | None = None) -> str:
+    """``"HTTP/1.1 <status> <reason>\\r\\n"``: ``reason`` if given (checked by the caller, see
+    :func:`checkReason`), else the phrase from http.HTTPStatus (empty if unknown)."""
+    key: int | tuple[int, str] = status if reason is None else (status, reason)
+    line = _statusLines.get(key)
+    if line is None:
+        if reason is None:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
         line = f"HTTP/1.1 {status} {reason}\r\n"
         if len(_statusLines) < 1000:
-            _statusLines[status] = line
+            _statusLines[key] = line
     return line
 
 

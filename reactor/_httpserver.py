@@ -39,7 +39,7 @@ from zope.interface import implementer
 
 from reactor._deferred import Deferred, fail, succeed
 from reactor._failure import Failure
-from reactor._httpmessage import DateCache, Headers, HTTPError, Response, statusLine
+from reactor._httpmessage import DateCache, Headers, HTTPError, Response, checkReason, statusLine
 from reactor._neterrors import ConnectionLost
 from reactor._netinterfaces import IConsumer, IHalfCloseableProtocol, IPushProducer
 from reactor.protocol import Factory, Protocol, connectionDone
@@ -90,6 +90,14 @@ def _checkedHeaderLines(headers: Iterable[tuple[str, str]]) -> tuple[list[str], 
         if lname not in _FRAMING:
             lines.append(f"{name}: {value}\r\n")
     return lines, names
+
+
+def _checkedLength(value: str) -> int:
+    """An application's Content-Length value as an int; ValueError naming the header if it is not one."""
+    stripped = value.strip()
+    if not stripped.isdigit() or not stripped.isascii():
+        raise ValueError(f"header 'Content-Length': not a length: {value!r}")
+    return int(stripped)
 
 
 class Request:
@@ -287,11 +295,15 @@ class Request:
 
     # -- the response -------------------------------------------------------------------------
 
-    def respond(self, status: int, headers: Iterable[tuple[str, str]] = ()) -> ResponseWriter:
+    def respond(
+        self, status: int, headers: Iterable[tuple[str, str]] = (), *, reason: str | None = None
+    ) -> ResponseWriter:
         """Start a streamed response; returns its writer. RuntimeError if a response was started.
 
         Without a Content-Length header the body is chunked (HTTP/1.1) or ends with the connection
-        (HTTP/1.0). With one, exactly that many bytes must be written before ``finish``.
+        (HTTP/1.0). With one, exactly that many bytes must be written before ``finish``. ``reason``
+        replaces the standard reason phrase (a latin-1 str without CR, LF or NUL, else
+        TypeError/ValueError); bad headers are a ValueError naming the header.
         """
         if self._writer is not None:
             raise RuntimeError(f"{self.method} {self.target}: a response was already started")
@@ -299,8 +311,10 @@ class Request:
             raise RuntimeError(f"{self.method} {self.target}: the response was already sent")
         if type(status) is not int or not 200 <= status <= 999:
             raise ValueError(f"status must be an int from 200 to 999, got {status!r}")
+        if reason is not None:
+            checkReason(reason)
         lines, names = _checkedHeaderLines(headers)
-        writer = ResponseWriter(self, status, lines, names)
+        writer = ResponseWriter(self, status, lines, names, reason)
         self._writer = writer
         return writer
 
@@ -330,7 +344,14 @@ class ResponseWriter:
         "streamingProducer",
     )
 
-    def __init__(self, request: Request, status: int, lines: list[str], names: dict[str, str]) -> None:
+    def __init__(
+        self,
+        request: Request,
+        status: int,
+        lines: list[str],
+        names: dict[str, str],
+        reason: str | None = None,
+    ) -> None:
         self._request = request
         channel = self._channel = request._channel
         self._finished = False
@@ -343,10 +364,7 @@ class ResponseWriter:
         declared = names.get("content-length")
         if declared is not None:
             # The application's own length: kept, and held to.
-            declared = declared.strip()
-            if not declared.isdigit() or not declared.isascii():
-                raise ValueError(f"header 'Content-Length': not a length: {declared!r}")
-            self._declared = int(declared)
+            self._declared = _checkedLength(declared)
         if self._declared is not None:
             lines.append(f"content-length: {self._declared}\r\n")
             self._chunked = False
@@ -361,7 +379,7 @@ class ResponseWriter:
         if self._chunked and self._noBody and request.method == "HEAD":
             # A HEAD answer announces the GET framing but sends no body, so no terminating chunk.
             self._chunked = False
-        self._head = channel._head(request, status, lines, names)
+        self._head = channel._head(request, status, lines, names, reason)
 
     # IConsumer.write returns None; ours returns a Deferred as well (producers may ignore it).
     def write(self, data: bytes) -> Deferred[None]:  # type: ignore[override]
@@ -914,7 +932,14 @@ class HTTPChannel(Protocol):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _head(self, request: Request, status: int, lines: list[str], names: dict[str, str]) -> bytes:
+    def _head(
+        self,
+        request: Request,
+        status: int,
+        lines: list[str],
+        names: dict[str, str],
+        reason: str | None = None,
+    ) -> bytes:
         factory = self.factory
         # Closing after the answers in line: only the last one says so.
         keep = request._keepAlive and not (self._closing and not self._queue)
@@ -934,7 +959,7 @@ class HTTPChannel(Protocol):
         if "date" not in names:
             lines.append(factory._date.line())
         try:
-            return (statusLine(status) + "".join(lines) + "\r\n").encode("latin-1")
+            return (statusLine(status, reason) + "".join(lines) + "\r\n").encode("latin-1")
         except UnicodeEncodeError as e:
             raise ValueError(f"response headers must be latin-1 text: {e}") from None
 
@@ -946,8 +971,13 @@ class HTTPChannel(Protocol):
                 body = b""
             else:
                 body = response.body
-                lines.append(f"content-length: {len(body)}\r\n")
-            head = self._head(request, status, lines, names)
+                declared = names.get("content-length") if request.method == "HEAD" else None
+                if declared is None:
+                    lines.append(f"content-length: {len(body)}\r\n")
+                else:
+                    # HEAD: the length the GET would have, as the handler said (RFC 9110 9.3.2).
+                    lines.append(f"content-length: {_checkedLength(declared)}\r\n")
+            head = self._head(request, status, lines, names, response.reason)
         except (TypeError, ValueError) as e:
             log.error("%s %s: bad response from the handler: %s", request.method, request.target, e)
             self._sendError(request, 500, "internal server error")

@@ -270,6 +270,81 @@ def test_headAnswersTheGetHeadWithoutBody() -> None:
     assert not c.transport.disconnecting
 
 
+def test_headKeepsTheContentLengthTheHandlerGave() -> None:
+    """A whole Response to HEAD keeps the handler's Content-Length (empty body or not), sends no body."""
+
+    def handler(request: Request) -> Response:
+        if request.path == "/declared":
+            return Response(200, [("Content-Length", "1234")])
+        if request.path == "/both":
+            return Response(200, [("content-length", " 20 ")], b"ignored body")
+        return Response(200, [("Content-Length", "12x")])
+
+    c = Conn(handler)
+    c.send(b"HEAD /declared HTTP/1.1\r\nHost: x\r\n\r\nHEAD /both HTTP/1.1\r\nHost: x\r\n\r\n")
+    heads = c.transport.value().split(b"\r\n\r\n")
+    assert heads[-1] == b"" and len(heads) == 3
+    assert b"content-length: 1234\r\n" in heads[0] and heads[0].count(b"ength:") == 1
+    assert b"content-length: 20\r\n" in heads[1] and b"ignored" not in c.transport.value()
+    c.transport.clear()
+    c.send(b"HEAD /bad HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.transport.value().startswith(b"HTTP/1.1 500 ")
+    c.transport.clear()
+    c.send(GET % b"declared")  # a GET is framed by its body, whatever the header says
+    [p] = c.responses()
+    assert p.header("content-length") == "0" and p.body == b"" and p.complete
+    assert c.transport.value().count(b"ength:") == 1 and not c.transport.disconnecting
+
+
+def test_reasonPhraseGivenByTheHandlerIsTheStatusLines() -> None:
+    """Response(reason=) and respond(reason=) set the status line's phrase; without one it is the standard."""
+
+    def handler(request: Request) -> Response | None:
+        if request.path == "/teapot":
+            return Response(418, [("content-type", "text/plain")], b"tea", reason="Short and stout")
+        if request.path == "/streamed":
+            request.respond(299, reason="Caf\xe9 \tfine").finish()
+            return None
+        if request.path == "/empty":
+            return Response(200, reason="")
+        return Response(404)
+
+    c = Conn(handler)
+    c.send(GET % b"teapot" + GET % b"streamed" + GET % b"empty" + GET % b"other")
+    lines = [part.partition(b"\r\n")[0] for part in c.transport.value().split(b"HTTP/1.1 ")[1:]]
+    assert lines == [b"418 Short and stout", b"299 Caf\xe9 \tfine", b"200 ", b"404 Not Found"]
+    assert [p.status for p in c.responses()] == [418, 299, 200, 404]
+    assert repr(Response(418, reason="Short and stout")) == "<Response 418 'Short and stout' 0B>"
+
+
+@pytest.mark.parametrize(
+    ("reason", "error", "match"),
+    [
+        ("OK\r\nSet-Cookie: evil=1", ValueError, "reason must not contain CR, LF or NUL"),
+        ("a\0b", ValueError, "reason must not contain CR, LF or NUL"),
+        ("\u20ac uro", ValueError, "reason must be latin-1"),
+        (b"OK", TypeError, "reason must be a str"),
+    ],
+)
+def test_badReasonIsRefusedNamingIt(reason: Any, error: type[Exception], match: str) -> None:
+    """A reason phrase that could split the status line, is not latin-1 or not a str raises, naming it."""
+    with pytest.raises(error, match=match):
+        Response(200, reason=reason)
+    raised: list[Exception] = []
+
+    def handler(request: Request) -> Response:
+        try:
+            request.respond(200, reason=reason)
+        except Exception as e:
+            raised.append(e)
+        return Response(204)
+
+    c = Conn(handler)
+    c.send(GET % b"")
+    assert type(raised[0]) is error and match in str(raised[0])
+    assert statuses(c.transport.value()) == [204]
+
+
 def test_headOfAStreamedResponseSendsNoChunks() -> None:
     """A streamed answer to HEAD writes its head only, whatever the handler writes."""
 

@@ -391,6 +391,38 @@ def test_headKeepsTheApplicationsContentLength(served: list[Served]) -> None:
     assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(b"hello world")
 
 
+def test_headWithABodyKeepsTheDeclaredLengthAndSendsNoBody(served: list[Served]) -> None:
+    """HEAD to an application that returns its GET body anyway: the declared length, no body."""
+
+    def app(environ: Environ, start_response: Any) -> Any:
+        start_response("200 OK", [*TEXT, ("Content-Length", "11")])
+        return [b"hello world"]
+
+    s = start(served, app)
+    raw = s.raw(b"HEAD / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"content-length: 11" in head.lower() and rest == b""
+
+
+def test_applicationsReasonPhraseReachesTheClient(served: list[Served]) -> None:
+    """start_response's reason phrase is the status line's, for a whole and a streamed response."""
+
+    def app(environ: Environ, start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/streamed":
+            write = start_response("299 Quite Fine", TEXT)
+            write(b"streamed")
+            return []
+        start_response("418 Short and stout", [*TEXT, ("Content-Length", "3")])
+        return [b"tea"]
+
+    s = start(served, app)
+    raw = s.raw(
+        b"GET /tea HTTP/1.1\r\nHost: h\r\n\r\nGET /streamed HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
+    assert raw.startswith(b"HTTP/1.1 418 Short and stout\r\n")
+    assert b"teaHTTP/1.1 299 Quite Fine\r\n" in raw and b"streamed" in raw
+
+
 def test_contentLengthBeyondTheBodyIsClipped(served: list[Served]) -> None:
     """An iterable longer than its Content-Length sends only the declared bytes."""
 
