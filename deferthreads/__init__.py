@@ -8,6 +8,8 @@
   cancelling a running call interrupts it.
 * :func:`deferToThread` / :func:`deferToThreadPool`: run a blocking function in
   a worker thread and get a Deferred that fires in the reactor thread.
+* :func:`deferToExecutor`: the same for any ``concurrent.futures.Executor`` (a
+  process pool, a Dask cluster's executor).
 * :func:`blockingCallFromThread`: the other way round, from a worker thread.
 * Each reactor's shared pool starts when the reactor runs and is drained (every
   Deferred fired) before ``run()`` returns.
@@ -18,6 +20,7 @@ from __future__ import annotations
 from deferthreads._blocking import blockingCallFromThread, blockingCallFromThreadWithTimeout
 from deferthreads._bridge import deferToThreadPool, drainThreadPool
 from deferthreads._errors import QueueFull, ReactorThreadError, ThreadPoolStopped
+from deferthreads._executor import deferToExecutor
 from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._resourcepool import IResourcePool, ResourcePool, ResourcePoolStatistics
 from deferthreads._resourcework import WaitTimeout
@@ -46,6 +49,7 @@ __all__ = [
     "blockingCallFromThread",
     "blockingCallFromThreadWithTimeout",
     "callMultipleInThread",
+    "deferToExecutor",
     "deferToThread",
     "deferToThreadPool",
     "drainThreadPool",
