@@ -10,6 +10,7 @@ passwords kept out of every repr, log line and error message.
 from __future__ import annotations
 
 from adbapi._async import AsyncTransaction
+from adbapi._copy import CopyOut, copyIn, copyOut
 from adbapi._drivers import DriverAdapter, SingleRunner
 from adbapi._errors import (
     ConnectionLost,
@@ -19,6 +20,7 @@ from adbapi._errors import (
     PoolTimeoutError,
 )
 from adbapi._interfaces import IDriverAdapter
+from adbapi._listen import Listener, ListenerClosed, Notification, NotificationsMissed, listen, notify
 from adbapi._pool import ConnectionPool
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolStatistics
@@ -29,8 +31,13 @@ __all__ = [
     "Connection",
     "ConnectionLost",
     "ConnectionPool",
+    "CopyOut",
     "DriverAdapter",
     "IDriverAdapter",
+    "Listener",
+    "ListenerClosed",
+    "Notification",
+    "NotificationsMissed",
     "PoolAbandonedError",
     "PoolClosedError",
     "PoolOverloadedError",
@@ -39,4 +46,8 @@ __all__ = [
     "RetryPolicy",
     "SingleRunner",
     "Transaction",
+    "copyIn",
+    "copyOut",
+    "listen",
+    "notify",
 ]

@@ -1012,3 +1012,25 @@ class ConnectionPool:
                     self._recycled += 1
             worker.inbox.put(None)
         self._scheduleIdleCheck()
+
+    # -- PostgreSQL beyond request and response (``_listen.py``, ``_copy.py``; reactor thread) --------
+
+    def listen(self, channel: str, *, maxQueue: int = 10_000) -> Deferred[Any]:
+        """``adbapi.listen(self, channel)``: a Deferred firing with a ``Listener`` once the server listens."""
+        from adbapi._listen import listen
+        return listen(self, channel, maxQueue=maxQueue)
+
+    def notify(self, channel: str, payload: str = "") -> Deferred[None]:
+        """``adbapi.notify(self, channel, payload)``: ``pg_notify`` through the pool."""
+        from adbapi._listen import notify
+        return notify(self, channel, payload)
+
+    def copyIn(self, table: str, rows: Any, *, columns: Any = None, schema: Any = None) -> Deferred[int]:
+        """``adbapi.copyIn(self, table, rows)``: ``COPY ... FROM STDIN``, fires with the row count."""
+        from adbapi._copy import copyIn
+        return copyIn(self, table, rows, columns=columns, schema=schema)
+
+    def copyOut(self, query: str, params: Any = None, *, raw: bool = False, maxBatches: int = 4) -> Any:
+        """``adbapi.copyOut(self, query)``: a ``CopyOut`` streaming ``COPY (query) TO STDOUT``."""
+        from adbapi._copy import copyOut
+        return copyOut(self, query, params, raw=raw, maxBatches=maxBatches)
