@@ -34,13 +34,17 @@ def _requireContextFactory(contextFactory: Any, server: bool) -> None:
 class ReactorNetworkMixin:
     """Mixed into the reactor class: TCP, Unix, UDP and TLS listen/connect methods."""
 
-    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
+    def listenTCP(
+        self, port: int, factory: Any, backlog: int = 50, interface: str = "", *, reusePort: bool = False
+    ) -> Port:
         """Listen on ``interface:port`` (an IPv4 or IPv6 literal; "" is every IPv4 address).
 
         Returns the listening Port (``getHost()``, ``stopListening()`` -> Deferred). Port 0 picks a
-        free port. Raises CannotListenError if the address cannot be bound.
+        free port. Raises CannotListenError if the address cannot be bound. ``reusePort=True`` sets
+        SO_REUSEPORT: other sockets with it set, of the same user, may listen on the same port, and the
+        kernel spreads new connections over them (one per worker process: ``reactor.prefork``).
         """
-        p = Port(port, factory, backlog, interface, self)
+        p = Port(port, factory, backlog, interface, self, reusePort=reusePort)
         p.startListening()
         return p
 
@@ -62,11 +66,18 @@ class ReactorNetworkMixin:
         return c
 
     def listenSSL(
-        self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = ""
+        self,
+        port: int,
+        factory: Any,
+        contextFactory: Any,
+        backlog: int = 50,
+        interface: str = "",
+        *,
+        reusePort: bool = False,
     ) -> Port:
         """As ``listenTCP``, with TLS on every accepted connection (``contextFactory``: server options)."""
         _requireContextFactory(contextFactory, server=True)
-        p = Port(port, factory, backlog, interface, self, contextFactory=contextFactory)
+        p = Port(port, factory, backlog, interface, self, contextFactory=contextFactory, reusePort=reusePort)
         p.startListening()
         return p
 

@@ -170,8 +170,15 @@ class Port(PortStopper):
         interface: str,
         reactor: Any,
         contextFactory: Any = None,
+        reusePort: bool = False,
     ) -> None:
         checkListenAddress(port, interface)
+        if not isinstance(reusePort, bool):
+            raise TypeError(f"reusePort must be a bool, got {reusePort!r}")
+        if reusePort and not hasattr(socket, "SO_REUSEPORT"):
+            raise ValueError("reusePort=True needs SO_REUSEPORT, which this platform does not have")
+        # SO_REUSEPORT: several sockets (other processes') listen on one port; the kernel spreads connections.
+        self.reusePort = reusePort
         if not isinstance(backlog, int) or backlog < 0:
             raise ValueError(f"backlog must be a non-negative int, got {backlog!r}")
         if not hasattr(factory, "buildProtocol"):
@@ -204,6 +211,8 @@ class Port(PortStopper):
     def _makeSocket(self) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reusePort:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         return sock
 
     def startListening(self) -> None:

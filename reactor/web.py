@@ -66,6 +66,7 @@ def listenHTTP(
     reactor: Any = None,
     backlog: int = 511,
     contextFactory: Any = None,
+    reusePort: bool = False,
     **limits: Any,
 ) -> Any:
     """Serve ``handler`` on TCP ``port`` (0: any free port); returns the listening port.
@@ -73,13 +74,18 @@ def listenHTTP(
     ``limits`` go to :class:`HTTPFactory` (``maxBodyBytes``, ``idleTimeout``, ...); the factory is
     the port's ``factory`` attribute (for ``stopGracefully``). With ``contextFactory`` (server TLS
     options, e.g. ``reactor.ssl.CertificateOptions``) the port speaks HTTPS through ``listenSSL``.
-    Raises CannotListenError if the address cannot be bound, TypeError/ValueError for a bad limit.
+    ``reusePort=True``: SO_REUSEPORT, so worker processes can each listen on the same port
+    (``reactor.prefork``). Raises CannotListenError if the address cannot be bound, TypeError/ValueError
+    for a bad limit.
     """
     if reactor is None:
         from reactor._default import getReactor
 
         reactor = getReactor()
     factory = HTTPFactory(handler, reactor=reactor, **limits)
+    # reusePort is passed only when asked, so a reactor whose listenTCP lacks it (Twisted's) still serves.
     if contextFactory is not None:
-        return reactor.listenSSL(port, factory, contextFactory, backlog=backlog, interface=interface)
-    return reactor.listenTCP(port, factory, backlog=backlog, interface=interface)
+        return reactor.listenSSL(port, factory, contextFactory, backlog=backlog, interface=interface,
+                                 **({"reusePort": True} if reusePort else {}))
+    return reactor.listenTCP(port, factory, backlog=backlog, interface=interface,
+                             **({"reusePort": True} if reusePort else {}))
