@@ -7,11 +7,13 @@ warmest resource does the work; the coldest retire). The resource side (open
 in the worker's thread, check, expire, replace when broken, interrupt, close)
 is :mod:`deferthreads._resourcework`.
 
-Thread ownership: ``run``, ``start``, ``stop`` and the cancellers run in the
-reactor thread; ``create``, ``check``, ``close``, ``isBroken`` and the calls
-run in the worker that owns the resource; ``interrupt`` runs in the reactor
-thread (it is how another thread stops a call stuck in the resource).
-``statistics`` and ``repr`` may be read from any thread.
+Thread ownership: ``run``, ``start``, ``stop``, ``retireIdle`` and the
+cancellers run in the reactor thread; ``create``, ``check``, ``close``,
+``isBroken`` and the calls run in the worker that owns the resource, as do
+``currentResource`` and ``replaceResource`` (called from inside a call);
+``interrupt`` runs in the reactor thread (it is how another thread stops a
+call stuck in the resource). ``statistics`` and ``repr`` may be read from any
+thread.
 """
 
 from __future__ import annotations
@@ -26,8 +28,14 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 from zope.interface import Attribute, Interface, implementer
 
 from deferthreads._bridge import ResultSink, sinkFor
-from deferthreads._errors import QueueFull, ThreadPoolStopped
-from deferthreads._resourcework import ResourceKeeper, ResourceWorkItem
+from deferthreads._errors import QueueFull, ReactorThreadError, ThreadPoolStopped
+from deferthreads._resourcework import (
+    ErrorFactory,
+    ResourceKeeper,
+    ResourceSlot,
+    ResourceWorkItem,
+    WaitTimeout,
+)
 from deferthreads._team import Team, WorkerFactory
 from deferthreads._threadpool import checkCallable, checkCount, checkHook, checkTimeout
 from deferthreads._threadworker import ThreadWorker
@@ -70,6 +78,15 @@ class IResourcePool(Interface):
     def adjustPoolsize(minthreads: int | None = None, maxthreads: int | None = None) -> None:  # noqa: N805
         """Change the bounds on the number of workers (and so of open resources)."""
 
+    def retireIdle(idleFor: float) -> int:  # noqa: N805
+        """Retire workers idle ``idleFor`` seconds or more (on the pool's clock), down to the minimum."""
+
+    def currentResource() -> object:
+        """Inside a call: the calling worker's resource (opened now if it has none)."""
+
+    def replaceResource() -> None:
+        """Inside a call: close the calling worker's resource now; its next use opens a new one."""
+
     def statistics() -> object:
         """A frozen snapshot of the pool's counters."""
 
@@ -84,8 +101,9 @@ class ResourcePoolStatistics:
     hooks that raised; ``checksFailed`` resources replaced after failing
     ``check``; ``expired`` those replaced for ``maxLifetime``; ``broken`` those
     replaced after a failed call (``isBroken``, or an interrupted call);
-    ``interrupted`` calls ``interrupt`` was applied to; ``timedOut`` calls
-    failed with :class:`WaitTimeout`; ``completed``/``failed`` calls that
+    ``interrupted`` calls ``interrupt`` was applied to; ``replaced`` those
+    closed by ``replaceResource()``; ``timedOut`` calls failed for
+    ``waitTimeout``; ``completed``/``failed`` calls that
     returned or raised (a call that could not get a resource counts as
     failed); ``cancelled`` calls that never ran (cancelled, timed out, or
     abandoned at a stop); ``rejected`` calls refused (queue full, pool
@@ -106,6 +124,7 @@ class ResourcePoolStatistics:
     expired: int
     broken: int
     interrupted: int
+    replaced: int
     timedOut: int
     completed: int
     failed: int
@@ -166,17 +185,34 @@ class ResourcePool(Generic[_Res]):
 
     Backpressure: past ``queueLimit`` waiting calls, ``run`` fails at once
     with :class:`~deferthreads.QueueFull`; a call that waited ``waitTimeout``
-    seconds without a worker fails with :class:`~deferthreads.WaitTimeout`
-    and never runs.
+    seconds without a worker fails with ``waitTimeoutError(message)``
+    (default :class:`~deferthreads.WaitTimeout`) and never runs.
 
     Life cycle: the pool starts when its reactor runs (at once if it runs
     already; ``start()`` starts it by hand) and is drained in the reactor's
     ``before shutdown`` phase: running and queued calls finish and their
     Deferreds fire, every resource is closed in its thread, every worker
     exits. After ``shutdownTimeout`` seconds, queued calls errback
-    ``CancelledError`` and running calls are interrupted and errback at once.
-    ``stop()`` does the same on demand; ``start()`` after it makes the pool
-    usable again, as does the reactor's next run after a shutdown.
+    ``abandonedQueuedError(message)`` and running calls are interrupted and
+    errback ``abandonedRunningError(message)`` at once (both default to
+    ``CancelledError``). ``stop()`` does the same on demand; ``start()`` after
+    it makes the pool usable again, as does the reactor's next run after a
+    shutdown. With ``manageLifecycle=False`` the pool neither starts with the
+    reactor nor drains at its shutdown: its owner calls ``start()`` and
+    ``stop()`` (an owner with calls of its own to finish first).
+
+    Idle workers above ``minthreads`` retire after ``maxIdle`` seconds (timed
+    by the worker's own wait, on the wall clock), or when the owner calls
+    ``retireIdle(idleFor)``, which measures idle time on ``clock``.
+
+    Inside a call, ``currentResource()`` is the calling worker's resource and
+    ``replaceResource()`` closes it at once (the next use opens a new one):
+    for code that cannot be handed the resource, or must reconnect midway.
+
+    The error hooks (``waitTimeoutError``, ``abandonedRunningError``,
+    ``abandonedQueuedError``) are called with a message and return the
+    exception to fail the call with (an exception class will do); one that
+    raises or returns a non-exception is logged and the default is used.
 
     Make it, and call its methods, in the reactor thread (or before the
     reactor runs); the hooks and ``f`` run where the list above says.
@@ -206,6 +242,10 @@ class ResourcePool(Generic[_Res]):
         clock: _Clock | None = None,
         workerFactory: WorkerFactory | None = None,
         spinTime: float = DEFAULT_SPIN,
+        manageLifecycle: bool = True,
+        waitTimeoutError: ErrorFactory = WaitTimeout,
+        abandonedRunningError: ErrorFactory = CancelledError,
+        abandonedQueuedError: ErrorFactory = CancelledError,
     ) -> None:
         checkCallable(create, "create")
         checkCallable(close, "close")
@@ -226,6 +266,11 @@ class ResourcePool(Generic[_Res]):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         checkHook(workerFactory, "workerFactory")
+        if not isinstance(manageLifecycle, bool):
+            raise TypeError(f"manageLifecycle must be a bool, not {type(manageLifecycle).__name__}")
+        checkCallable(waitTimeoutError, "waitTimeoutError")
+        checkCallable(abandonedRunningError, "abandonedRunningError")
+        checkCallable(abandonedQueuedError, "abandonedQueuedError")
         if reactor is None:
             reactor = getReactor()
         elif not callable(getattr(reactor, "callFromThread", None)):
@@ -252,6 +297,9 @@ class ResourcePool(Generic[_Res]):
             isBroken=isBroken,
             waitTimeout=waitTimeout,
             now=now,
+            waitTimeoutError=waitTimeoutError,
+            abandonedRunningError=abandonedRunningError,
+            abandonedQueuedError=abandonedQueuedError,
         )
         self._team = Team(
             workerFactory if workerFactory is not None else self._makeWorker,
@@ -268,13 +316,14 @@ class ResourcePool(Generic[_Res]):
         self._keeper.team = self._team
         self._keeper.currentWorker = self._team.currentWorker
         self._waitTimeout = waitTimeout
+        self._manageLifecycle = manageLifecycle
         # Reactor thread only:
-        self._stopWaiters: list[Deferred[None]] = []
+        self._stopWaiters: list[Deferred[None]] = []  # the Deferreds of the stop under way, if any
         self._shutdownID: Any = None
         self._restartID: Any = None
         self._startID: Any = None
         callWhenRunning = getattr(reactor, "callWhenRunning", None)
-        if callable(callWhenRunning):
+        if manageLifecycle and callable(callWhenRunning):
             self._startID = callWhenRunning(self._autoStart)
 
     @staticmethod
@@ -291,22 +340,29 @@ class ResourcePool(Generic[_Res]):
     def start(self) -> None:
         """Start ``minthreads`` workers (each opens its resource in its thread); a stopped pool restarts.
 
-        Calls made before ``start`` wait for it. Raises ``RuntimeError`` while a ``stop`` is under way.
+        Calls made before ``start`` wait for it. Raises ``RuntimeError`` while a ``stop`` is under way
+        (once its Deferred fired, a restart works, even if workers stuck in a call were given up on:
+        a new generation of workers serves the calls, and those exit once their call returns).
         """
         if self._team.state == "stopping":
             raise RuntimeError(f"{self.name} is still stopping; start() it again once stop() has fired")
         self._team.start()
         add = getattr(self._reactor, "addSystemEventTrigger", None)
-        if self._shutdownID is None and callable(add):
+        if self._manageLifecycle and self._shutdownID is None and callable(add):
             self._shutdownID = add("before", "shutdown", self._beforeShutdown)
 
     def stop(self, timeout: float | None = None) -> Deferred[None]:
         """Stop the pool; a Deferred that fires once every worker has closed its resource and exited.
 
         Never blocks. Running calls finish and queued calls still run (their
-        Deferreds fire first). With a ``timeout`` (seconds), calls not started
-        by then errback ``CancelledError`` and never run, running calls are
-        interrupted and errback at once, and the Deferred fires then.
+        Deferreds fire first). With a ``timeout`` (seconds, on the pool's
+        clock), calls not started by then errback ``abandonedQueuedError``
+        and never run, running calls are interrupted and errback
+        ``abandonedRunningError`` at once (both ``CancelledError`` by
+        default), and the Deferred fires then. The workers still in a call
+        are given up on: each closes its resource and exits, in its thread,
+        when its call returns, without taking another call; their late
+        outcomes are dropped; ``start()`` works again at once.
         """
         timeout = checkTimeout(timeout, "timeout")
         self._forget("_shutdownID")
@@ -332,8 +388,19 @@ class ResourcePool(Generic[_Res]):
         self._stopWaiters.append(done)
         if len(self._stopWaiters) > 1:
             return done  # a stop is under way already: fire with it
+        # This stop's waiters: finish() and timedOut() fire these, never those of a later stop (a
+        # restart may follow a timed-out stop while the team's own finish is still on its way).
+        waiters = self._stopWaiters
         timer: list[Any] = []
         reactor = self._reactor
+
+        def fire() -> None:
+            if self._stopWaiters is waiters:
+                self._stopWaiters = []
+            for d in waiters:
+                if not d.called:
+                    d.callback(None)
+            waiters.clear()
 
         def finish() -> None:
             # Reactor thread. Outcomes handed back before the last worker exited are delivered first.
@@ -342,29 +409,27 @@ class ResourcePool(Generic[_Res]):
                 timer[0].cancel()
             for worker in self._team.takeExited():
                 worker.join(1.0)
-            self._fireStopped()
+            fire()
 
         def timedOut() -> None:
-            message = f"{self.name}: stopped (shutdown timeout {timeout}s) before the call started"
-            reason = Failure(CancelledError(message))
+            keeper = self._keeper
+            queuedMessage = f"{self.name}: stopped (shutdown timeout {timeout}s) before the call started"
+            runningMessage = f"{self.name}: stopped (shutdown timeout {timeout}s) while the call ran"
             for item in self._team.cancelQueued():
-                item.abandon(reason)
-            for item in self._team.runningItems():
-                if isinstance(item, ResourceWorkItem) and item.keeper is self._keeper:
-                    item.forceCancel()
+                error = keeper.makeError(keeper.abandonedQueuedError, CancelledError, queuedMessage)
+                item.abandon(Failure(error))
+            # The team stops now; the workers still in a call are given up on (they exit when it returns).
+            for item in self._team.abandonWorkers():
+                if isinstance(item, ResourceWorkItem) and item.keeper is keeper:
+                    error = keeper.makeError(keeper.abandonedRunningError, CancelledError, runningMessage)
+                    item.forceCancel(Failure(error))
             self._sink.drain()
-            self._fireStopped()
+            fire()
 
         if timeout is not None:
             timer.append(self._clock.callLater(timeout, timedOut))
         self._team.beginStop(lambda: reactor.callFromThread(finish))
         return done
-
-    def _fireStopped(self) -> None:
-        waiters, self._stopWaiters = self._stopWaiters, []
-        for d in waiters:
-            if not d.called:
-                d.callback(None)
 
     def _beforeShutdown(self) -> Deferred[None]:
         self._shutdownID = None
@@ -412,6 +477,52 @@ class ResourcePool(Generic[_Res]):
             item.timer = self._clock.callLater(self._waitTimeout, item.expire)
         return d
 
+    def retireIdle(self, idleFor: float) -> int:
+        """Retire the workers idle ``idleFor`` seconds or more, longest idle first, down to ``minthreads``.
+
+        Idle time is measured on the pool's ``clock`` (from when the worker
+        last parked), so an owner times retirement on its own clock (a
+        ``LoopingCall`` of its own; pass ``maxIdle=None`` so the workers' own
+        wall-clock timeout does not retire them too). Each retired worker
+        closes its resource and exits in its own thread. Returns how many
+        were retired (0 unless the pool is running). Reactor thread.
+        """
+        return self._team.retireIdle(_checkSeconds(idleFor, "idleFor"))
+
+    def currentResource(self) -> _Res:
+        """The resource of the worker running the calling code; opened now if it has none.
+
+        Call it from code running in one of this pool's workers (a call, or
+        ``check``/``isBroken``/``close``): for code that cannot be handed the
+        resource as ``f``'s argument. If the worker has no resource (it was
+        just closed by :meth:`replaceResource`), ``create()`` runs now, in
+        this thread, and its exception propagates. Raises
+        :class:`~deferthreads.ReactorThreadError` in any other thread.
+        """
+        return self._keeper.current(self._ownSlot("currentResource"))
+
+    def replaceResource(self) -> None:
+        """Close the calling worker's resource now, in its thread; its next use opens a new one.
+
+        Call it from inside a call (a reconnect, or a resource the call found
+        broken): ``close()`` runs at once, and ``currentResource()`` or the
+        worker's next call opens a new one. Counted as ``replaced`` in
+        :meth:`statistics`. Does nothing if the worker has no resource.
+        Raises :class:`~deferthreads.ReactorThreadError` outside this pool's
+        workers.
+        """
+        self._keeper.replace(self._ownSlot("replaceResource"))
+
+    def _ownSlot(self, method: str) -> ResourceSlot[_Res]:
+        worker = self._team.currentWorker()
+        slot = self._keeper.slots.get(worker) if worker is not None else None
+        if slot is None:
+            raise ReactorThreadError(
+                f"{self.name}: {method}() must be called from code running in one of this pool's workers "
+                f"(inside a call made with run()), not from {threading.current_thread().name!r}"
+            )
+        return slot
+
     def adjustPoolsize(self, minthreads: int | None = None, maxthreads: int | None = None) -> None:
         """Change the bounds (``None`` keeps one); workers start, or exit closing their resource, to suit."""
         newMin = self._team.minWorkers if minthreads is None else checkCount(minthreads, "minthreads", 0)
@@ -455,6 +566,7 @@ class ResourcePool(Generic[_Res]):
             expired=c["expired"],
             broken=c["broken"],
             interrupted=c["interrupted"],
+            replaced=c["replaced"],
             timedOut=c["timedOut"],
             completed=team.completed,
             failed=team.failed,

@@ -18,7 +18,9 @@ Ownership:
   the worker sets ``running`` before the call and clears it after, and the
   canceller (reactor thread) calls ``interrupt`` while holding the lock and
   only if ``running`` is still its item. So an interrupt never lands on the
-  next call run on the same resource.
+  next call run on the same resource. For the same reason a resource is
+  detached from its slot under the lock before it is closed (so ``interrupt``
+  never gets a resource being closed), and a new one is attached under it.
 * A :class:`ResourceWorkItem` is claimed exactly once, by whoever first pops
   its one-byte ``claim`` (``bytearray.pop`` is atomic, and a bytearray is not
   tracked by the garbage collector, which matters in a burst): the worker that
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WaitTimeout"]
 
+ErrorFactory = Callable[[str], BaseException]
+
 log = logging.getLogger("deferthreads")
 
 _Res = TypeVar("_Res")
@@ -69,7 +73,17 @@ class ResourceSlot(Generic[_Res]):
     ``lock`` (see the module docstring).
     """
 
-    __slots__ = ("createdAt", "hasResource", "lastUsed", "lock", "resource", "running", "thread", "worker")
+    __slots__ = (
+        "createdAt",
+        "hasResource",
+        "lastUsed",
+        "lock",
+        "opening",
+        "resource",
+        "running",
+        "thread",
+        "worker",
+    )
 
     def __init__(self, worker: IWorker, thread: threading.Thread) -> None:
         self.worker = worker
@@ -78,6 +92,7 @@ class ResourceSlot(Generic[_Res]):
         self.hasResource = False  # create() may legitimately return None: this says whether one is open
         self.createdAt = 0.0
         self.lastUsed = 0.0
+        self.opening = False  # create() runs now (so a currentResource() inside it cannot recurse)
         self.lock = threading.Lock()
         self.running: ResourceWorkItem[_Res] | None = None
 
@@ -105,6 +120,9 @@ class ResourceKeeper(Generic[_Res]):
         isBroken: Callable[[_Res, BaseException], bool] | None,
         waitTimeout: float | None,
         now: Callable[[], float],
+        waitTimeoutError: ErrorFactory = WaitTimeout,
+        abandonedRunningError: ErrorFactory = CancelledError,
+        abandonedQueuedError: ErrorFactory = CancelledError,
     ) -> None:
         self.name = name
         self.create = create
@@ -116,6 +134,9 @@ class ResourceKeeper(Generic[_Res]):
         self.isBroken = isBroken
         self.waitTimeout = waitTimeout
         self.now = now
+        self.waitTimeoutError = waitTimeoutError
+        self.abandonedRunningError = abandonedRunningError
+        self.abandonedQueuedError = abandonedQueuedError
         # Nothing to decide before a call on an open resource: the per-call path skips prepare().
         self.plain = check is None and maxLifetime is None
         # ... nor around it (no interrupt to guard against, no wait to time).
@@ -132,6 +153,7 @@ class ResourceKeeper(Generic[_Res]):
         self.broken = 0
         self.interrupted = 0
         self.timedOut = 0
+        self.replaced = 0
 
     def count(self, field: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``field`` (any thread)."""
@@ -151,7 +173,25 @@ class ResourceKeeper(Generic[_Res]):
                 "broken": self.broken,
                 "interrupted": self.interrupted,
                 "timedOut": self.timedOut,
+                "replaced": self.replaced,
             }
+
+    def makeError(self, factory: ErrorFactory, default: ErrorFactory, message: str) -> BaseException:
+        """``factory(message)``: the exception a call fails with; ``default(message)`` if the hook misbehaves.
+
+        A hook that raises, or returns something that is not an exception, is
+        logged: the call still fails, with the default type, never hangs.
+        """
+        try:
+            error = factory(message)
+        except Exception:
+            log.exception("%s: the error hook %r raised; using %s", self.name, factory, default)
+            return default(message)
+        if not isinstance(error, BaseException):
+            log.error("%s: the error hook %r returned %r, not an exception; using %s", self.name, factory,
+                      error, default)
+            return default(message)
+        return error
 
     # -- the team's per-worker hooks (worker thread) -----------------------------------------
 
@@ -177,28 +217,57 @@ class ResourceKeeper(Generic[_Res]):
 
     def open(self, slot: ResourceSlot[_Res]) -> _Res:
         """Run ``create()`` and keep its resource in ``slot``; count a failure and re-raise it."""
+        slot.opening = True
         try:
             resource = self.create()
         except BaseException:
             self.count("createFailed")
             raise
-        slot.resource = resource
-        slot.hasResource = True
+        finally:
+            slot.opening = False
         slot.createdAt = slot.lastUsed = self.now()
+        if self.interrupt is not None:
+            with slot.lock:  # interruptRunning reads the pair under it
+                slot.resource = resource
+                slot.hasResource = True
+        else:
+            slot.resource = resource
+            slot.hasResource = True
         self.count("created")
         return resource
 
     def closeResource(self, slot: ResourceSlot[_Res]) -> None:
         """Forget ``slot``'s resource and ``close()`` it; an exception from ``close`` is logged."""
         resource = cast(_Res, slot.resource)
-        slot.resource = None
-        slot.hasResource = False
+        if self.interrupt is not None:
+            # Detached under the lock: an interrupt() under way finishes first, and none starts on a
+            # resource being closed. close() itself runs without the lock (it may block).
+            with slot.lock:
+                slot.resource = None
+                slot.hasResource = False
+        else:
+            slot.resource = None
+            slot.hasResource = False
         try:
             self.close(resource)
         except BaseException:
             self.count("closeFailed")
             log.exception("%s: close(%r) failed in %s", self.name, resource, slot.worker.name)
         self.count("closed")
+
+    def current(self, slot: ResourceSlot[_Res]) -> _Res:
+        """The resource of ``slot``, opened now if it has none (``ResourcePool.currentResource``)."""
+        if slot.hasResource:
+            return cast(_Res, slot.resource)
+        if slot.opening:
+            raise RuntimeError(f"{self.name}: currentResource() called from create(), which is opening it")
+        return self.open(slot)
+
+    def replace(self, slot: ResourceSlot[_Res]) -> None:
+        """Close ``slot``'s resource now (``ResourcePool.replaceResource``); its next use opens another."""
+        if slot.hasResource:
+            self.count("replaced")
+            self.closeResource(slot)
 
     def prepare(self, slot: ResourceSlot[_Res]) -> _Res:
         """The resource to run the next call on: replaced if expired or failing its check, opened if none.
@@ -267,6 +336,8 @@ class ResourceKeeper(Generic[_Res]):
             if slot.running is not item:
                 return
             item.interrupted = True
+            if not slot.hasResource:
+                return  # the call closed its resource (replaceResource) and has not opened another
             self.count("interrupted")
             try:
                 interrupt(cast(_Res, slot.resource), slot.thread)
@@ -406,13 +477,16 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
         put(self, True, result)  # type: ignore[arg-type]
         return True
 
-    def timeoutError(self, waited: float) -> WaitTimeout:
-        stats = self.keeper.team.statistics()
-        return WaitTimeout(
-            f"{self.keeper.name}: the call waited {waited:.3f}s for a free worker (waitTimeout="
-            f"{self.keeper.waitTimeout}s) and was not run; {stats.busy} of {self.keeper.team.maxWorkers} "
+    def timeoutError(self, waited: float) -> BaseException:
+        """The pool's ``waitTimeoutError`` (default :class:`WaitTimeout`), its message saying how busy."""
+        keeper = self.keeper
+        stats = keeper.team.statistics()
+        message = (
+            f"{keeper.name}: the call waited {waited:.3f}s for a free worker (waitTimeout="
+            f"{keeper.waitTimeout}s) and was not run; {stats.busy} of {keeper.team.maxWorkers} "
             f"workers busy, {stats.queued} calls queued"
         )
+        return keeper.makeError(keeper.waitTimeoutError, WaitTimeout, message)
 
     def abandon(self, reason: Failure) -> None:
         """The call will never run (the pool stopped): errback its Deferred with ``reason`` (via the sink)."""
@@ -493,12 +567,28 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
         waited = self.keeper.now() - self.enqueuedAt
         self.deferred.errback(Failure(self.timeoutError(waited)))
 
-    def forceCancel(self) -> None:
-        """At a shutdown timeout: interrupt the call and errback ``CancelledError`` now, without waiting."""
+    def forceCancel(self, reason: Failure | None = None) -> None:
+        """At a stop timeout (reactor thread): interrupt the call and errback now, without waiting for it.
+
+        The Deferred errbacks ``reason`` (``None``: ``CancelledError``, as a
+        cancel would). The call's late outcome is then dropped.
+        """
         d = self.deferred
         if not d.called:
-            d.cancel()
+            if reason is None:
+                d.cancel()  # the canceller interrupts it and holds the Deferred paused: released below
+            else:
+                try:
+                    self.claim.pop()
+                except IndexError:
+                    # It runs: ask it to stop (the worker checks cancelRequested before it starts the call).
+                    self.cancelRequested = True
+                    self.keeper.interruptRunning(self)
+                # (Claimed just now instead: the worker that dequeued it finds the claim gone and skips it.)
+                self._cancelTimer()
+                d.errback(reason)
         if self.heldPaused:
+            # Cancelled before (or just now): the Deferred holds its CancelledError; let it go now.
             self.heldPaused = False
             d.unpause()
 

@@ -37,6 +37,12 @@ Locking, and why the hot path takes no lock:
   test in ``tests/test_threadpool_team.py`` drives random interleavings.)
 * Per-worker counters (:class:`_WorkerRecord`) are written only by their
   worker's thread; :meth:`Team.statistics` reads them under the lock.
+* A worker told to leave while it is not parked on the team's lock path (an
+  idle worker retired by :meth:`Team.retireIdle`, a worker given up on by
+  :meth:`Team.abandonWorkers` while its call is stuck) has ``exiting`` set
+  under the lock and is no longer counted; it sees the flag before it takes
+  its next item, and ``park`` then tells it to EXIT (waking another worker
+  for any call it may have been counted on).
 """
 
 from __future__ import annotations
@@ -136,7 +142,9 @@ class _WorkerRecord:
         self.longestWait = 0.0
         self.parked = False
         self.idleSince = 0.0
-        self.exiting = False  # the team told it to EXIT (and stopped counting it); under the lock
+        # The team told it to EXIT, retired or abandoned it (and stopped counting it); set under the
+        # lock, read unlocked by the worker before each item.
+        self.exiting = False
 
 
 class Team:
@@ -184,6 +192,8 @@ class Team:
         self._maxWorkers = maxWorkers
         self._state = _State.NEW
         self._records: dict[IWorker, _WorkerRecord] = {}  # live workers, until workerExiting ends
+        # Live workers a timed-out stop gave up on (abandonWorkers): a stop does not wait for them.
+        self._abandoned: set[IWorker] = set()
         self._exited: list[IWorker] = []  # workers that exited while stopping, to be joined
         self._onStopped: list[Callable[[], object]] = []
         self._serial = 0
@@ -353,6 +363,8 @@ class Team:
         markFinishing = record.markFinishing
         spin = record.spin
         while True:
+            if record.exiting:
+                return  # retired or abandoned: take nothing more (park() says EXIT)
             discard(worker)
             try:
                 item = popleft()
@@ -393,14 +405,21 @@ class Team:
     def park(self, worker: IWorker) -> Verdict:
         """The queue looked empty: wait for work (PARKED), go back to it (WORK), or EXIT."""
         with self._lock:
+            record = self._records[worker]
+            if record.exiting:
+                # Retired or abandoned while it was away from park: it is not counted any more. If a
+                # submitter counted on it as finishing, someone else must take the call.
+                self._finishing.discard(worker)
+                if self._queue and self._state is _State.RUNNING:
+                    self._wakeOrGrowLocked()
+                return Verdict.EXIT
             if self._state is not _State.RUNNING or self._workerCount > self._maxWorkers:
                 if self._queue:
                     return Verdict.WORK
                 self._finishing.discard(worker)
                 self._workerCount -= 1
-                self._records[worker].exiting = True
+                record.exiting = True
                 return Verdict.EXIT
-            record = self._records[worker]
             # Join the idle list, leave the finishing set, and only then look at the queue:
             # see the module docstring for why this order loses no wake-up.
             self._idle.append(worker)
@@ -455,6 +474,8 @@ class Team:
         self._finishing.discard(worker)
         with self._lock:
             record = self._records.pop(worker)
+            wasAbandoned = worker in self._abandoned
+            self._abandoned.discard(worker)
             if not record.exiting:
                 # The loop ended without an EXIT verdict (an internal error): stop counting it.
                 self._workerCount -= 1
@@ -464,9 +485,9 @@ class Team:
             self._totalFailed += record.failed
             self._totalCancelled += record.skipped
             self._longestWait = max(self._longestWait, record.longestWait)
-            if self._state is _State.STOPPING:
+            if self._state is _State.STOPPING and not wasAbandoned:
                 self._exited.append(worker)
-                if not self._records:
+                if len(self._records) == len(self._abandoned):  # none left that a stop waits for
                     callbacks = self._finishStopLocked()
         for callback in callbacks:
             _runCallback(callback)
@@ -526,7 +547,7 @@ class Team:
             idle, self._idle = self._idle, []
             for worker in idle:
                 self._wakeLocked(worker)
-            if not self._records:
+            if len(self._records) == len(self._abandoned):
                 callbacks = self._finishStopLocked()
                 abandoned = list(self._queue)
                 self._queue.clear()
@@ -539,6 +560,60 @@ class Team:
                     item.abandon(reason)
         for callback in callbacks:
             _runCallback(callback)
+
+    def abandonWorkers(self) -> list[WorkItem]:
+        """Stop waiting for a stopping team's workers: it is stopped now and can ``start`` again at once.
+
+        For a stop whose timeout expired while calls are still running (stuck
+        in a blocking call). The workers still alive are no longer counted
+        and no later stop waits for them; each exits as soon as its call
+        returns, without taking another item, running ``workerExit`` in its
+        own thread as usual. The ``beginStop`` callbacks are dropped: the
+        caller has given up on them. Returns the items those workers are
+        running (any thread; does nothing unless the team is stopping).
+        """
+        with self._lock:
+            if self._state is not _State.STOPPING:
+                return []
+            running: list[WorkItem] = []
+            for worker, record in self._records.items():
+                self._abandoned.add(worker)
+                if not record.exiting:
+                    record.exiting = True
+                    self._workerCount -= 1
+                if record.current is not None:
+                    running.append(record.current)
+            self._state = _State.STOPPED
+            self._onStopped = []
+            return running
+
+    def retireIdle(self, idleFor: float) -> int:
+        """Retire the workers parked for ``idleFor`` seconds or more (on ``now``), down to ``minWorkers``.
+
+        The longest idle go first. Each is woken to exit, running
+        ``workerExit`` in its own thread; it takes no more work. Returns how
+        many were retired (any thread; 0 unless the team is running).
+        """
+        now = self._now()
+        retired = 0
+        with self._lock:
+            if self._state is not _State.RUNNING:
+                return 0
+            records = self._records
+            oldestFirst = sorted(self._idle, key=lambda w: records[w].idleSince)
+            for worker in oldestFirst:
+                if self._workerCount <= self._minWorkers:
+                    break
+                record = records[worker]
+                if now - record.idleSince < idleFor:
+                    break
+                self._idle.remove(worker)
+                record.parked = False
+                record.exiting = True
+                self._workerCount -= 1
+                worker.wake()  # not marked finishing: it will not look at the queue again
+                retired += 1
+        return retired
 
     def _finishStopLocked(self) -> list[Callable[[], object]]:
         self._state = _State.STOPPED
