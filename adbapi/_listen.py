@@ -200,8 +200,10 @@ class _Psycopg2Conn(_Conn):
         return int(self.conn.fileno())
 
     def send(self, sql: str) -> bool:
+        # No poll() here: it could read the whole answer off the socket, and no readable event would
+        # tell the reactor. libpq sends a short command on an idle socket in one write (as lanes rely on).
         self.cursor.execute(sql)
-        return bool(self.conn.poll() == self.pollWrite)
+        return len(sql) > 4096
 
     def flush(self) -> bool:
         return bool(self.conn.poll() == self.pollWrite)
@@ -485,6 +487,7 @@ class _Hub:
             return
         if not more:
             self._unwrite()
+            self.doRead()  # flushing may have taken in the answer too (psycopg2's poll() reads as well)
 
     def connectionLost(self, reason: Failure) -> None:
         self.watching = self.writing = False
