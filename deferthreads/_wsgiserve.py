@@ -18,7 +18,7 @@ from typing import Any
 
 from deferthreads import ThreadPool, drainThreadPool
 from deferthreads._wsgicontainer import WSGIApplication, WSGIContainer
-from reactor import Deferred
+from reactor import Deferred, prefork
 from reactor.web import HTTPFactory, Request
 
 __all__ = ["WSGIServer", "listenWSGI", "loadApplication", "main", "run"]
@@ -122,6 +122,7 @@ def listenWSGI(
     accessLog: bool = False,
     stopTimeout: float = DEFAULT_STOP_TIMEOUT,
     reactor: Any = None,
+    reusePort: bool = False,
     **limits: Any,
 ) -> WSGIServer:
     """Serve ``application`` on ``interface:port`` (or the Unix socket path ``unix``), TLS with ``tlsCert``
@@ -131,6 +132,7 @@ def listenWSGI(
     workers. The server drains the pool at its stop when ``drainPool`` is true (default: only a pool it
     made), after the requests in flight ended. ``accessLog`` logs a line per request to the logger
     ``deferthreads.wsgi.access``. ``limits`` go to ``HTTPFactory`` (``maxBodyBytes``, timeouts, ...).
+    ``reusePort``: listen with SO_REUSEPORT (TCP and TLS), one socket per worker process on one port.
     Raises ``ValueError``/``TypeError`` naming a bad argument; ``CannotListenError`` if the address is taken.
     """
     if reactor is None:
@@ -159,9 +161,11 @@ def listenWSGI(
         with open(tlsKey, "rb") as f:
             keyPEM = f.read()
         options = CertificateOptions(privateKey=keyPEM, certificate=certPEM)
-        listening = reactor.listenSSL(port, factory, options, interface=interface)
+        listening = reactor.listenSSL(port, factory, options, interface=interface,
+                                      **({"reusePort": True} if reusePort else {}))
     else:
-        listening = reactor.listenTCP(port, factory, interface=interface)
+        listening = reactor.listenTCP(port, factory, interface=interface,
+                                      **({"reusePort": True} if reusePort else {}))
     if not threadpool.started:
         threadpool.start()
     server = WSGIServer(reactor, container, factory, listening, ownsPool, stopTimeout)
@@ -174,6 +178,11 @@ def run(application: WSGIApplication, **kwargs: Any) -> None:
     from reactor import getReactor
 
     reactor = kwargs.pop("reactor", None) or getReactor()
+    worker = prefork.isWorker() and kwargs.get("unix") is None
+    if worker:
+        # A worker of ``--workers N``: one SO_REUSEPORT socket per process; ready once the reactor runs.
+        kwargs.setdefault("reusePort", True)
+        reactor.callWhenRunning(prefork.notifyReady)
     server = listenWSGI(application, reactor=reactor, **kwargs)
     host = server.port.getHost()
     if kwargs.get("unix") is not None:
@@ -206,7 +215,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-timeout", type=float, default=DEFAULT_STOP_TIMEOUT,
                         help="seconds requests in flight get at SIGINT/SIGTERM (default 30)")
     parser.add_argument("--log-level", default="WARNING", help="the root logging level (default WARNING)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on the one port (default 1: this process serves); more: a "
+                             "supervisor (reactor.prefork) runs them, SIGHUP restarts them one by one")
     return parser
+
+
+def _superviseWorkers(args: argparse.Namespace) -> int:
+    """``--workers N``: run N copies of this command line (without ``--workers``) under a supervisor."""
+    command = [sys.executable, "-m", "deferthreads.wsgi", args.application, "--host", args.host,
+               "--port", "{port}", "--threads", str(args.threads), "--stop-timeout", str(args.stop_timeout),
+               "--log-level", args.log_level]
+    if args.tls_cert is not None:
+        command += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+    if args.access_log is not None:
+        command += ["--access-log", args.access_log]
+    # The workers find the application's package where this process would have (the current directory).
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+    supervisor = prefork.Supervisor(command, args.workers, bind=(args.host, args.port), env=env,
+                                    stopTimeout=args.stop_timeout + 5)
+    try:
+        return supervisor.run()
+    except OSError as e:
+        print(f"python -m deferthreads.wsgi: {e}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.unix is not None and args.tls_cert is not None:
         parser.error("--unix cannot be combined with --tls-cert/--tls-key")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1 and args.unix is not None:
+        parser.error("--workers needs a TCP port (SO_REUSEPORT), not --unix")
     if args.access_log is not None:
         handler: logging.Handler = (logging.StreamHandler(sys.stdout) if args.access_log == "-"
                                     else logging.FileHandler(args.access_log))
@@ -232,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _accessLog.addHandler(handler)
         _accessLog.setLevel(logging.INFO)
         _accessLog.propagate = False
+    if args.workers > 1:
+        return _superviseWorkers(args)
     # As gunicorn and uvicorn do: the application's package may live in the current directory.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -23,9 +23,10 @@ BOUND = 30.0  # seconds: the bound on any wait in these tests
 class SupervisorProcess:
     """A running supervisor (a child process); its stderr lines are collected by a reader thread."""
 
-    def __init__(self, argv: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], cwd: str = ROOT) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT)
         self.process = subprocess.Popen(list(argv), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        cwd=ROOT)
+                                        cwd=cwd, env=env)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, name="supervisor-stderr", daemon=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import pathlib
 import re
 import signal
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -15,7 +17,7 @@ from reactor import prefork
 from reactor._loop import Reactor
 from reactor.error import CannotListenError
 from reactor.protocol import Factory, Protocol
-from tests.prefork_support import APP, BOUND, Load, SupervisorProcess, fetchPid, startSupervisor
+from tests.prefork_support import APP, BOUND, ROOT, Load, SupervisorProcess, fetchPid, startSupervisor
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
 
@@ -191,3 +193,43 @@ def test_aWorkerNeverReadyIsKilledAtTheReadyTimeout() -> None:
         supervisor.waitFor("not ready after 0.5 s: killing")
     finally:
         supervisor.cleanUp()
+
+
+WSGI_APP = '''
+import os
+
+def app(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_wsgiWorkersServeOnePortAndStopOnSigterm(tmp_path: pathlib.Path) -> None:
+    """``deferthreads.wsgi app --workers 2``: two processes answer on one port; SIGTERM ends them."""
+    (tmp_path / "pidapp.py").write_text(WSGI_APP)
+    argv = [sys.executable, "-m", "deferthreads.wsgi", "pidapp:app", "--port", "0", "--workers", "2",
+            "--threads", "2"]
+    supervisor = SupervisorProcess(argv, cwd=str(tmp_path))
+    try:
+        port = int(supervisor.waitFor(r"port (\d+) reserved").group(1))
+        pids = set(map(int, supervisor.waitFor(r"2 worker\(s\) ready: pids ([\d ]+)").group(1).split()))
+        seen: set[int] = set()
+        for _ in range(500):
+            seen.add(fetchPid(port))
+            if seen == pids:
+                break
+        assert seen == pids
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait() == 0
+        assert sum("status 0" in line for line in supervisor.lines) == 2, supervisor.lines
+    finally:
+        supervisor.cleanUp()
+
+
+def test_wsgiWorkersRefuseAUnixSocket() -> None:
+    """--workers with --unix is a usage error (exit 2) naming both."""
+    done = subprocess.run([sys.executable, "-m", "deferthreads.wsgi", "x:app", "--unix", "/tmp/x.sock",
+                           "--workers", "2"], capture_output=True, text=True, timeout=BOUND, cwd=ROOT)
+    assert done.returncode == 2
+    assert "--workers needs a TCP port" in done.stderr
