@@ -1,12 +1,14 @@
 """Stopping a running statement on the server: the cancel sender and the hand-off with the call's slot.
 
-A cancel of a running call is sent from a side thread (``sendCancel``), which
-repeats it until the slot says the call's statements are over; the slot, before
-it runs anything else on the connection (a rollback, the next statement),
-waits for the sender to stop (``waitForCancel``), so a late cancel request can
-never land on other work. Two ``threading.Event`` of the call are the
-hand-off: ``statementOver`` (set by the slot) and ``cancelDone`` (set by the
-sender as its last act).
+A cancel of a running call is sent from one of the pool's side threads (a
+``deferthreads.ThreadPool`` the pool owns; ``sendCancel`` is the work it runs),
+which repeats it until the slot says the call's statements are over; the slot,
+before it runs anything else on the connection (a rollback, the next
+statement), waits for the sender to stop (``waitForCancel``), so a late cancel
+request can never land on other work. Two ``threading.Event`` of the call are
+the hand-off: ``statementOver`` (set by the slot) and ``cancelDone`` (set by the
+sender as its last act; also set if the side work is abandoned before it ran, so
+no slot waits for a cancel that will never come).
 
 The slot's connection (``conn``, ``connInfo``) is read under the slot's
 ``connLock``, which the slot holds while it installs or removes its
@@ -36,7 +38,6 @@ class CancellableCall(Protocol):
 
     statementOver: threading.Event | None
     cancelDone: threading.Event | None
-    cancelThread: threading.Thread | None
 
 
 class ConnectionOwner(Protocol):
@@ -50,19 +51,18 @@ class ConnectionOwner(Protocol):
 def waitForCancel(call: CancellableCall) -> None:
     """In the worker: say the call's statements are over, then wait for its canceller to stop.
 
-    The side thread is joined too (it sets ``cancelDone`` as its last act), so once
-    the pool's workers have exited no thread of the pool is left.
+    The side thread that sent the cancel goes back to the pool's side thread pool,
+    which the pool's close drains and joins, so no thread is left after a close.
     """
-    over, done, side = call.statementOver, call.cancelDone, call.cancelThread
+    over, done = call.statementOver, call.cancelDone
     if over is not None and done is not None:
         over.set()
-        if done.wait(_CANCEL_SEND_WAIT * 2) and side is not None and side is not threading.current_thread():
-            side.join(1.0)
+        done.wait(_CANCEL_SEND_WAIT * 2)
 
 
 def sendCancel(pool: ConnectionPool, worker: ConnectionOwner, call: CancellableCall) -> None:
-    """Body of a side thread: keep asking the server to stop ``worker``'s statement until the call's
-    statements are over.
+    """Side work (a side thread of the pool): keep asking the server to stop ``worker``'s statement until
+    the call's statements are over.
 
     A single request can arrive just before the statement reaches the server (and
     be ignored there), so it is repeated with a growing pause until the worker says

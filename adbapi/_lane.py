@@ -16,22 +16,23 @@ in autocommit mode, so the server runs it (or a multi-statement string) as one
 transaction; a statement that opened a transaction itself gets its ``COMMIT``
 (or ``ROLLBACK`` after an error), as Twisted's commit would.
 
-Nothing here blocks the reactor thread:
+Nothing here blocks the reactor thread. What may block runs as side work on
+the pool's side thread pool (a ``deferthreads.ThreadPool``, ``pool._sideCall``):
 
-- connections are opened in a short-lived thread (DNS, TLS and authentication
-  may block), then handed over;
-- a result of more than ``_FETCH_IN_THREAD`` rows is converted to Python in a
-  short-lived thread;
-- a cancel request (``PQcancel`` opens its own connection) is sent from the same
-  side thread as a worker's (``_cancel.sendCancel``).
+- connections are opened there (DNS, TLS and authentication may block), then
+  handed over;
+- a result of more than ``_FETCH_IN_THREAD`` rows is converted to Python there;
+- a cancel request (``PQcancel`` opens its own connection) is sent there, as a
+  worker's is (``_cancel.sendCancel``);
+- at an abandoning close, the connection is cancelled and closed there.
 
 Threads and state: the reactor thread owns every field of a lane, except
-``conn``/``connInfo``, which the cancel side thread reads under ``connLock``
+``conn``/``connInfo``, which the cancel side work reads under ``connLock``
 (the lane swaps them under the same lock, so a connection is never closed while a
-cancel on it is being sent). While a side thread works on the connection, the
-lane does nothing else with it: the side thread's last act is a
-``callFromThread`` back into the lane, and the lane is not released (nor the
-pool closed) before that.
+cancel on it is being sent). While side work uses the connection, the lane does
+nothing else with it: the side work's last act is a ``callFromThread`` back
+into the lane (made even if the work never ran), and the lane is not released
+(nor the pool closed) before that.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _log = logging.getLogger("adbapi")
 class LaneState(enum.Enum):
     """A lane's life: OPENING -> BUSY <-> IDLE -> CLOSED."""
 
-    OPENING = "opening"  # a side thread is opening the connection
+    OPENING = "opening"  # side work is opening the connection
     IDLE = "idle"  # on the pool's idle-lane stack
     BUSY = "busy"  # running a call
     CLOSED = "closed"
@@ -74,15 +75,15 @@ _NONE = 0
 _PING = 1  # cp_ping_after's check before the statement
 _STATEMENT = 2
 _END = 3  # the COMMIT/ROLLBACK of a transaction the statement opened
-_SIDE = 4  # a side thread (fetch, cancel) has the connection
+_SIDE = 4  # side work (connect, fetch, cancel) has the connection
 _BEGIN = 5  # the BEGIN of a statement run inside a transaction block, as Twisted runs every statement
 
-# How long the reactor thread waits for a cancel side thread that was told to stop (it ends within one
+# How long the reactor thread waits for a cancel's side work that was told to stop (it ends within one
 # PQcancel round trip), when the reactor is dropping the lane and cannot hear from it later.
 _CANCEL_JOIN = 5.0
 # A statement at most this long leaves an idle connection's socket in one write (Linux's least send buffer).
 _SURELY_SENT = 4096
-# Results with more rows than this are converted in a side thread (the reactor must not stall on them).
+# Results with more rows than this are converted as side work (the reactor must not stall on them).
 _FETCH_IN_THREAD = 1000
 
 
@@ -106,7 +107,7 @@ class _Lane:
         self.reactor: Any = pool._reactor
         self.support = support
         self.name = f"{pool._threadPrefix}-lane-{number}"
-        # Swapped under connLock, which the cancel side thread holds while it sends a cancel:
+        # Swapped under connLock, which a cancel's side work holds while it sends the cancel:
         self.connLock = threading.Lock()
         self.conn: Any = None
         self.connInfo: Any = None
@@ -117,23 +118,25 @@ class _Lane:
         self.current: _Call | None = None
         self.watching = False
         self.writing = False
-        self.side: threading.Thread | None = None
+        # Set by a fetch's side work once it has finished with the connection (an abandoning close's
+        # release waits for it before it closes the connection); None when no fetch was handed out.
+        self.sideDone: threading.Event | None = None
         self.openedAt = 0.0
         self.lastUsed = 0.0
         self.idleSince = 0.0  # set under the pool lock when the lane goes idle
-        # A statement's outcome, kept while its transaction is ended or a cancel side thread stops.
+        # A statement's outcome, kept while its transaction is ended or a cancel's side work stops.
         self.kept: tuple[bool, Any] | None = None
         # Outcomes waiting to be fired, and whether _done's release loop is on the stack (no recursion).
         self.finished: list[tuple[_Call, bool, Any, int]] = []
         self.releasing = False
         # Set when the reactor dropped the lane (connectionLost): it closes after its current call.
         self.abandoned = False
-        # The call whose statement ended while its cancel side thread still ran (waits in cancelStopped).
+        # The call whose statement ended while its cancel's side work still ran (waits in cancelStopped).
         self.awaitingCancel: _Call | None = None
         # The current statement runs inside BEGIN ... COMMIT (see _statement).
         self.inBlock = False
-        # Set (under handOff, by the reactor) when the pool's close gave up on the lane; a connect side
-        # thread reads it under the same lock to know whether anyone will take its connection.
+        # Set (under handOff, by the reactor) when the pool's close gave up on the lane; a connect's side
+        # work reads it under the same lock to know whether anyone will take its connection.
         self.handOff = threading.Lock()
         self.forsaken = False
 
@@ -180,11 +183,11 @@ class _Lane:
         self.abandoned = True
         call = self.current
         if call is not None and call.statementOver is not None:
-            # A cancel side thread is sending: tell it the statement is over and let it end first, as
-            # nothing will hear from it once the reactor has stopped.
+            # A cancel is being sent: tell it the statement is over and let it end first, as nothing
+            # will hear from it once the reactor has stopped.
             call.statementOver.set()
-            if call.cancelThread is not None:
-                call.cancelThread.join(_CANCEL_JOIN)
+            if call.cancelDone is not None:
+                call.cancelDone.wait(_CANCEL_JOIN)
         self._dropConnection(broken=True)
         if call is not None:
             error = ConnectionLost("the database connection was lost")
@@ -363,23 +366,19 @@ class _Lane:
         assert call is not None
         over, done = call.statementOver, call.cancelDone
         if over is not None and done is not None:
-            # A cancel was sent: nothing more runs on this connection until its side thread stopped.
+            # A cancel was sent: nothing more runs on this connection until its side work stopped.
             over.set()
             if not done.is_set():
                 self.kept = (ok, value)
                 self.awaitingCancel = call
                 self._sideBegins()
                 return
-            if call.cancelThread is not None:
-                call.cancelThread.join(1.0)  # past sendCancel: only its report to the reactor is left
         self._conclude(ok, value)
 
     def cancelStopped(self, call: _Call) -> None:
-        """``call``'s cancel side thread finished (reactor thread, via callFromThread)."""
-        if call.cancelThread is not None:
-            call.cancelThread.join(1.0)
+        """``call``'s cancel side work finished (reactor thread, via callFromThread)."""
         if self.awaitingCancel is not call:
-            return  # the statement had not ended yet, or it ended after the side thread did
+            return  # the statement had not ended yet, or it ended after the side work did
         self.awaitingCancel = None
         self._sideEnds()
         kept, self.kept = self.kept, None
@@ -407,24 +406,21 @@ class _Lane:
         self._afterResult(True, rows)
 
     def _fetchInThread(self, cursor: Any) -> None:
+        """Convert a big result as side work; ``_fetched`` gets the outcome in the reactor thread."""
         self._sideBegins()
+        done = self.sideDone = threading.Event()
 
-        def fetch() -> None:
-            try:
-                outcome: tuple[bool, Any] = (True, cursor.fetchall())
-            except BaseException as e:
-                outcome = (False, e)
-            self.reactor.callFromThread(self._fetched, outcome)
+        def fetched(ok: bool, rows: Any) -> None:
+            # Side thread (or, if the work was abandoned unrun, the thread that gave up on it).
+            done.set()
+            self.reactor.callFromThread(self._fetched, (True, rows) if ok else (False, rows.value))
 
-        self.side = threading.Thread(target=fetch, name=f"{self.name}-fetch", daemon=True)
-        self.side.start()
+        self.pool._sideCall(fetched, cursor.fetchall)
 
     def _fetched(self, outcome: tuple[bool, Any]) -> None:
         if self.state is LaneState.CLOSED:  # abandoned by the pool's close meanwhile
             return
-        side, self.side = self.side, None
-        if side is not None:
-            side.join(1.0)
+        self.sideDone = None
         self._sideEnds()
         self._afterResult(*outcome)
 
@@ -508,7 +504,7 @@ class _Lane:
         if self.state is LaneState.CLOSED:
             pool._endCloseIfLast()  # deferred by _laneClosed until the calls above had fired
 
-    # -- side threads ------------------------------------------------------------------------------
+    # -- side work ----------------------------------------------------------------------------------
 
     def _sideBegins(self) -> None:
         self.step = _SIDE
@@ -536,56 +532,54 @@ class _Lane:
             return  # not on the server (yet): _statement checks the Deferred before it sends
         pool = self.pool
         call.statementOver = threading.Event()
-        call.cancelDone = threading.Event()
+        done = call.cancelDone = threading.Event()
 
-        def sendThenReport() -> None:
-            try:
-                sendCancel(pool, self, call)  # type: ignore[arg-type]
-            finally:
-                self.reactor.callFromThread(self.cancelStopped, call)
+        def stopped(ok: bool, ignored: Any) -> None:
+            # Side thread; sendCancel set ``done`` already, unless the work was abandoned before it ran.
+            done.set()
+            self.reactor.callFromThread(self.cancelStopped, call)
 
-        call.cancelThread = threading.Thread(target=sendThenReport, name=f"{self.name}-cancel", daemon=True)
-        call.cancelThread.start()
+        pool._sideCall(stopped, sendCancel, pool, self, call)
 
     # -- the connection -----------------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Open a connection in a side thread; the current call runs once it is there."""
+        """Open a connection as side work; the current call runs once it is there."""
         pool = self.pool
         self.step = _SIDE
         if pool.noisy:
             _log.info("adbapi connecting: %s", pool._label)
 
-        def connect() -> None:
+        def connect() -> tuple[Any, Any]:
+            # Side thread.
             try:
                 conn = pool._adapter.connectNonblocking(pool.connargs, pool.connkw)
                 try:
-                    info = pool._adapter.describeConnection(conn)
+                    return conn, pool._adapter.describeConnection(conn)
                 except BaseException:
                     pool._adapter.discard(conn)
                     raise
-                outcome: tuple[bool, Any, Any] = (True, conn, info)
             except BaseException as e:
                 pool._redactor.scrubException(e)
-                outcome = (False, e, None)
+                raise
+
+        def connected(ok: bool, value: Any) -> None:
+            # Side thread (or, if the work was abandoned unrun, the thread that gave up on it).
+            outcome: tuple[bool, Any, Any] = (True, *value) if ok else (False, value.value, None)
             with self.handOff:
                 if not self.forsaken:
                     self.reactor.callFromThread(self._opened, *outcome)
                     return
-            if outcome[0]:  # the pool's close gave up on this lane while the driver connected
+            if ok:  # the pool's close gave up on this lane while the driver connected
                 pool._adapter.discard(outcome[1])
 
-        self.side = threading.Thread(target=connect, name=f"{self.name}-connect", daemon=True)
-        self.side.start()
+        pool._sideCall(connected, connect)
 
     def _opened(self, ok: bool, conn: Any, info: Any) -> None:
         if self.state is LaneState.CLOSED:  # the pool's close abandoned it after the hand-over
             if ok:
                 self.pool._adapter.discard(conn)
             return
-        side, self.side = self.side, None
-        if side is not None:
-            side.join(1.0)
         self.step = _NONE
         pool = self.pool
         if not ok:
@@ -637,11 +631,11 @@ class _Lane:
         """The pool's close stopped waiting for this busy lane (reactor thread); returns its call, if any.
 
         The lane closes at once and drops its call (the pool fails it). Its
-        connection goes to a daemon thread, which asks the server to stop the
-        statement running there, waits for the lane's side threads to finish with
-        the connection, and closes it: both may block, the reactor must not. A
-        connection still being opened is closed by its side thread when the
-        driver returns it.
+        connection goes to side work, which asks the server to stop the statement
+        running there, waits for the lane's other side work (a fetch, a cancel) to
+        finish with the connection, and closes it: both may block, the reactor
+        must not. A connection still being opened is closed by its connect's side
+        work when the driver returns it.
         """
         call, self.current = self.current, None
         with self.handOff:
@@ -662,24 +656,26 @@ class _Lane:
         if conn is None:
             return call
         pool = self.pool
-        side = self.side
+        fetchDone = self.sideDone
         over = call.statementOver if call is not None else None
-        cancelThread = call.cancelThread if call is not None else None
+        cancelDone = call.cancelDone if call is not None else None
 
         def release() -> None:
+            # Side thread. The fetch and cancel it waits for were handed out before it, and the side
+            # pool's queue is first in, first out: they are running or done, never queued behind it.
             try:
                 pool._adapter.cancel(conn, info, pool.connargs, pool.connkw)
             except Exception:  # the connection died meanwhile: nothing left to stop
                 pass
             if over is not None:
-                over.set()  # the lane's own cancel thread stops repeating
-            for thread in (side, cancelThread):
-                if thread is not None and thread.is_alive():
-                    thread.join()
+                over.set()  # the lane's own cancel stops repeating
+            for done in (fetchDone, cancelDone):
+                if done is not None:
+                    done.wait()
             with self.connLock:
                 pool._adapter.discard(conn)
 
-        threading.Thread(target=release, name=f"{self.name}-abandon", daemon=True).start()
+        pool._sideCall(None, release)
         return call
 
     def retire(self, recycled: bool) -> None:

@@ -62,6 +62,7 @@ from adbapi._worker import (
     _Worker,
 )
 from adbapi._wrappers import Connection, Transaction
+from deferthreads import ThreadPool, ThreadPoolStopped, drainThreadPool
 from reactor import Deferred, Failure, fail, succeed
 
 __all__ = ["ConnectionPool"]
@@ -75,8 +76,21 @@ _log = logging.getLogger("adbapi")
 
 # Longest time a finished call's outcome may wait for the reactor while calls are queued.
 _BACKLOG_FLUSH = 0.002
+# Seconds an idle side thread waits for more side work before it exits. Side work (a cancel, a lane's
+# connect or big fetch) is rare and each piece costs far more than starting a thread, so an idle pool
+# keeps no side thread for long.
+_SIDE_IDLE = 1.0
 
 _poolCounter = 0
+
+
+def _setter(event: threading.Event) -> Callable[[bool, Any], None]:
+    """An ``onResult`` for side work that sets ``event`` however the work ended (ran, failed, abandoned)."""
+
+    def onResult(ok: bool, value: Any) -> None:
+        event.set()
+
+    return onResult
 
 
 def _defaultReactor() -> Any:
@@ -230,6 +244,10 @@ class ConnectionPool:
         self._lowWater = max(2, self.max)
         self._backlogTimer: Any = None
         self._local = threading.local()
+        # Side work (cancel requests, lane connects and big fetches) runs on the pool's own small thread
+        # pool, started with the pool and drained at its close (``_sideCall``). Reactor thread only:
+        self._side = self._newSidePool()
+        self._sideDraining: ThreadPool | None = None  # the side pool a close is draining
         # Reactor thread only:
         self._state = PoolState.NEW
         self._closeWaiters: list[Deferred[None]] = []
@@ -290,6 +308,9 @@ class ConnectionPool:
             raise PoolClosedError(f"{self._label} is closing; start() it again once close() has finished")
         self._state = PoolState.RUNNING
         self.running = True
+        if self._side.state == "stopping":  # left behind by a close that timed out (not running)
+            self._side = self._newSidePool()
+        self._side.start()
         with self._lock:
             self._stopping = False
             # With lanes, slots open on demand: a worker only when a call needs a thread.
@@ -396,7 +417,7 @@ class ConnectionPool:
         timeout = self._shutdownTimeout
         if not slots:
             if self._state == PoolState.CLOSING:
-                self._closed()
+                self._stopSideThenClose()
         elif not self._reactor.running:
             # Nothing will deliver the exit notices until the reactor runs: wait here, within the deadline.
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -457,6 +478,64 @@ class ConnectionPool:
             if laneCall is not None and not laneCall.deferred.called:
                 self._errors += 1
                 laneCall.deferred.errback(PoolAbandonedError(why))
+        # The side work handed out above (cancels, the release of abandoned lanes' connections) and any
+        # still running (a lane's connect stuck in the driver) is left to the old side pool, which
+        # drains on its own, its threads exiting as their work ends; a restart gets a new one.
+        self._sideDraining = None
+        abandoned, self._side = self._side, self._newSidePool()
+        abandoned.beginStop()
+        self._closed()
+
+    # -- side work (reactor thread submits; the work runs in the side pool's threads) ---------------
+
+    def _newSidePool(self) -> ThreadPool:
+        """The pool's side thread pool: none of its threads exists until side work arrives.
+
+        Its bound never makes side work wait for a thread in practice: a slot has at
+        most one piece of side work at a time (a lane's connect, fetch or cancel, a
+        worker's cancel) plus, at an abandoning close, a lane's release, which only
+        waits for side work queued before it (the queue is first in, first out).
+        """
+        return ThreadPool(0, 2 * self.max + 2, name=f"{self._threadPrefix}-side",
+                          idleTimeout=_SIDE_IDLE, spinTime=0.0)
+
+    def _sideCall(self, onResult: Callable[[bool, Any], object] | None, f: Callable[..., object],
+                  *args: Any) -> None:
+        """Run ``f(*args)`` in a side thread, then ``onResult(ok, result or Failure)`` in that thread.
+
+        ``onResult`` is called exactly once even if the work never runs (the side
+        pool was stopped): then with ``(False, Failure)``, in the thread that gave
+        up on it, possibly this one. It brings results home with ``callFromThread``.
+        """
+        try:
+            self._side.callInThreadWithCallback(onResult, f, *args)
+        except ThreadPoolStopped as e:
+            _log.warning("adbapi: %s: side work %r could not run: %s", self._label, f, e)
+            if onResult is not None:
+                onResult(False, Failure(e))
+
+    def _stopSideThenClose(self) -> None:
+        """Every slot has gone (reactor thread): stop the side threads, then end the close.
+
+        While the reactor runs the side pool drains without blocking it (its work
+        finishes, its threads are joined) and the close ends then, or at the close's
+        deadline (``_closeExpired``), whichever is first. Otherwise it is stopped
+        here, within the shutdown timeout.
+        """
+        side = self._side
+        if not self._reactor.running:
+            side.stop(self._shutdownTimeout)
+            self._closed()
+            return
+        if self._sideDraining is side:
+            return  # already draining; its end closes the pool
+        self._sideDraining = side
+        drainThreadPool(self._reactor, side).addCallback(self._sideDrained, side)
+
+    def _sideDrained(self, ignored: None, side: ThreadPool) -> None:
+        if self._sideDraining is not side or self._state != PoolState.CLOSING:
+            return  # the close's deadline passed first and ended it
+        self._sideDraining = None
         self._closed()
 
     def _closed(self) -> None:
@@ -519,7 +598,7 @@ class ConnectionPool:
         if remaining != 0 or self._state != PoolState.CLOSING or self._results:
             return
         if queued or not self._reactor.running:
-            self._closed()
+            self._stopSideThenClose()
         else:
             # Async-transaction operations hand their outcomes back with callFromThread, outside
             # _results: a worker queued those before its exit notice, so behind them, the close fires
@@ -839,7 +918,8 @@ class ConnectionPool:
 
     def _stopCall(self, call: _Call) -> None:
         """Unqueue ``call``, or stop its statement on the server (reactor thread)."""
-        side = None
+        side: threading.Event | None = None
+        cancelOn: _Worker | None = None
         laneToCancel: _Lane | None = None
         with self._lock:
             state = call.state
@@ -855,13 +935,12 @@ class ConnectionPool:
                     laneToCancel = worker
                 elif worker is not None and self._adapter.canCancel:
                     call.statementOver = threading.Event()
-                    call.cancelDone = threading.Event()
-                    side = call.cancelThread = threading.Thread(
-                        target=sendCancel, args=(self, worker, call),
-                        name=f"{self._threadPrefix}-cancel", daemon=True,
-                    )
+                    side = call.cancelDone = threading.Event()
+                    cancelOn = worker
         if side is not None:
-            side.start()
+            # The worker waits for cancelDone before it touches the connection again: it is set by
+            # sendCancel's last act, and by the report even if the side work never ran.
+            self._sideCall(_setter(side), sendCancel, self, cancelOn, call)
         if laneToCancel is not None:
             laneToCancel.cancel(call)
         if state is CallState.BACKOFF:
@@ -954,7 +1033,6 @@ class ConnectionPool:
         call.worker = None
         call.cancelRequested = False
         call.statementOver = call.cancelDone = None
-        call.cancelThread = None
         self._retries += 1
         self._backingOff.add(call)
         call.retryTimer = self._clock.callLater(delay, self._retryNow, call)

@@ -10,8 +10,9 @@ stack, then reports the outcome to the reactor thread.
 Locking: the pool's ``_lock`` guards the call states, the waiting queue, the idle
 stack and the worker set (see ``_pool.py``). A worker's connection fields
 (``conn``, ``connInfo``) are written only by its thread. Statistics read ``conn``
-without a lock (a single attribute read). The cancel side thread is the one
-other thread that *uses* the connection: it holds the worker's ``connLock``
+without a lock (a single attribute read). The side thread sending a cancel
+(one of the pool's side thread pool, ``_cancel.py``) is the one other thread
+that *uses* the connection: it holds the worker's ``connLock``
 while it reads ``conn``/``connInfo`` and sends the cancel, and the worker holds
 the same lock while it installs or removes its connection, so a connection is
 never closed (freeing, in psycopg2, the cancel key ``PQcancel`` is reading) while
@@ -56,11 +57,10 @@ class _Call:
     # Under the pool lock (``state`` too): set by the worker that takes the call / by the canceller.
     worker: _Worker | _Lane | None = None
     cancelRequested = False  # the worker also reads it unlocked (a stale False only delays the check)
-    # Created by the canceller (under the pool lock) when it starts a side thread; the Events
-    # themselves are the hand-off between the worker and the side thread:
+    # Created by the canceller (under the pool lock) when it hands a cancel to the pool's side threads;
+    # the Events themselves are the hand-off between the worker and the side thread (``_cancel.py``):
     statementOver: threading.Event | None = None
     cancelDone: threading.Event | None = None
-    cancelThread: threading.Thread | None = None
     # enqueuedAt: reactor thread, before the call is visible to workers; waited: the worker that takes
     # it, under the pool lock, read by the reactor after the outcome is handed back.
     enqueuedAt = 0.0

@@ -262,8 +262,8 @@ def poolThreads(name: str) -> list[str]:
 
 
 def workerThreads(name: str) -> list[str]:
-    """Names of the live worker threads of the pool named ``name`` (lane side threads excluded)."""
-    return [n for n in poolThreads(name) if "-lane-" not in n]
+    """Names of the live worker threads of the pool named ``name`` (side threads excluded)."""
+    return [n for n in poolThreads(name) if "-lane-" not in n and "-side-" not in n]
 
 
 async def until(reactor: Any, predicate: Callable[[], bool], what: str, seconds: float = 3.0) -> None:
@@ -510,6 +510,7 @@ def poolThreadsOf(name: str) -> list[threading.Thread]:
 
 
 def workerThreadsOf(name: str) -> list[threading.Thread]:
-    """The live worker threads of the pool named ``name`` (lane side threads excluded)."""
+    """The live worker threads of the pool named ``name`` (side threads excluded)."""
     prefix = f"PoolThread-{name}-"
-    return [t for t in threading.enumerate() if t.name.startswith(prefix) and "-lane-" not in t.name]
+    return [t for t in threading.enumerate()
+            if t.name.startswith(prefix) and "-lane-" not in t.name and "-side-" not in t.name]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import types
 from typing import Any
 
 import psycopg2
 import psycopg2.errors
 import pytest
 
-import adbapi._lane
+import deferthreads
 from adbapi import ConnectionLost, ConnectionPool, PoolClosedError, Transaction
 from reactor import CancelledError, Deferred, Reactor, TimeoutError, gatherResults
 from reactor.task import Clock, LoopingCall, deferLater
@@ -611,15 +610,17 @@ def test_bigResultIsCompleteAndFetchedWithoutStallingTheReactor(lanes: Backend,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A 50,000-row result arrives whole and correct; it is converted in a side thread while the reactor
     keeps ticking; the lane serves the next call afterwards."""
-    started: list[str] = []
+    started: list[str] = []  # "<side work>@<thread>" for each piece of side work the pool ran
+    submit = deferthreads.ThreadPool.callInThreadWithCallback
 
-    class RecordingThread(threading.Thread):
-        def start(self) -> None:
-            started.append(self.name)
-            super().start()
+    def recording(self: Any, onResult: Any, f: Any, /, *args: Any) -> None:
+        def run() -> Any:
+            started.append(f"{getattr(f, '__name__', f)}@{threading.current_thread().name}")
+            return f(*args)
 
-    shim = types.SimpleNamespace(Thread=RecordingThread, Lock=threading.Lock, Event=threading.Event)
-    monkeypatch.setattr(adbapi._lane, "threading", shim)
+        submit(self, onResult, run)
+
+    monkeypatch.setattr(deferthreads.ThreadPool, "callInThreadWithCallback", recording)
 
     async def body(reactor: Reactor) -> Any:
         pool = lanes.pool(reactor, cp_min=1, cp_max=1)
@@ -646,7 +647,7 @@ def test_bigResultIsCompleteAndFetchedWithoutStallingTheReactor(lanes: Backend,
     assert rows[-1][1] == hashlib.md5(b"50000").hexdigest()
     assert ticksDuring >= 1
     assert longestGap < 0.5
-    assert any(name.endswith("-fetch") for name in started), started
+    assert any(what.startswith("fetchall@") and "-side-worker-" in what for what in started), started
     assert nextRows[0][0] == 2
     assert stats.lanes == 1 and stats.workers == 0
 

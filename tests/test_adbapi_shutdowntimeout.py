@@ -164,7 +164,7 @@ def test_abandonedWorkerNeverServesTheRestartedPool(tmp_path: Any) -> None:
         outcome = outcomeOf(pool.runInteraction(stuck))
         await pool.close()
         abandoned = [t for t in threading.enumerate()
-                     if t.name.startswith(f"PoolThread-{name}-") and not t.name.endswith("-cancel")]
+                     if t.name.startswith(f"PoolThread-{name}-") and "-side-" not in t.name]
         pool.start()
         release.set()
         assert waitUntil(lambda: not any(t.is_alive() for t in abandoned), seconds=5.0)
