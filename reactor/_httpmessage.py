@@ -133,12 +133,13 @@ def checkReason(reason: object) -> None:
             raise ValueError(f"reason must be latin-1 text: {reason!r}") from None
 
 
-_statusLines: dict[int | tuple[int, str], str] = {}
+_statusLines: dict[int | tuple[int, str], bytes] = {}
 
 
-def statusLine(status: int, reason: str | None = None) -> str:
-    """``"HTTP/1.1 <status> <reason>\\r\\n"``: ``reason`` if given (checked by the caller, see
-    :func:`checkReason`), else the phrase from http.HTTPStatus (empty if unknown)."""
+def statusLine(status: int, reason: str | None = None) -> bytes:
+    """``b"HTTP/1.1 <status> <reason>\\r\\n"``: ``reason`` if given (checked by the caller, see
+    :func:`checkReason`), else the phrase from http.HTTPStatus (empty if unknown). Cached: the
+    common lines are made once."""
     key: int | tuple[int, str] = status if reason is None else (status, reason)
     line = _statusLines.get(key)
     if line is None:
@@ -147,7 +148,7 @@ def statusLine(status: int, reason: str | None = None) -> str:
                 reason = HTTPStatus(status).phrase
             except ValueError:
                 reason = ""
-        line = f"HTTP/1.1 {status} {reason}\r\n"
+        line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
         if len(_statusLines) < 1000:
             _statusLines[key] = line
     return line
@@ -160,12 +161,12 @@ class DateCache:
 
     def __init__(self) -> None:
         self._second = -1
-        self._line = ""
+        self._line = b""
 
-    def line(self) -> str:
-        """``"date: <IMF-fixdate>\\r\\n"`` for the current second."""
+    def line(self) -> bytes:
+        """``b"date: <IMF-fixdate>\\r\\n"`` for the current second."""
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._line = f"date: {formatdate(now, usegmt=True)}\r\n"
+            self._line = f"date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
         return self._line

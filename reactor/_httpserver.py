@@ -39,7 +39,15 @@ from zope.interface import implementer
 
 from reactor._deferred import Deferred, fail, succeed
 from reactor._failure import Failure
-from reactor._httpmessage import DateCache, Headers, HTTPError, Response, checkReason, statusLine
+from reactor._httpmessage import (
+    DateCache,
+    Headers,
+    HTTPError,
+    Response,
+    _statusLines,
+    checkReason,
+    statusLine,
+)
 from reactor._neterrors import ConnectionLost
 from reactor._netinterfaces import IConsumer, IHalfCloseableProtocol, IPushProducer
 from reactor.protocol import Factory, Protocol, connectionDone
@@ -53,7 +61,6 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # Response header names the server writes itself (or must not be doubled by the application).
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-_validNames: set[str] = set()
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -66,21 +73,32 @@ class _Refused(Exception):
         self.message = message
 
 
-def _checkedHeaderLines(headers: Iterable[tuple[str, str]]) -> tuple[list[str], dict[str, str]]:
-    """Validate application headers; returns their ``name: value\\r\\n`` lines (framing fields left out)
-    and a map of each lower-cased name to its last value."""
+def _checkedHeaderBlock(headers: Iterable[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+    """Validate application headers; returns their ``name: value\\r\\n`` lines as latin-1 bytes
+    (framing fields left out) and a map of each lower-cased name to its last value.
+
+    TypeError/ValueError naming the header for a bad pair, name or value (CR, LF, NUL, not latin-1).
+    The result for a list of pairs is cached by its content (most handlers answer with the same few
+    header lists), so the map is shared: read it, never change it.
+    """
+    items = tuple(headers)
+    try:
+        cached = _headerBlocks.get(items)
+        hashable = True
+    except TypeError:  # an unhashable item: validate it (and say what is wrong with it) uncached
+        cached = None
+        hashable = False
+    if cached is not None:
+        return cached
     lines = []
     names: dict[str, str] = {}
-    for item in headers:
+    for item in items:
         try:
             name, value = item
         except (TypeError, ValueError):
             raise TypeError(f"headers must be (name, value) pairs, got {item!r}") from None
-        if name not in _validNames:
-            if type(name) is not str or not name or not _TOKEN.issuperset(name):
-                raise ValueError(f"header name {name!r} is not an HTTP token")
-            if len(_validNames) < 4096:
-                _validNames.add(name)
+        if type(name) is not str or not name or not _TOKEN.issuperset(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
         if type(value) is not str:
             raise TypeError(f"header {name!r}: value must be str, not {type(value).__name__}")
         if "\r" in value or "\n" in value or "\0" in value:
@@ -89,7 +107,21 @@ def _checkedHeaderLines(headers: Iterable[tuple[str, str]]) -> tuple[list[str], 
         names[lname] = value
         if lname not in _FRAMING:
             lines.append(f"{name}: {value}\r\n")
-    return lines, names
+    try:
+        block = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"response headers must be latin-1 text: {e}") from None
+    result = (block, names)
+    if hashable:
+        if len(_headerBlocks) >= 512:
+            _headerBlocks.clear()  # many distinct lists (per-response values): start over, stay bounded
+        _headerBlocks[items] = result
+    return result
+
+
+_headerBlocks: dict[tuple[tuple[str, str], ...], tuple[bytes, dict[str, str]]] = {}
+_NO_NAMES: dict[str, str] = {}
+_ERROR_TYPE = b"content-type: text/plain; charset=utf-8\r\n"
 
 
 def _checkedLength(value: str) -> int:
@@ -116,6 +148,7 @@ class Request:
         "_hasHost",
         "_hasTE",
         "_headComplete",
+        "_headers",
         "_keepAlive",
         "_rawHeaders",
         "_readers",
@@ -126,7 +159,6 @@ class Request:
         "_whole",
         "_wholeTaken",
         "_writer",
-        "headers",
         "httpVersion",
         "method",
         "path",
@@ -139,13 +171,12 @@ class Request:
     path: str
     query: str
     httpVersion: str
-    headers: Headers
 
     def __init__(self, channel: HTTPChannel, target: bytes) -> None:
         self._channel = channel
         self._target = target
         self._rawHeaders: list[tuple[bytes, bytes]] = []
-        self.headers = Headers(self._rawHeaders)
+        self._headers: Headers | None = None  # made on first use: many handlers never look
         self._contentLength: bytes | None = None
         self._hasTE = False
         self._hasHost = 0
@@ -168,6 +199,14 @@ class Request:
         self._whenDone: Deferred[None] | None = None
 
     # -- addresses and state ------------------------------------------------------------------
+
+    @property
+    def headers(self) -> Headers:
+        """The request's header fields (a case-insensitive multi-map, names lower-cased)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self._rawHeaders)
+        return headers
 
     @property
     def client(self) -> Any:
@@ -313,8 +352,8 @@ class Request:
             raise ValueError(f"status must be an int from 200 to 999, got {status!r}")
         if reason is not None:
             checkReason(reason)
-        lines, names = _checkedHeaderLines(headers)
-        writer = ResponseWriter(self, status, lines, names, reason)
+        block, names = _checkedHeaderBlock(headers)
+        writer = ResponseWriter(self, status, block, names, reason)
         self._writer = writer
         return writer
 
@@ -348,7 +387,7 @@ class ResponseWriter:
         self,
         request: Request,
         status: int,
-        lines: list[str],
+        block: bytes,
         names: dict[str, str],
         reason: str | None = None,
     ) -> None:
@@ -365,21 +404,22 @@ class ResponseWriter:
         if declared is not None:
             # The application's own length: kept, and held to.
             self._declared = _checkedLength(declared)
+        framing = b""
         if self._declared is not None:
-            lines.append(f"content-length: {self._declared}\r\n")
+            framing = b"content-length: %d\r\n" % self._declared
             self._chunked = False
         elif status in _NO_BODY_STATUSES:
             self._chunked = False
         elif request.httpVersion == "1.1":
             self._chunked = True
-            lines.append("transfer-encoding: chunked\r\n")
+            framing = b"transfer-encoding: chunked\r\n"
         else:
             self._chunked = False
             request._keepAlive = False  # HTTP/1.0 without a length: the body ends with the connection
         if self._chunked and self._noBody and request.method == "HEAD":
             # A HEAD answer announces the GET framing but sends no body, so no terminating chunk.
             self._chunked = False
-        self._head = channel._head(request, status, lines, names, reason)
+        self._head = channel._head(request, status, block, framing, names, reason)
 
     # IConsumer.write returns None; ours returns a Deferred as well (producers may ignore it).
     def write(self, data: bytes) -> Deferred[None]:  # type: ignore[override]
@@ -936,48 +976,51 @@ class HTTPChannel(Protocol):
         self,
         request: Request,
         status: int,
-        lines: list[str],
+        block: bytes,
+        framing: bytes,
         names: dict[str, str],
         reason: str | None = None,
     ) -> bytes:
-        factory = self.factory
+        """The response head: status line, the application's header ``block``, the ``framing`` line,
+        then Connection, Server and Date unless the application gave them."""
         # Closing after the answers in line: only the last one says so.
         keep = request._keepAlive and not (self._closing and not self._queue)
         if keep and request._expectContinue and not request._continueSent and not request._bodyDone:
             keep = False  # the client may never send the body we did not ask for: close after
-        connection = names.get("connection")
-        if connection is not None and "close" in connection.lower():
-            keep = False
+        if names:
+            connection = names.get("connection")
+            if connection is not None and "close" in connection.lower():
+                keep = False
+            server = b"" if "server" in names else self.factory._serverLine
+            date = b"" if "date" in names else self.factory._date.line()
+        else:
+            server = self.factory._serverLine
+            date = self.factory._date.line()
         if not keep:
             request._keepAlive = False
             if "connection" not in names:
-                lines.append("connection: close\r\n")
+                framing += b"connection: close\r\n"
         elif request.httpVersion == "1.0":
-            lines.append("connection: keep-alive\r\n")
-        if "server" not in names:
-            lines.append(factory._serverLine)
-        if "date" not in names:
-            lines.append(factory._date.line())
-        try:
-            return (statusLine(status, reason) + "".join(lines) + "\r\n").encode("latin-1")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"response headers must be latin-1 text: {e}") from None
+            framing += b"connection: keep-alive\r\n"
+        line = _statusLines.get(status if reason is None else (status, reason)) or statusLine(status, reason)
+        return b"".join((line, block, framing, server, date, b"\r\n"))
 
     def _sendWhole(self, request: Request, response: Response) -> None:
         status = response.status
         try:
-            lines, names = _checkedHeaderLines(response.headers)
+            block, names = _checkedHeaderBlock(response.headers)
             if status in _NO_BODY_STATUSES:
                 body = b""
+                framing = b""
             else:
                 body = response.body
                 declared = names.get("content-length") if request.method == "HEAD" else None
                 if declared is None:
-                    lines.append(f"content-length: {len(body)}\r\n")
+                    framing = b"content-length: %d\r\n" % len(body)
                 else:
                     # HEAD: the length the GET would have, as the handler said (RFC 9110 9.3.2).
-                    lines.append(f"content-length: {_checkedLength(declared)}\r\n")
-            head = self._head(request, status, lines, names, response.reason)
+                    framing = b"content-length: %d\r\n" % _checkedLength(declared)
+            head = self._head(request, status, block, framing, names, response.reason)
         except (TypeError, ValueError) as e:
             log.error("%s %s: bad response from the handler: %s", request.method, request.target, e)
             self._sendError(request, 500, "internal server error")
@@ -993,22 +1036,23 @@ class HTTPChannel(Protocol):
 
     def _sendError(self, request: Request, status: int, message: str) -> None:
         body = f"{status} {message}\n".encode("utf-8", "replace")
-        lines = ["content-type: text/plain; charset=utf-8\r\n", f"content-length: {len(body)}\r\n"]
-        head = self._head(request, status, lines, {})
+        head = self._head(request, status, _ERROR_TYPE, b"content-length: %d\r\n" % len(body), _NO_NAMES)
         self.transport.write(head if request.method == "HEAD" else head + body)
         self._responseDone(request)
 
     def _sendRefusal(self, refusal: _Refused) -> None:
         """Answer a request the server refused, then close with a lingering close."""
         body = f"{refusal.status} {refusal.message}\n".encode("utf-8", "replace")
-        head = (
-            statusLine(refusal.status)
-            + "content-type: text/plain; charset=utf-8\r\n"
-            + f"content-length: {len(body)}\r\nconnection: close\r\n"
-            + self.factory._serverLine
-            + self.factory._date.line()
-            + "\r\n"
-        ).encode("latin-1")
+        head = b"".join(
+            (
+                statusLine(refusal.status),
+                _ERROR_TYPE,
+                b"content-length: %d\r\nconnection: close\r\n" % len(body),
+                self.factory._serverLine,
+                self.factory._date.line(),
+                b"\r\n",
+            )
+        )
         self.transport.write(head + body)
         self._active = None
         self._lingeringClose()
@@ -1056,7 +1100,8 @@ class HTTPChannel(Protocol):
             return
         if not request._bodyDone:
             request._discard = True  # skip the rest of its body, then serve the next request
-        self._advance()
+        if not self._advancing:  # else the loop in _advance that called the handler goes on
+            self._advance()
 
     def _becameIdle(self) -> None:
         """No request active: wait for the next one (idle), or for the rest of a head (head)."""
@@ -1250,6 +1295,10 @@ class HTTPFactory(Factory):
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
         if not isinstance(serverName, str) or any(c in serverName for c in "\r\n\0"):
             raise ValueError(f"serverName must be a str without CR, LF or NUL, got {serverName!r}")
+        try:
+            serverLine = f"server: {serverName}\r\n".encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"serverName must be latin-1 text, got {serverName!r}") from None
         if reactor is None:
             from reactor._default import getReactor
 
@@ -1266,7 +1315,7 @@ class HTTPFactory(Factory):
         self.lingerTimeout = float(lingerTimeout)
         self.maxPipelined = maxPipelined
         self.readBufferBytes = readBufferBytes
-        self._serverLine = f"server: {serverName}\r\n"
+        self._serverLine = serverLine
         self._date = DateCache()
         self._channels: set[HTTPChannel] = set()
         self._inFlight = 0

@@ -671,6 +671,25 @@ def test_headerInjectionIsRefusedNamingTheHeader() -> None:
     assert c.responses()[0].status == 500 and b"X-Evil" not in c.transport.value()
 
 
+def test_headerListChangedBetweenResponsesIsCheckedAgain() -> None:
+    """A header list reused and changed between answers: each answer carries and checks its content."""
+    shared = [("X-A", "1")]
+    values = iter(["1", "2", "v\r\nX-Evil: 1", "\u20ac", "1"])
+
+    def handler(request: Request) -> Response:
+        shared[0] = ("X-A", next(values))
+        return Response(200, shared, b"ok")
+
+    c = Conn(handler)
+    c.send(GET % b"a" + GET % b"b" + GET % b"c" + GET % b"d" + GET % b"e")
+    got = c.responses()
+    assert [p.status for p in got] == [200, 200, 500, 500, 200]
+    assert [p.header("x-a") for p in got] == ["1", "2", None, None, "1"]
+    assert b"X-Evil" not in c.transport.value()
+    with pytest.raises(ValueError, match="serverName"):
+        HTTPFactory(textHandler, serverName="\u20ac", reactor=Clock())
+
+
 def test_responseArgumentsAreChecked() -> None:
     """Response and respond() refuse a bad status or body type, naming the argument."""
     with pytest.raises(ValueError, match="status"):
