@@ -409,9 +409,10 @@ class Team:
             if record.exiting:
                 # Retired or abandoned while it was away from park: it is not counted any more. If a
                 # submitter counted on it as finishing, someone else must take the call.
-                self._finishing.discard(worker)
-                if self._queue and self._state is _State.RUNNING:
-                    self._wakeOrGrowLocked()
+                if worker in self._finishing:
+                    self._finishing.discard(worker)
+                    if len(self._queue) > len(self._finishing) and self._state is _State.RUNNING:
+                        self._wakeOrGrowLocked()
                 return Verdict.EXIT
             if self._state is not _State.RUNNING or self._workerCount > self._maxWorkers:
                 if self._queue:
@@ -485,7 +486,9 @@ class Team:
             self._totalFailed += record.failed
             self._totalCancelled += record.skipped
             self._longestWait = max(self._longestWait, record.longestWait)
-            if self._state is _State.STOPPING and not wasAbandoned:
+            if wasAbandoned:
+                self._exited.append(worker)  # for the next stop to join (it waited for none of them)
+            elif self._state is _State.STOPPING:
                 self._exited.append(worker)
                 if len(self._records) == len(self._abandoned):  # none left that a stop waits for
                     callbacks = self._finishStopLocked()

@@ -33,7 +33,7 @@ from deferthreads import (
     WaitTimeout,
 )
 from deferthreads._team import Team, Verdict
-from reactor import CancelledError, Deferred, DeferredList, Failure
+from reactor import CancelledError, Deferred, DeferredList, Failure, gatherResults
 from reactor._loop import Reactor
 from reactor.task import Clock
 from tests.bridge_support import WAIT, runReactor, workerThreads
@@ -695,20 +695,22 @@ def test_stopTimeoutAbandonsQueuedCallsAndCancelsRunningOnes() -> None:
     h.pool.start()
     running: list[Any] = []
     queued: list[Any] = []
-    stopped: list[Any] = []
+    stopped: list[list[Any]] = []
+    checked: list[bool] = []
 
     def stuck(resource: Resource) -> None:
-        stopped.extend(outcome(h.pool.stop(timeout=2.0)))
+        stopped.append(outcome(h.pool.stop(timeout=2.0)))
         h.clock.advance(2.0)  # the reactor's timeout fires while the call is still stuck
         assert len(running) == 1 and running[0].check(CancelledError)
         assert len(queued) == 1 and queued[0].check(CancelledError)
-        assert stopped == [None]
+        assert stopped[0] == [None]
+        checked.append(True)  # (a failed assert above would only be this call's dropped outcome)
 
-    running.extend([])
     d = h.pool.run(stuck)
     d.addBoth(running.append)
     h.pool.run(useResource).addBoth(queued.append)
     h.boot(h.workers[0])
+    assert checked == [True]
     assert interrupts == [h.resources[0]]
     h.reactor.deliver()
     assert h.pool.state == "stopped"
@@ -793,6 +795,10 @@ def _close(resource: object) -> None:
         ({"name": 5}, TypeError, "name"),
         ({"reactor": object()}, TypeError, "reactor"),
         ({"clock": object()}, TypeError, "clock"),
+        ({"manageLifecycle": "no"}, TypeError, "manageLifecycle"),
+        ({"waitTimeoutError": 3}, TypeError, "waitTimeoutError"),
+        ({"abandonedRunningError": None}, TypeError, "abandonedRunningError"),
+        ({"abandonedQueuedError": "PoolClosedError"}, TypeError, "abandonedQueuedError"),
     ],
 )
 def test_badArgumentsRaiseNamingTheArgument(
@@ -1055,3 +1061,436 @@ def test_cancelsRacingCompletionsFireEveryDeferredOnce() -> None:
     assert all(d.called and d.result is None for d in insiders)  # their CancelledErrors were consumed
     assert stats.open == 0 and stats.workers == 0
     assert workerThreads("rp-race") == []
+
+
+# -- for owners: life cycle, idle retirement, restart after a stop that gave up, errors, own resource ---
+
+
+class TriggerReactor(FakeReactor):
+    """A FakeReactor that records the life-cycle hooks a pool registers with it."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.registered: list[str] = []
+
+    def callWhenRunning(self, f: Callable[..., object], /, *args: Any) -> str:
+        self.registered.append("callWhenRunning")
+        return "running"
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Callable[..., object], /, *args: Any) -> str:
+        self.registered.append(f"{phase} {event}")
+        return f"{phase} {event}"
+
+    def removeSystemEventTrigger(self, triggerID: object) -> None:
+        self.registered.append(f"removed {triggerID}")
+
+
+@pytest.mark.parametrize(
+    ("manage", "expected"), [(True, ["callWhenRunning", "before shutdown"]), (False, [])]
+)
+def test_manageLifecycleFalseRegistersNothingWithTheReactor(manage: bool, expected: list[str]) -> None:
+    """manageLifecycle=False: no start when the reactor runs, no drain in 'before shutdown': the owner's."""
+    clock = Clock()
+    reactor = TriggerReactor(clock)
+    workers: list[FakeWorker] = []
+    pool: ResourcePool[object] = ResourcePool(
+        _create, _close, reactor=reactor, clock=clock, manageLifecycle=manage, spinTime=0.0,
+        workerFactory=lambda team, name: workers.append(FakeWorker(team, name)) or workers[-1],
+    )
+    pool.start()
+    assert reactor.registered == expected
+    assert pool.state == "running"
+
+
+def test_ownerManagedPoolOutlivesTheReactorRunUntilItsOwnerStopsIt() -> None:
+    """With manageLifecycle=False the pool waits for start() and is still running after reactor.stop()."""
+    reactor = Reactor()
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, SocketClient.close, minthreads=1, maxthreads=1, name="rp-owned", reactor=reactor,
+        manageLifecycle=False,
+    )
+    seen: list[Any] = []
+
+    def main() -> None:
+        seen.append(pool.state)  # the reactor runs: the pool did not start by itself
+        pool.start()
+        pool.run(lambda client: client.openedIn).addBoth(seen.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert seen == ["new", "rp-owned-worker-1"]
+    assert pool.state == "running" and len(workerThreads("rp-owned")) == 1  # not drained at shutdown
+    runReactor(reactor, lambda: pool.stop().addBoth(seen.append).addBoth(lambda _: reactor.stop()))
+    assert seen[-1] is None
+    assert pool.state == "stopped" and workerThreads("rp-owned") == []
+    assert pool.statistics().open == 0
+
+
+def _staggered(h: Harness, count: int, step: float) -> None:
+    """Start ``count`` workers and park them ``step`` seconds apart on h's clock (worker 1 first)."""
+    h.pool.start()
+    h.pool.adjustPoolsize(minthreads=count)
+    for i, worker in enumerate(h.workers):
+        if i:
+            h.clock.advance(step)
+        h.boot(worker)
+    h.pool.adjustPoolsize(minthreads=1)
+
+
+def test_retireIdleRetiresTheLongestIdleOnTheClockAndNeverBelowMin() -> None:
+    """retireIdle(n) retires workers idle >= n s on the pool's clock, longest idle first, down to min."""
+    h = Harness(0, 4)
+    _staggered(h, 4, 10.0)  # at t=30: worker 1 idle 30 s, 2: 20 s, 3: 10 s, 4: 0 s
+    assert h.pool.retireIdle(15.0) == 2
+    assert [w.wakes for w in h.workers] == [1, 1, 0, 0]
+    assert h.pool.statistics().workers == 2  # no longer counted, though not gone yet
+    late = outcome(h.pool.run(useResource, "late"))  # the warmest still counted worker takes it
+    assert [w.wakes for w in h.workers] == [1, 1, 0, 1]
+    h.settle()
+    assert late == [(4, "late")]
+    assert [w.verdict for w in h.workers] == [Verdict.EXIT, Verdict.EXIT, Verdict.PARKED, Verdict.PARKED]
+    assert h.log[-2:] == ["close 1", "close 2"]  # each closed in its own worker (Harness.close checks)
+    assert [r.uses for r in h.resources] == [0, 0, 0, 1]  # the retired workers took nothing
+    h.clock.advance(4.9)
+    assert h.pool.retireIdle(15.0) == 0  # worker 3 (parked at t=20) has been idle 14.9 s
+    h.clock.advance(0.1)
+    assert h.pool.retireIdle(15.0) == 1
+    h.settle()
+    assert h.workers[2].verdict is Verdict.EXIT and h.log[-1] == "close 3"
+    h.clock.advance(1000.0)
+    assert h.pool.retireIdle(0.0) == 0  # the last one is the minimum
+    stats = h.pool.statistics()
+    assert (stats.workers, stats.open, stats.closed) == (1, 1, 3)
+    assert h.workers[3].verdict is Verdict.PARKED and not h.resources[3].closed
+
+
+def test_retireIdleDoesNothingUnlessRunningAndChecksItsArgument() -> None:
+    """retireIdle on a pool not running retires nobody; a bad idleFor raises naming it."""
+    h = Harness(0, 2)
+    assert h.pool.retireIdle(0.0) == 0
+    with pytest.raises(ValueError, match="idleFor"):
+        h.pool.retireIdle(-1.0)
+    with pytest.raises(TypeError, match="idleFor"):
+        h.pool.retireIdle("1")  # type: ignore[arg-type]
+
+
+def test_retiredWorkerWakingOnItsOwnTimeoutStillExits() -> None:
+    """A retired worker whose park timeout races the retirement's wake absorbs the wake, then exits."""
+    h = Harness(0, 2)
+    _staggered(h, 2, 10.0)
+    assert h.pool.retireIdle(10.0) == 1
+    first = h.workers[0]
+    assert h.timedOut(first) is Verdict.EXIT  # its wait timed out as the wake was on its way
+    assert first.wakes == 0 and h.log[-1] == "close 1"
+
+
+def test_startRightAfterAStopThatGaveUpServesCallsWithANewWorker() -> None:
+    """After stop(timeout) gave up on a stuck call, start() works at once; the stuck worker takes no more."""
+    h = Harness(0, 1)
+    h.pool.start()
+    running: list[Any] = []
+    stopped: list[list[Any]] = []
+    fresh: list[list[Any]] = []
+
+    def stuck(resource: Resource) -> str:
+        stopped.append(outcome(h.pool.stop(timeout=2.0)))
+        h.clock.advance(2.0)  # the reactor gives up while the call is still stuck
+        assert stopped[0] == [None] and h.pool.state == "stopped"
+        assert len(running) == 1 and running[0].check(CancelledError)
+        assert "shutdown timeout 2.0s" in str(running[0].value)
+        h.pool.start()  # at once: no RuntimeError, no wait for the stuck worker
+        fresh.append(outcome(h.pool.run(useResource, "fresh")))
+        fresh.append(outcome(h.pool.run(useResource, "queued")))
+        assert len(h.workers) == 2 and h.pool.statistics().workers == 1  # the stuck one is not counted
+        return "late"
+
+    h.pool.run(stuck).addBoth(running.append)
+    assert h.boot(h.workers[0]) is Verdict.EXIT  # its call returned: it exits, leaving the queue alone
+    assert h.resources[0].closed and h.resources[0].uses == 0
+    assert h.log == ["create 1 in fake-worker-1", "close 1"]
+    h.settle()
+    assert fresh == [[(2, "fresh")], [(2, "queued")]]
+    assert len(running) == 1  # the late "late" was dropped
+    stats = h.pool.statistics()
+    assert (stats.workers, stats.open, stats.created, stats.closed) == (1, 1, 2, 1)
+    again = outcome(h.pool.stop())  # a later stop waits only for the new generation
+    h.settle()
+    assert again == [None] and h.pool.state == "stopped"
+
+
+class Abandoned(RuntimeError):
+    """An owner's error for calls given up on while they ran."""
+
+
+class NeverRan(RuntimeError):
+    """An owner's error for calls dropped from the queue at a stop."""
+
+
+def test_abandonedErrorHooksGiveTheOwnersExceptionsAtAStopTimeout() -> None:
+    """abandonedRunningError/abandonedQueuedError make the failures of calls given up on at a stop timeout."""
+    interrupts: list[Resource] = []
+    h = Harness(
+        0, 1, interrupt=lambda r, t: interrupts.append(r), abandonedRunningError=Abandoned,
+        abandonedQueuedError=NeverRan,
+    )
+    h.pool.start()
+    running: list[Any] = []
+    queued: list[Any] = []
+
+    def stuck(resource: Resource) -> None:
+        h.pool.stop(timeout=3.0)
+        h.clock.advance(3.0)
+
+    h.pool.run(stuck).addBoth(running.append)
+    h.pool.run(useResource).addBoth(queued.append)
+    h.boot(h.workers[0])
+    h.reactor.deliver()
+    assert interrupts == [h.resources[0]]
+    assert len(running) == 1 and running[0].check(Abandoned)
+    assert "while the call ran" in str(running[0].value)
+    assert len(queued) == 1 and queued[0].check(NeverRan)
+    assert "before the call started" in str(queued[0].value)
+
+
+def test_misbehavingErrorHooksAreLoggedAndTheDefaultIsUsed(caplog: pytest.LogCaptureFixture) -> None:
+    """An error hook that raises or returns a non-exception is logged; the call fails with the default."""
+    h = Harness(0, 1, abandonedRunningError=lambda m: 1 / 0, abandonedQueuedError=lambda m: "not one")
+    h.pool.start()
+    running: list[Any] = []
+    queued: list[Any] = []
+    h.pool.run(lambda r: (h.pool.stop(timeout=1.0), h.clock.advance(1.0))).addBoth(running.append)
+    h.pool.run(useResource).addBoth(queued.append)
+    with caplog.at_level(logging.ERROR, logger="deferthreads"):
+        h.boot(h.workers[0])
+        h.reactor.deliver()
+    assert running[0].check(CancelledError) and queued[0].check(CancelledError)
+    assert "raised; using" in caplog.text and "returned 'not one', not an exception" in caplog.text
+
+
+class PoolTimeout(TimeoutError):
+    """An owner's wait-timeout error."""
+
+
+def test_waitTimeoutErrorHookGivesTheOwnersExceptionOnBothPaths() -> None:
+    """A call failing its waitTimeout errbacks waitTimeoutError(message), by its timer or when dequeued."""
+    h = Harness(1, 1, waitTimeout=5.0, waitTimeoutError=PoolTimeout)
+    h.pool.start()
+    h.settle()
+    waiting: list[Any] = []
+
+    def hold(resource: Resource) -> None:
+        h.clock.advance(5.0)  # the queued call's timer fires while this one holds the only worker
+
+    h.pool.run(hold)
+    h.pool.run(useResource).addBoth(waiting.append)
+    h.settle()
+    assert waiting[0].check(PoolTimeout) and "waitTimeout=5.0s" in str(waiting[0].value)
+    stale: list[Any] = []
+    h.pool.run(useResource).addBoth(stale.append)
+    h.clock.rightNow += 6  # the worker dequeues it before the reactor ran its timer
+    h.settle()
+    assert stale[0].check(PoolTimeout) and "waited 6.000s" in str(stale[0].value)
+    assert h.pool.statistics().timedOut == 2
+
+
+def test_currentResourceInsideACallIsTheResourceTheCallWasGiven() -> None:
+    """pool.currentResource() in code a call runs is that worker's resource, the one f was handed."""
+    h = Harness(0, 2)
+    h.pool.start()
+    got = outcome(h.pool.run(lambda resource: h.pool.currentResource() is resource))
+    h.settle()
+    assert got == [True]
+
+
+def test_currentResourceOutsideTheWorkersRaisesReactorThreadError() -> None:
+    """currentResource()/replaceResource() in a thread that is not one of the pool's workers raise clearly."""
+    h = Harness(0, 1)
+    with pytest.raises(deferthreads.ReactorThreadError, match=r"currentResource\(\) must be called from"):
+        h.pool.currentResource()
+    with pytest.raises(deferthreads.ReactorThreadError, match=r"replaceResource\(\)"):
+        h.pool.replaceResource()
+    other: Harness = Harness(0, 1)  # a worker of another pool is not one of ours
+    other.pool.start()
+    errors = outcome(other.pool.run(lambda resource: h.pool.currentResource()))
+    other.settle()
+    assert errors[0].check(deferthreads.ReactorThreadError)
+    seen: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            h.pool.currentResource()
+        except BaseException as e:
+            seen.append(e)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join(WAIT)
+    assert len(seen) == 1 and isinstance(seen[0], deferthreads.ReactorThreadError)
+    assert thread.name in str(seen[0])
+
+
+def test_replaceResourceClosesItNowAndTheNextUseOpensAnother() -> None:
+    """replaceResource() closes the worker's resource at once, in its thread; the next use opens a new one."""
+    h = Harness(0, 1)
+    h.pool.start()
+    steps: list[Any] = []
+
+    def reconnect(resource: Resource) -> int:
+        h.pool.replaceResource()
+        steps.append((resource.closed, list(h.log)))
+        h.pool.replaceResource()  # nothing open: nothing to do
+        fresh = h.pool.currentResource()  # opened now, in this worker
+        return fresh.serial
+
+    got = outcome(h.pool.run(reconnect))
+    h.settle()
+    assert steps == [(True, ["create 1 in fake-worker-1", "close 1"])]
+    assert got == [2]
+    following = outcome(h.pool.run(useResource))
+    h.settle()
+    assert following == [(2, None)]  # the worker kept the one opened inside the call
+    outcome(h.pool.run(lambda resource: h.pool.replaceResource()))
+    h.settle()
+    last = outcome(h.pool.run(useResource))
+    h.settle()
+    assert last == [(3, None)]  # closed at the end of a call: the next call opened another
+    stats = h.pool.statistics()
+    assert (stats.replaced, stats.created, stats.closed, stats.open, stats.broken) == (2, 3, 2, 1, 0)
+
+
+def test_cancelAfterTheCallClosedItsResourceInterruptsNothing() -> None:
+    """A cancel while the call holds no resource (replaced, not reopened) interrupts no closed one."""
+    interrupts: list[Resource] = []
+    h = Harness(0, 1, interrupt=lambda r, t: interrupts.append(r))
+    h.pool.start()
+    box: list[Deferred[Any]] = []
+
+    def call(resource: Resource) -> None:
+        h.pool.replaceResource()
+        box[0].cancel()
+
+    d = h.pool.run(call)
+    box.append(d)
+    got = outcome(d)
+    h.settle()
+    assert interrupts == [] and got[0].check(CancelledError)
+    assert h.pool.statistics().interrupted == 0  # counts interrupt() calls: there was nothing to interrupt
+
+
+def test_currentResourceInsideCreateRaisesInsteadOfRecursing() -> None:
+    """currentResource() from create() (which is opening it) raises RuntimeError; the call gets that error."""
+    holder: list[ResourcePool[Resource]] = []
+
+    def create() -> Resource:
+        holder[0].currentResource()
+        raise AssertionError("not reached")
+
+    clock = Clock()
+    workers: list[FakeWorker] = []
+    pool: ResourcePool[Resource] = ResourcePool(
+        create, _close, maxthreads=1, reactor=FakeReactor(clock), clock=clock, spinTime=0.0,
+        workerFactory=lambda team, name: workers.append(FakeWorker(team, name)) or workers[-1],
+    )
+    holder.append(pool)
+    pool.start()
+    got = outcome(pool.run(useResource))
+    team = pool._team
+    team.workerStarted(workers[0])
+    team.runQueued(workers[0])
+    pool._reactor.deliver()
+    assert got[0].check(RuntimeError) and "called from create()" in str(got[0].value)
+
+
+def test_currentResourceAndReplaceWithRealThreads() -> None:
+    """In a real worker currentResource() is the call's client; replaceResource() closes it in that thread."""
+    reactor = Reactor()
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, SocketClient.close, minthreads=1, maxthreads=1, name="rp-own", reactor=reactor
+    )
+    seen: list[Any] = []
+
+    def inside(client: SocketClient) -> tuple[bool, str | None, str]:
+        same = pool.currentResource() is client
+        pool.replaceResource()
+        return same, client.closedIn, pool.currentResource().openedIn
+
+    async def body() -> None:
+        try:
+            pool.currentResource()
+        except deferthreads.ReactorThreadError:
+            seen.append("refused in the reactor thread")
+        seen.append(await pool.run(inside))
+
+    def main() -> None:
+        Deferred.fromCoroutine(body()).addBoth(seen.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    assert seen == [
+        "refused in the reactor thread", (True, "rp-own-worker-1", "rp-own-worker-1"), None
+    ]
+    assert pool.statistics().replaced == 1 and workerThreads("rp-own") == []
+
+
+def test_restartAfterAStopThatGaveUpWithRealThreads() -> None:
+    """A real worker stuck past stop(timeout): start() at once; the stuck one, released, takes no call."""
+    reactor = Reactor()
+    clock = Clock()  # the stop's timeout is advanced by hand, in the reactor thread
+    release = threading.Event()
+    gate = threading.Event()
+    entered: Deferred[None] = Deferred()
+    oldClosed: Deferred[None] = Deferred()
+
+    def close(client: SocketClient) -> None:
+        client.close()
+        if client.closedIn == "rp-giveup-worker-1":
+            reactor.callFromThread(oldClosed.callback, None)
+
+    pool: ResourcePool[SocketClient] = ResourcePool(
+        SocketClient, close, minthreads=1, maxthreads=1, name="rp-giveup", reactor=reactor, clock=clock,
+        abandonedRunningError=Abandoned,
+    )
+    stuckOutcomes: list[Any] = []
+    seen: list[Any] = []
+
+    def blocked(client: SocketClient) -> str:
+        reactor.callFromThread(entered.callback, None)
+        release.wait(WAIT)
+        return "late"
+
+    def gated(client: SocketClient) -> str:
+        gate.wait(WAIT)
+        return threading.current_thread().name
+
+    def name(client: SocketClient) -> str:
+        return threading.current_thread().name
+
+    async def body() -> None:
+        pool.run(blocked).addBoth(stuckOutcomes.append)
+        await entered
+        queued = pool.run(name)
+        stopped = pool.stop(timeout=5.0)
+        clock.advance(5.0)
+        assert stopped.called and pool.state == "stopped"
+        try:
+            await queued
+        except CancelledError:
+            seen.append("queued call dropped")
+        pool.start()
+        first = pool.run(gated)  # the new worker waits here until the stuck one has gone
+        rest = [pool.run(name) for _ in range(5)]
+        release.set()  # the stuck call returns now, with calls queued it must not take
+        await oldClosed
+        gate.set()
+        seen.append(set(await gatherResults([first, *rest])))
+        await pool.stop()
+
+    def main() -> None:
+        Deferred.fromCoroutine(body()).addBoth(seen.append).addBoth(lambda _: reactor.stop())
+
+    runReactor(reactor, main)
+    for thread in workerThreads("rp-giveup"):
+        thread.join(WAIT)  # the stuck worker may still be leaving workerExiting when the stop fired
+    assert seen == ["queued call dropped", {"rp-giveup-worker-2"}, None]
+    assert len(stuckOutcomes) == 1 and stuckOutcomes[0].check(Abandoned)  # "late" was dropped
+    stats = pool.statistics()
+    assert (stats.open, stats.workers, stats.created, stats.closed) == (0, 0, 2, 2)
+    assert workerThreads("rp-giveup") == []
