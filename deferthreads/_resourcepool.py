@@ -493,7 +493,8 @@ class ResourcePool(Generic[_Res]):
         """The resource of the worker running the calling code; opened now if it has none.
 
         Call it from code running in one of this pool's workers (a call, or
-        ``check``/``isBroken``/``close``): for code that cannot be handed the
+        ``check``/``isBroken``; not ``close``, whose resource is already let
+        go: it would open another): for code that cannot be handed the
         resource as ``f``'s argument. If the worker has no resource (it was
         just closed by :meth:`replaceResource`), ``create()`` runs now, in
         this thread, and its exception propagates. Raises
