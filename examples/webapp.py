@@ -8,6 +8,7 @@ runs in the reactor's shared thread pool with ``deferToThreadPool``. Run it::
     python examples/webapp.py --port 0 --serve-for 10
     python examples/webapp.py --dsn "host=127.0.0.1 dbname=test"    # or WEBAPP_DSN=...
     python examples/webapp.py --self-test        # start, call every endpoint, stop; exit 0 if all good
+    python examples/webapp.py --workers 2        # 2 processes on one port (reactor.prefork; SIGHUP: restart)
 
 Endpoints::
 
@@ -44,7 +45,7 @@ from urllib.parse import parse_qs
 
 from adbapi import ConnectionPool
 from deferthreads import deferToThreadPool, getThreadPool
-from reactor import Deferred, Failure, getReactor, inlineCallbacks
+from reactor import Deferred, Failure, getReactor, inlineCallbacks, prefork
 from reactor.web import HTTPError, HTTPFactory, Request, Response
 
 log = logging.getLogger("webapp")
@@ -203,7 +204,9 @@ class WebApp:
     def start(self) -> Any:
         """Create the schema, then listen. Fires with the listening port."""
         yield self.db.createSchema()
-        self.listeningPort = self.reactor.listenTCP(self.requestedPort, self.http, interface=self.host)
+        # Under --workers N every worker process listens on the one port (SO_REUSEPORT).
+        self.listeningPort = self.reactor.listenTCP(self.requestedPort, self.http, interface=self.host,
+                                                    reusePort=prefork.isWorker())
         self.reactor.addSystemEventTrigger("before", "shutdown", self._drainOnShutdown)
         return self.listeningPort
 
@@ -403,6 +406,18 @@ def _selfTest(app: WebApp) -> Deferred[bool]:
     return d.addCallback(report)
 
 
+def _superviseWorkers(args: argparse.Namespace) -> int:
+    """``--workers N``: N copies of this program on one port, supervised (SIGHUP: a rolling restart)."""
+    command = [sys.executable, os.path.abspath(__file__), "--host", args.host, "--port", "{port}",
+               "--db", args.db, "--max-body", str(args.max_body), "--shutdown-timeout",
+               str(args.shutdown_timeout)]
+    env = dict(os.environ)
+    if args.dsn:
+        env["WEBAPP_DSN"] = args.dsn  # in the environment, not on the workers' command lines
+    return prefork.Supervisor(command, args.workers, bind=(args.host, args.port), env=env,
+                              stopTimeout=args.shutdown_timeout + 5).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="deferthreads example web backend (HTTP/1.1 JSON API)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -415,7 +430,15 @@ def main(argv: list[str] | None = None) -> int:
         "--shutdown-timeout", type=float, default=30.0, help="abort requests still running after SECONDS"
     )
     parser.add_argument("--self-test", action="store_true", help="exercise every endpoint, then exit")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on the one port under reactor.prefork (default 1)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1:
+        if args.self_test or args.serve_for is not None:
+            parser.error("--workers cannot be combined with --self-test or --serve-for")
+        return _superviseWorkers(args)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     reactor = getReactor()
@@ -424,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = {"ok": True}
 
     def started(port: Any) -> None:
+        prefork.notifyReady()  # a no-op unless a --workers supervisor started this process
         where = f"PostgreSQL ({app.db.pool!r})" if args.dsn else f"SQLite file {os.path.abspath(args.db)}"
         print(f"Serving on {app.url} (data in {where})", flush=True)
         print(

@@ -201,6 +201,10 @@ class Supervisor:
         self._selector: selectors.BaseSelector | None = None
         self._signals: list[int] = []
         self._stopping = False
+        # Slots whose worker was ready at least once, and the slot of a worker that died before it was
+        # ready during the first start (which then fails).
+        self._readySlots: set[int] = set()
+        self._diedUnready: int | None = None
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else f"{len(self._live)} live"
@@ -247,13 +251,14 @@ class Supervisor:
     def _supervise(self, wakeRead: int) -> int:
         for slot in range(self.workers):
             self._spawn(slot)
-        # The first start: every worker must come up, else the command is wrong; stop and say so.
-        while not all(w.ready for w in self._live) or len(self._live) < self.workers:
+        # The first start: every worker must come up once, else the command is wrong; stop and say so.
+        # (One that was ready and died since is a crash, restarted by the loop below.)
+        while len(self._readySlots) < self.workers:
             self._turn(wakeRead)
             if self._stopping:
                 return self._stopAll()
-            if self._restartAt:
-                self.say(f"worker {min(self._restartAt)} failed to start; stopping")
+            if self._diedUnready is not None:
+                self.say(f"worker {self._diedUnready} failed to start; stopping")
                 self._stopAll()
                 return 1
         self.say(f"{self.workers} worker(s) ready: pids {' '.join(str(w.pid) for w in self._live)}")
@@ -354,6 +359,7 @@ class Supervisor:
             return
         if data.startswith(_READY[:5]) and not worker.ready:
             worker.ready = True
+            self._readySlots.add(worker.slot)
             self.say(f"worker {worker.slot} ready: pid {worker.pid}")
         self._closeReady(worker)
 
@@ -371,11 +377,15 @@ class Supervisor:
                 continue
             worker.exited = True
             self._live.remove(worker)
+            if worker.readyFd is not None:
+                self._readReady(worker)  # it may have said it was ready just before it died
             self._closeReady(worker)
             if worker.retiring or self._stopping:
                 self.say(f"worker {worker.slot} stopped: pid {worker.pid}, status {status}")
                 continue
             lived = time.monotonic() - worker.startedAt
+            if not worker.ready and len(self._readySlots) < self.workers:
+                self._diedUnready = worker.slot
             if lived >= self.healthyAfter and worker.ready:
                 self._fastCrashes[worker.slot] = 0
                 delay = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import pathlib
 import re
@@ -233,3 +234,23 @@ def test_wsgiWorkersRefuseAUnixSocket() -> None:
                            "--workers", "2"], capture_output=True, text=True, timeout=BOUND, cwd=ROOT)
     assert done.returncode == 2
     assert "--workers needs a TCP port" in done.stderr
+
+
+def test_webappExampleRunsTwoWorkersOnOnePort(tmp_path: pathlib.Path) -> None:
+    """examples/webapp.py --workers 2: two processes share the port and the SQLite file; SIGTERM ends both."""
+    argv = [sys.executable, os.path.join(ROOT, "examples", "webapp.py"), "--port", "0", "--workers", "2",
+            "--db", str(tmp_path / "webapp.sqlite3"), "--shutdown-timeout", "5"]
+    supervisor = SupervisorProcess(argv, cwd=str(tmp_path))
+    try:
+        port = int(supervisor.waitFor(r"port (\d+) reserved").group(1))
+        supervisor.waitFor(r"2 worker\(s\) ready")
+        for _ in range(10):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=BOUND)
+            connection.request("GET", "/health")
+            assert json.loads(connection.getresponse().read()) == {"ok": True}
+            connection.close()
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait() == 0
+        assert sum("status 0" in line for line in supervisor.lines) == 2, supervisor.lines
+    finally:
+        supervisor.cleanUp()
