@@ -35,6 +35,8 @@ import collections
 import datetime
 import decimal
 import io
+import itertools
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterable, Iterable, Sequence
@@ -81,6 +83,7 @@ def _copyInSql(table: str, columns: Sequence[str] | None, schema: str | None) ->
 # -- COPY's text format, for psycopg2 (psycopg 3 formats rows itself, in C) ---------------------------
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIAL = re.compile(r"[\\\t\n\r]").search
 _UNESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
 
@@ -101,12 +104,6 @@ def _formatValue(value: Any) -> str:
     if isinstance(value, (uuid.UUID, decimal.Decimal, int, float)):
         return str(value)
     return str(value).translate(_ESCAPES)
-
-
-def _formatRow(row: Sequence[Any]) -> str:
-    if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, tuple, list)):
-        raise TypeError(f"each row must be a sequence of values, not {type(row).__name__}")
-    return "\t".join([_formatValue(v) for v in row]) + "\n"
 
 
 def _unescape(field: str) -> str:
@@ -198,45 +195,62 @@ class _Feed:
             yield value
 
 
-def _rowsOf(rows: Any, feed: _Feed | None, stop: threading.Event) -> Any:
-    """Worker thread: every row to write, checking for a cancel once per batch."""
+def _batchesOf(rows: Any, feed: _Feed | None, stop: threading.Event) -> Any:
+    """Worker thread: the rows to write in lists of ``_BATCH``, checking for a cancel between lists."""
     if feed is not None:
-        for batch in feed.batches():
-            yield from batch
+        yield from feed.batches()
         return
-    count = 0
-    for row in rows:
-        count += 1
-        if count >= _BATCH:
-            count = 0
-            if stop.is_set():
-                raise _Stop()
-        yield row
-    if stop.is_set():
-        raise _Stop()
+    iterator = iter(rows)
+    while True:
+        batch = list(itertools.islice(iterator, _BATCH))
+        if stop.is_set():
+            raise _Stop()
+        if not batch:
+            return
+        yield batch
+
+
+def _formatBatch(batch: list[Sequence[Any]]) -> str:
+    """COPY text lines for ``batch`` (worker thread); the common types inline, the rest by _formatValue."""
+    lines: list[str] = []
+    line: list[str] = []
+    special = _SPECIAL
+    for row in batch:
+        if isinstance(row, (str, bytes)) or not isinstance(row, (tuple, list, Sequence)):
+            raise TypeError(f"each row must be a sequence of values, not {type(row).__name__}")
+        line.clear()
+        for v in row:
+            kind = type(v)
+            if kind is str:
+                line.append(v.translate(_ESCAPES) if special(v) else v)
+            elif kind is int or kind is float:
+                line.append(repr(v))
+            elif v is None:
+                line.append("\\N")
+            else:
+                line.append(_formatValue(v))
+        lines.append("\t".join(line))
+    lines.append("")
+    return "\n".join(lines)
 
 
 class _Reader:
-    """psycopg2's copy_expert source: COPY text from the rows, ``_CHUNK`` characters at a time (worker)."""
+    """psycopg2's copy_expert source: COPY text from the batches, ``_CHUNK`` characters or so at a time."""
 
-    def __init__(self, rows: Any) -> None:
-        self.rows = rows
+    def __init__(self, batches: Any) -> None:
+        self.batches = batches
         self.count = 0
-        self.done = False
 
     def read(self, size: int = -1) -> str:
-        if self.done:
-            return ""
         parts: list[str] = []
         length = 0
-        for row in self.rows:
-            line = _formatRow(row)
-            parts.append(line)
-            length += len(line)
-            self.count += 1
+        for batch in self.batches:
+            text = _formatBatch(batch)
+            parts.append(text)
+            length += len(text)
+            self.count += len(batch)
             if length >= _CHUNK:
-                return "".join(parts)
-        self.done = True
+                break
         return "".join(parts)
 
     def readline(self, size: int = -1) -> str:
@@ -246,17 +260,18 @@ class _Reader:
 def _copyInWorker(conn: Any, kind: str, sql: str, rows: Any, feed: _Feed | None, stop: threading.Event
                   ) -> int:
     cursor = conn.cursor()
-    source = _rowsOf(rows, feed, stop)
+    batches = _batchesOf(rows, feed, stop)
     try:
         if kind == "psycopg":
             count = 0
             with cursor.copy(sql) as copy:
                 write = copy.write_row
-                for row in source:
-                    write(row)
-                    count += 1
+                for batch in batches:
+                    for row in batch:
+                        write(row)
+                    count += len(batch)
             return count
-        reader = _Reader(source)
+        reader = _Reader(batches)
         try:
             cursor.copy_expert(sql, reader, size=_CHUNK)
         except Exception:
