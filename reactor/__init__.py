@@ -4,8 +4,8 @@ The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 ``twisted.python.failure``, the reactor); see README.md for a tour. Submodules:
 ``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
 ``reactor.protocol``, ``reactor.error``, ``reactor.ssl``, ``reactor.lockfile``,
-``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode) and ``reactor.web``
-(the HTTP/1.1 server).
+``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode), ``reactor.web``
+(the HTTP/1.1 server) and ``reactor.prefork`` (worker processes on one port, supervised).
 """
 
 from __future__ import annotations
