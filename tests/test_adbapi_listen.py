@@ -235,3 +235,19 @@ def test_nonPostgresPoolRaisesNamingTheFeature() -> None:
     mysqlPool = adbapi.ConnectionPool(pymysql, host="127.0.0.1", cp_reactor=Reactor(), cp_min=0)
     with pytest.raises(NotImplementedError, match=r"LISTEN/NOTIFY.*MySQL"):
         mysqlPool.notify("x", "y")
+
+
+def test_pgEventsExampleImportsInvalidatesAndExports(driver: tuple[str, str]) -> None:
+    """examples/pg_events.py runs as a program: CSV import by copyIn, NOTIFY invalidation, copyOut export."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "pg_events.py"
+    env = dict(os.environ, PG_EVENTS_DSN=driver[1], PG_EVENTS_DRIVER=driver[0])
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for marker in ("1. imported 10000 rows with copyIn", "after NOTIFY: cached False, price now 99.99",
+                   "3. exported with copyOut: {'cheap': 1899, 'dear': 8101}"):
+        assert marker in done.stdout, done.stdout
