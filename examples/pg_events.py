@@ -32,9 +32,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adbapi import ConnectionPool, Listener, Notification  # noqa: E402
-from reactor import Deferred  # noqa: E402
-from reactor.task import react  # noqa: E402
+from adbapi import ConnectionPool, Listener, Notification
+from reactor import Deferred
+from reactor.task import react
 
 
 class PriceCache:
@@ -97,7 +97,7 @@ async def main(reactor: Any, csvPath: str | None = None) -> None:
     await pool.runOperation(f"CREATE TABLE {table} (sku text PRIMARY KEY, name text, price numeric)")
     try:
         # 1. The CSV import: rows go from the reader to the server in one COPY, one transaction.
-        source = open(csvPath, newline="") if csvPath else sampleCsv(10_000)  # noqa: SIM115
+        source = open(csvPath, newline="") if csvPath else sampleCsv(10_000)
         with source:
             reader = csv.reader(source)
             next(reader)  # the header
@@ -118,7 +118,7 @@ async def main(reactor: Any, csvPath: str | None = None) -> None:
 
         # 3. The export: rows streamed back with copyOut, a batch at a time.
         bands: dict[str, int] = {}
-        async for sku, price in pool.copyOut(f"SELECT sku, price FROM {table}"):
+        async for (price,) in pool.copyOut(f"SELECT price FROM {table}"):
             band = "cheap" if float(price or 0) < 10 else "dear"
             bands[band] = bands.get(band, 0) + 1
         print(f"3. exported with copyOut: {dict(sorted(bands.items()))}")
