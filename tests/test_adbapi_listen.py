@@ -251,3 +251,34 @@ def test_pgEventsExampleImportsInvalidatesAndExports(driver: tuple[str, str]) ->
     for marker in ("1. imported 10000 rows with copyIn", "after NOTIFY: cached False, price now 99.99",
                    "3. exported with copyOut: {'cheap': 1899, 'dear': 8101}"):
         assert marker in done.stdout, done.stdout
+
+
+def test_asyncioTaskOnAHostedReactorListensAndCopies(driver: tuple[str, str]) -> None:
+    """In an asyncio task on a hosted reactor: async for over a listener, copyIn and copyOut all work."""
+    import asyncio
+
+    from reactor.asyncioreactor import hostedReactor
+
+    channel = channelName()
+
+    async def main() -> list[Any]:
+        async with hostedReactor(installDefault=False) as reactor:
+            pool = makePool(driver, reactor)
+            try:
+                listener = await pool.listen(channel)
+                await pool.notify(channel, "from asyncio")
+                async for event in listener:
+                    assert event.payload == "from asyncio"
+                    break
+                await listener.close()
+                table = f"t_{uuid.uuid4().hex[:12]}"
+                await pool.runOperation(f"CREATE TABLE {table} (id int)")
+                try:
+                    assert await pool.copyIn(table, [(i,) for i in range(10)]) == 10
+                    return [row async for row in pool.copyOut(f"SELECT sum(id) FROM {table}")]
+                finally:
+                    await pool.runOperation(f"DROP TABLE {table}")
+            finally:
+                await pool.close()
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == [("45",)]
