@@ -11,6 +11,10 @@ to a ``ProcessPoolExecutor`` of 2 processes and to a Dask ``LocalCluster`` of 2 
 show what a process hop costs for GIL-free work (Dask adds its scheduler's round trips). Work that
 holds the GIL (pure Python) is what processes are for; the pure-Python comparison shows that.
 Dask is skipped with a note when ``distributed`` is not installed, the web part when wrk is missing.
+
+PgBouncer: ``adbapi`` ``runQuery("SELECT 1")`` calls (psycopg2, 4 connections, 32 in flight) through a
+throwaway PgBouncer in transaction mode (``tests/pgbouncer_support.py``) against the same pool connected
+to PostgreSQL directly: the price of the extra hop. Skipped when pgbouncer or PostgreSQL is missing.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from benchmarks._harness import Comparison, compare
 from deferthreads import deferToExecutor
-from reactor import Reactor, gatherResults
+from reactor import Deferred, Reactor, gatherResults
 
 HERE = Path(__file__).resolve().parent
 NOMINAL_OPS = 100_000  # scales the harness's arithmetic only; the measured rate is what counts
@@ -128,10 +132,68 @@ def executorSide(
     return side
 
 
+def poolSide(dsn: str, calls: int) -> Callable[[], float]:
+    """One round: ``calls`` runQuery("SELECT 1") on a psycopg2 pool of 4, 32 in flight, on a fresh reactor."""
+    import adbapi
+
+    def side() -> float:
+        reactor = Reactor()
+        elapsed: list[float] = []
+
+        async def main() -> None:
+            pool = adbapi.ConnectionPool("psycopg2", dsn, cp_min=4, cp_max=4, cp_reactor=reactor)
+            await gatherResults([pool.runQuery("SELECT 1") for _ in range(8)])  # connections open
+            began = time.perf_counter()
+            for _ in range(calls // 32):
+                await gatherResults([pool.runQuery("SELECT 1") for _ in range(32)])
+            elapsed.append(time.perf_counter() - began)
+            await pool.close()
+
+        def start() -> None:
+            d = Deferred.fromCoroutine(main())
+            d.addBoth(lambda result: (reactor.stop(), result)[1])
+
+        reactor.callWhenRunning(start)
+        reactor.run(installSignalHandlers=False)
+        if not elapsed:
+            raise RuntimeError("the pool round did not finish")
+        return elapsed[0]
+
+    return side
+
+
+def pgbouncerComparison(quick: bool, rounds: int) -> list[Comparison]:
+    sys.path.insert(0, str(HERE.parent))
+    from tests.pgbouncer_support import PgBouncer, pgbouncerBinary
+
+    direct = os.environ.get("ADBAPI_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test")
+    binary = pgbouncerBinary()
+    if binary is None:
+        print("PgBouncer comparison skipped: pgbouncer is not installed (apt-get install pgbouncer)",
+              flush=True)
+        return []
+    try:
+        bouncer = PgBouncer(binary, direct, poolSize=4)
+    except Exception as e:
+        print(f"PgBouncer comparison skipped: PostgreSQL is unreachable ({e})", flush=True)
+        return []
+    calls = 640 if quick else 3200
+    try:
+        bouncer.start()
+        return [compare(
+            "adbapi runQuery('SELECT 1') through PgBouncer (transaction mode) vs direct, psycopg2 (calls/s)",
+            {"through PgBouncer": poolSide(bouncer.dsn, calls), "direct": poolSide(direct, calls)},
+            ops=calls, rounds=rounds, warmup=1, ours="through PgBouncer",
+            note="4 pool connections, 32 calls in flight; PgBouncer 4 server connections",
+        )]
+    finally:
+        bouncer.close()
+
+
 def run(quick: bool) -> list[Comparison]:
     seconds = 1.0 if quick else DURATION
     rounds = 2 if quick else 5
-    results: list[Comparison] = []
+    results: list[Comparison] = pgbouncerComparison(quick, rounds)
     if shutil.which("wrk") is None:
         print("web scaling skipped: wrk is not installed (apt-get install wrk)", flush=True)
     else:
