@@ -140,17 +140,16 @@ class _Feed:
         self.cond = threading.Condition()
         self.ready: collections.deque[tuple[str, Any]] = collections.deque()  # under cond
         self.stopped = False  # under cond
-        self.pulling = False  # reactor thread
+        self.pulling: Deferred[Any] | None = None  # reactor thread: the batch being collected
 
     def start(self) -> None:
         """Reactor thread: fetch the first batch before the worker asks."""
         self._pull()
 
     def _pull(self) -> None:
-        if self.pulling:
+        if self.pulling is not None:
             return
-        self.pulling = True
-        d = Deferred.fromCoroutine(self._collect())
+        d = self.pulling = Deferred.fromCoroutine(self._collect())
         d.addBoth(self._pulled)
 
     async def _collect(self) -> list[Sequence[Any]]:
@@ -165,7 +164,7 @@ class _Feed:
         return batch
 
     def _pulled(self, outcome: Any) -> None:
-        self.pulling = False
+        self.pulling = None
         with self.cond:
             if isinstance(outcome, Failure):
                 self.ready.append(("error", outcome.value))
@@ -174,9 +173,13 @@ class _Feed:
             self.cond.notify_all()
 
     def stop(self) -> None:
+        """Reactor thread: the COPY is cancelled; a producer being awaited is cancelled too."""
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+        pulling = self.pulling
+        if pulling is not None:
+            pulling.cancel()
 
     def batches(self) -> Any:
         """Worker thread: the batches, in order; raises _Stop when cancelled."""
@@ -464,6 +467,9 @@ class CopyOut:
         self._finished: Deferred[None] = Deferred()  # fires when the connection went back to the pool
         self.rowsRead = 0
         self._done: Deferred[int] = pool.runWithConnection(_copyOutWorker, kind, sql, params, raw, self._pipe)
+        # A stream nobody reads to its end would hold its worker (and the pool's close) until the shutdown
+        # deadline: the reactor's shutdown closes it first.
+        self._shutdownID: Any = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         self._done.addBoth(self._ended)
 
     def __repr__(self) -> str:
@@ -487,6 +493,12 @@ class CopyOut:
             self._outcome = result
         else:
             self._outcome = int(result)
+        if self._shutdownID is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdownID)
+            except (ValueError, KeyError, TypeError):
+                pass
+            self._shutdownID = None
         if not self._finished.called:
             self._finished.callback(None)
         self._wake()
@@ -520,6 +532,10 @@ class CopyOut:
                 raise StopAsyncIteration
             self._waiter = Deferred()
             await self._waiter
+
+    def _shutdown(self) -> Deferred[None]:
+        self._shutdownID = None  # it has run: not to be removed
+        return self.close()
 
     def close(self) -> Deferred[None]:
         """Stop early (reactor thread): the COPY is aborted on the server and rolled back; fires once the

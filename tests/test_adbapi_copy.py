@@ -231,3 +231,19 @@ def test_nonPostgresPoolRaisesNamingCopy() -> None:
         pool.copyIn("t", [])
     with pytest.raises(NotImplementedError, match="COPY"):
         pool.copyOut("SELECT 1")
+
+
+def test_unreadCopyOutIsClosedByTheReactorShutdown(driver: tuple[str, str]) -> None:
+    """A stream left unread does not hold the pool's shutdown until its deadline: shutdown closes it first."""
+    import time
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        query = "SELECT i, repeat('x', 200) FROM generate_series(1, 5000000) AS i"
+        stream = pool.copyOut(query, maxBatches=1)
+        await within(reactor, Deferred.fromCoroutine(stream.__anext__()), "the first row")
+        # Returning stops the reactor with the stream unread and the pool open.
+
+    started = time.monotonic()
+    runReactor(body, timeout=40.0)
+    assert time.monotonic() - started < 15.0  # the pool's own shutdown deadline is 30 s
