@@ -319,6 +319,7 @@ class ResourcePool(Generic[_Res]):
         self._manageLifecycle = manageLifecycle
         # Reactor thread only:
         self._stopWaiters: list[Deferred[None]] = []  # the Deferreds of the stop under way, if any
+        self._armStopTimeout: Callable[[float], object] | None = None  # bounds the stop under way
         self._shutdownID: Any = None
         self._restartID: Any = None
         self._startID: Any = None
@@ -359,7 +360,8 @@ class ResourcePool(Generic[_Res]):
         clock), calls not started by then errback ``abandonedQueuedError``
         and never run, running calls are interrupted and errback
         ``abandonedRunningError`` at once (both ``CancelledError`` by
-        default), and the Deferred fires then. The workers still in a call
+        default), and the Deferred fires then (a ``timeout`` given while a
+        stop is under way bounds that stop too). The workers still in a call
         are given up on: each closes its resource and exits, in its thread,
         when its call returns, without taking another call; their late
         outcomes are dropped; ``start()`` works again at once.
@@ -387,16 +389,24 @@ class ResourcePool(Generic[_Res]):
             return done
         self._stopWaiters.append(done)
         if len(self._stopWaiters) > 1:
-            return done  # a stop is under way already: fire with it
+            # A stop is under way already: fire with it. A timeout given now bounds it too.
+            if timeout is not None and self._armStopTimeout is not None:
+                self._armStopTimeout(timeout)
+            return done
         # This stop's waiters: finish() and timedOut() fire these, never those of a later stop (a
         # restart may follow a timed-out stop while the team's own finish is still on its way).
         waiters = self._stopWaiters
-        timer: list[Any] = []
+        timers: list[Any] = []
         reactor = self._reactor
 
         def fire() -> None:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            timers.clear()
             if self._stopWaiters is waiters:
                 self._stopWaiters = []
+                self._armStopTimeout = None
             for d in waiters:
                 if not d.called:
                     d.callback(None)
@@ -405,29 +415,34 @@ class ResourcePool(Generic[_Res]):
         def finish() -> None:
             # Reactor thread. Outcomes handed back before the last worker exited are delivered first.
             self._sink.drain()
-            if timer and timer[0].active():
-                timer[0].cancel()
             for worker in self._team.takeExited():
                 worker.join(1.0)
             fire()
 
-        def timedOut() -> None:
+        def timedOut(seconds: float) -> None:
             keeper = self._keeper
-            queuedMessage = f"{self.name}: stopped (shutdown timeout {timeout}s) before the call started"
-            runningMessage = f"{self.name}: stopped (shutdown timeout {timeout}s) while the call ran"
+            queuedMessage = f"{self.name}: stopped (shutdown timeout {seconds}s) before the call started"
+            runningMessage = f"{self.name}: stopped (shutdown timeout {seconds}s) while the call ran"
             for item in self._team.cancelQueued():
                 error = keeper.makeError(keeper.abandonedQueuedError, CancelledError, queuedMessage)
                 item.abandon(Failure(error))
             # The team stops now; the workers still in a call are given up on (they exit when it returns).
             for item in self._team.abandonWorkers():
                 if isinstance(item, ResourceWorkItem) and item.keeper is keeper:
-                    error = keeper.makeError(keeper.abandonedRunningError, CancelledError, runningMessage)
-                    item.forceCancel(Failure(error))
+                    reason = None
+                    if not item.deferred.called:  # (not one given up on by an earlier stop)
+                        error = keeper.makeError(keeper.abandonedRunningError, CancelledError, runningMessage)
+                        reason = Failure(error)
+                    item.forceCancel(reason)
             self._sink.drain()
             fire()
 
+        def arm(seconds: float) -> None:
+            timers.append(self._clock.callLater(seconds, timedOut, seconds))
+
+        self._armStopTimeout = arm
         if timeout is not None:
-            timer.append(self._clock.callLater(timeout, timedOut))
+            arm(timeout)
         self._team.beginStop(lambda: reactor.callFromThread(finish))
         return done
 

@@ -1494,3 +1494,24 @@ def test_restartAfterAStopThatGaveUpWithRealThreads() -> None:
     stats = pool.statistics()
     assert (stats.open, stats.workers, stats.created, stats.closed) == (0, 0, 2, 2)
     assert workerThreads("rp-giveup") == []
+
+
+def test_aTimeoutGivenWhileAStopIsUnderWayBoundsThatStop() -> None:
+    """stop() then stop(timeout=1): after 1 s both Deferreds fire and the stuck call is given up on."""
+    h = Harness(0, 1)
+    h.pool.start()
+    running: list[Any] = []
+    stops: list[list[Any]] = []
+
+    def stuck(resource: Resource) -> None:
+        stops.append(outcome(h.pool.stop()))
+        stops.append(outcome(h.pool.stop(timeout=1.0)))
+        h.clock.advance(0.9)
+        stops.append([len(running), *stops[0], *stops[1]])
+        h.clock.advance(0.1)
+
+    h.pool.run(stuck).addBoth(running.append)
+    h.boot(h.workers[0])
+    assert stops == [[None], [None], [0]]
+    assert running[0].check(CancelledError) and "shutdown timeout 1.0s" in str(running[0].value)
+    assert h.clock.getDelayedCalls() == []
