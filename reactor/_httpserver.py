@@ -776,20 +776,10 @@ class HTTPChannel(Protocol):
         request.httpVersion = version
         rawMethod = parser.get_method()
         request.method = _METHODS.get(rawMethod) or rawMethod.decode("ascii")
-        try:
-            target = request.target = request._target.decode("ascii")
-        except UnicodeDecodeError:
-            raise _Refused(400, "the request target is not ASCII") from None
-        if target[0] == "/":
-            path, _, query = target.partition("?")
-        elif target == "*":
-            path, query = "*", ""
-        else:  # absolute-form: keep the path and query of the URI
-            rest = target.partition("://")[2]
-            pathAndQuery = rest[rest.find("/") :] if "/" in rest else "/"
-            path, _, query = pathAndQuery.partition("?")
-        request.path = path
-        request.query = query
+        split = _targets.get(request._target)
+        if split is None:
+            split = _splitTarget(request._target)
+        request.target, request.path, request.query = split
         if request._hasTE and request._contentLength is not None:
             raise _Refused(400, "both Content-Length and Transfer-Encoding (RFC 9112 6.1)")
         if request._hasHost != 1 and (version == "1.1" or request._hasHost):
@@ -1239,6 +1229,31 @@ class HTTPChannel(Protocol):
 
 
 _WATCHED = frozenset({b"content-length", b"transfer-encoding", b"host", b"expect"})
+
+
+def _splitTarget(raw: bytes) -> tuple[str, str, str]:
+    """A request target as (target, path, query); remembered, as clients ask for the same few again."""
+    try:
+        target = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise _Refused(400, "the request target is not ASCII") from None
+    if target[0] == "/":
+        path, _, query = target.partition("?")
+    elif target == "*":
+        path, query = "*", ""
+    else:  # absolute-form: keep the path and query of the URI
+        rest = target.partition("://")[2]
+        pathAndQuery = rest[rest.find("/") :] if "/" in rest else "/"
+        path, _, query = pathAndQuery.partition("?")
+    split = (target, path, query)
+    if len(raw) <= 256:
+        if len(_targets) >= 1024:
+            _targets.clear()  # many distinct targets: start over, stay bounded
+        _targets[raw] = split
+    return split
+
+
+_targets: dict[bytes, tuple[str, str, str]] = {}
 
 
 def _refusalRequest(channel: HTTPChannel, status: int, message: str) -> Request:
