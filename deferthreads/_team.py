@@ -194,7 +194,7 @@ class Team:
         self._records: dict[IWorker, _WorkerRecord] = {}  # live workers, until workerExiting ends
         # Live workers a timed-out stop gave up on (abandonWorkers): a stop does not wait for them.
         self._abandoned: set[IWorker] = set()
-        self._exited: list[IWorker] = []  # workers that exited while stopping, to be joined
+        self._exited: list[IWorker] = []  # workers that exited while stopping (or abandoned), to be joined
         self._onStopped: list[Callable[[], object]] = []
         self._serial = 0
         self._totalCompleted = 0
@@ -572,8 +572,10 @@ class Team:
         and no later stop waits for them; each exits as soon as its call
         returns, without taking another item, running ``workerExit`` in its
         own thread as usual. The ``beginStop`` callbacks are dropped: the
-        caller has given up on them. Returns the items those workers are
-        running (any thread; does nothing unless the team is stopping).
+        caller has given up on them. Take the queued items first
+        (:meth:`cancelQueued`): nobody runs them now. Returns the items those
+        workers are running (any thread; does nothing unless the team is
+        stopping).
         """
         with self._lock:
             if self._state is not _State.STOPPING:
