@@ -3,6 +3,7 @@
 Twisted's ``twisted.web.wsgi`` for this library, and a server to run as a program::
 
     python -m deferthreads.wsgi package.module:app --port 8000 --threads 16
+    python -m deferthreads.wsgi package.module:app --port 8000 --workers 2   # N processes on one port
 
 In a program that runs its own reactor::
 
