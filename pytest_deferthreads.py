@@ -253,11 +253,18 @@ class ReactorHarness:
             done(Failure(TimeoutError(timeout, self.nodeid)))
 
         timer = reactor.callLater(timeout, onTimeout)
-        with defaultReactorSetTo(reactor) if isinstance(reactor, Reactor) else ExitStack():
-            reactor.callWhenRunning(begin)
-            reactor.run(installSignalHandlers=False)
-        if timer.active():
-            timer.cancel()
+        try:
+            with defaultReactorSetTo(reactor) if isinstance(reactor, Reactor) else ExitStack():
+                reactor.callWhenRunning(begin)
+                reactor.run(installSignalHandlers=False)
+        finally:
+            # Also when interrupted (pytest-timeout's signal, ^C): the timer is ours, not a leftover, and
+            # cancelling the unfinished test lets its own cleanup run.
+            if timer.active():
+                timer.cancel()
+            if running and not outcome:
+                outcome.append(None)
+                running[0].cancel()
         if timedOut:
             pytest.fail(
                 f"{self.nodeid} timed out after {timeout:g} s on its reactor "
