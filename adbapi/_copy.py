@@ -66,18 +66,24 @@ def _quoteIdent(name: str, what: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _copyInSql(table: str, columns: Sequence[str] | None, schema: str | None) -> str:
+def _copyInSql(table: str, columns: Sequence[str] | None, schema: str | None, binary: bool
+               ) -> tuple[str, str | None]:
+    """The COPY statement, and for binary COPY a query whose description gives the columns' types."""
     target = _quoteIdent(table, "table")
     if schema is not None:
         target = _quoteIdent(schema, "schema") + "." + target
-    if columns is None:
-        return f"COPY {target} FROM STDIN"
-    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
-        raise TypeError("columns must be a sequence of column names")
-    if not columns:
-        raise ValueError("columns must not be empty")
-    names = ", ".join(_quoteIdent(c, "each column") for c in columns)
-    return f"COPY {target} ({names}) FROM STDIN"
+    names = "*"
+    listed = ""
+    if columns is not None:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise TypeError("columns must be a sequence of column names")
+        if not columns:
+            raise ValueError("columns must not be empty")
+        names = ", ".join(_quoteIdent(c, "each column") for c in columns)
+        listed = f" ({names})"
+    if not binary:
+        return f"COPY {target}{listed} FROM STDIN", None
+    return f"COPY {target}{listed} FROM STDIN (FORMAT BINARY)", f"SELECT {names} FROM {target} LIMIT 0"
 
 
 # -- COPY's text format, for psycopg2 (psycopg 3 formats rows itself, in C) ---------------------------
@@ -260,14 +266,21 @@ class _Reader:
         return self.read(size)
 
 
-def _copyInWorker(conn: Any, kind: str, sql: str, rows: Any, feed: _Feed | None, stop: threading.Event
-                  ) -> int:
+def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: Any, feed: _Feed | None,
+                  stop: threading.Event) -> int:
     cursor = conn.cursor()
     batches = _batchesOf(rows, feed, stop)
     try:
         if kind == "psycopg":
+            types = None
+            if typesQuery is not None:
+                # Binary COPY sends each value in its column's own format: psycopg must know the types.
+                cursor.execute(typesQuery)
+                types = [column.type_code for column in cursor.description]
             count = 0
             with cursor.copy(sql) as copy:
+                if types is not None:
+                    copy.set_types(types)
                 write = copy.write_row
                 for batch in batches:
                     for row in batch:
@@ -287,14 +300,18 @@ def _copyInWorker(conn: Any, kind: str, sql: str, rows: Any, feed: _Feed | None,
 
 
 def copyIn(pool: Any, table: str, rows: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]], *,
-           columns: Sequence[str] | None = None, schema: str | None = None) -> Deferred[int]:
+           columns: Sequence[str] | None = None, schema: str | None = None, binary: bool = False
+           ) -> Deferred[int]:
     """``COPY table (columns) FROM STDIN`` with ``rows``; fires (reactor thread) with the number of rows.
 
     ``rows`` is an iterable of sequences (read in the pool's worker thread) or an
     async iterable of them (read in the reactor thread, a batch ahead). Values go
     in COPY's text format: None is NULL, and psycopg 3 adapts them as its
     parameters. ``table``, ``schema`` and ``columns`` are quoted identifiers
-    (their exact spelling). One transaction: all rows or none. Bad data fails
+    (their exact spelling). ``binary=True`` (psycopg 3 only) sends COPY's
+    binary format, about twice as fast, but each value must then be of its
+    column's Python type (an int for an integer column, not the string "5").
+    One transaction: all rows or none. Bad data fails
     the Deferred with the server's error; cancelling it aborts the COPY on the
     server (rolled back, the connection goes back to the pool) and fails it
     with CancelledError.
@@ -303,13 +320,15 @@ def copyIn(pool: Any, table: str, rows: Iterable[Sequence[Any]] | AsyncIterable[
     :raises NotImplementedError: the pool is not on PostgreSQL.
     """
     kind = postgresKind(pool, "COPY")
-    sql = _copyInSql(table, columns, schema)
+    if binary and kind != "psycopg":
+        raise ValueError("binary=True needs psycopg 3 (psycopg2 has no binary COPY writer)")
+    sql, typesQuery = _copyInSql(table, columns, schema, bool(binary))
     if isinstance(rows, (str, bytes)) or not isinstance(rows, (Iterable, AsyncIterable)):
         raise TypeError(f"rows must be an iterable or an async iterable of rows, not {type(rows).__name__}")
     reactor = poolReactor(pool)
     stop = threading.Event()
     feed = _Feed(reactor, rows) if isinstance(rows, AsyncIterable) else None
-    inner: Deferred[int] = pool.runWithConnection(_copyInWorker, kind, sql, rows, feed, stop)
+    inner: Deferred[int] = pool.runWithConnection(_copyInWorker, kind, sql, typesQuery, rows, feed, stop)
 
     def cancel(d: Deferred[int]) -> None:
         stop.set()

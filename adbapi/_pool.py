@@ -1103,10 +1103,11 @@ class ConnectionPool:
         from adbapi._listen import notify
         return notify(self, channel, payload)
 
-    def copyIn(self, table: str, rows: Any, *, columns: Any = None, schema: Any = None) -> Deferred[int]:
+    def copyIn(self, table: str, rows: Any, *, columns: Any = None, schema: Any = None,
+               binary: bool = False) -> Deferred[int]:
         """``adbapi.copyIn(self, table, rows)``: ``COPY ... FROM STDIN``, fires with the row count."""
         from adbapi._copy import copyIn
-        return copyIn(self, table, rows, columns=columns, schema=schema)
+        return copyIn(self, table, rows, columns=columns, schema=schema, binary=binary)
 
     def copyOut(self, query: str, params: Any = None, *, raw: bool = False, maxBatches: int = 4) -> Any:
         """``adbapi.copyOut(self, query)``: a ``CopyOut`` streaming ``COPY (query) TO STDOUT``."""

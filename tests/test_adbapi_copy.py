@@ -247,3 +247,22 @@ def test_unreadCopyOutIsClosedByTheReactorShutdown(driver: tuple[str, str]) -> N
     started = time.monotonic()
     runReactor(body, timeout=40.0)
     assert time.monotonic() - started < 15.0  # the pool's own shutdown deadline is 30 s
+
+
+def test_binaryCopyInTakesTypedValuesOnPsycopg3(driver: tuple[str, str], table: str) -> None:
+    """binary=True loads typed values on psycopg 3 (NULLs, numerics, dates, bytes); psycopg2 refuses it."""
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        rows = [(i, None if i % 3 == 0 else f"v{i}", decimal.Decimal(i) / 4, datetime.date(2024, 1, 1), b"\x01")
+                for i in range(3000)]
+        if driver[0] == "psycopg2":
+            with pytest.raises(ValueError, match="binary"):
+                pool.copyIn(table, rows, binary=True)
+        else:
+            assert await within(reactor, pool.copyIn(table, rows, binary=True), "copyIn") == 3000
+            assert await pool.runQuery(f"SELECT count(*), count(s), sum(n), min(d) FROM {table}") == \
+                [(3000, 2000, decimal.Decimal("1124625.00"), datetime.date(2024, 1, 1))]
+        await pool.close()
+
+    runReactor(body)
