@@ -254,8 +254,8 @@ def test_binaryCopyInTakesTypedValuesOnPsycopg3(driver: tuple[str, str], table: 
 
     async def body(reactor: Any) -> None:
         pool = makePool(driver, reactor)
-        rows = [(i, None if i % 3 == 0 else f"v{i}", decimal.Decimal(i) / 4, datetime.date(2024, 1, 1), b"\x01")
-                for i in range(3000)]
+        day = datetime.date(2024, 1, 1)
+        rows = [(i, None if i % 3 == 0 else f"v{i}", decimal.Decimal(i) / 4, day, b"\x01") for i in range(3000)]
         if driver[0] == "psycopg2":
             with pytest.raises(ValueError, match="binary"):
                 pool.copyIn(table, rows, binary=True)
