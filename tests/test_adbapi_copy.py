@@ -255,14 +255,14 @@ def test_binaryCopyInTakesTypedValuesOnPsycopg3(driver: tuple[str, str], table: 
     async def body(reactor: Any) -> None:
         pool = makePool(driver, reactor)
         day = datetime.date(2024, 1, 1)
-        rows = [(i, None if i % 3 == 0 else f"v{i}", decimal.Decimal(i) / 4, day, b"\x01") for i in range(3000)]
+        rows = [(i, None if i % 3 else f"v{i}", decimal.Decimal(i) / 4, day, b"\x01") for i in range(3000)]
         if driver[0] == "psycopg2":
             with pytest.raises(ValueError, match="binary"):
                 pool.copyIn(table, rows, binary=True)
         else:
             assert await within(reactor, pool.copyIn(table, rows, binary=True), "copyIn") == 3000
             assert await pool.runQuery(f"SELECT count(*), count(s), sum(n), min(d) FROM {table}") == \
-                [(3000, 2000, decimal.Decimal("1124625.00"), datetime.date(2024, 1, 1))]
+                [(3000, 1000, decimal.Decimal("1124625.00"), datetime.date(2024, 1, 1))]
         await pool.close()
 
     runReactor(body)
