@@ -27,8 +27,8 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	touch $(BENCH_STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check reactor deferthreads adbapi tests examples benchmarks
-	$(BIN)/mypy reactor deferthreads adbapi
+	$(BIN)/ruff check reactor deferthreads adbapi pytest_deferthreads.py tests examples benchmarks
+	$(BIN)/mypy reactor deferthreads adbapi pytest_deferthreads.py
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -234,7 +234,8 @@ class AccumulatingProtocol(Protocol):
     :attr:`data` holds the bytes received; :attr:`made` and :attr:`closed` are 1 once
     connected and disconnected; :attr:`closedReason` is the Failure given to
     ``connectionLost``. Set :attr:`madeDeferred` or :attr:`closedDeferred` to a Deferred
-    to have it fired (once, with the protocol or the reason) when that happens.
+    to have it fired once when that happens (with the protocol, or with None: the reason is
+    in :attr:`closedReason`), as Twisted's does.
     """
 
     made = 0
@@ -259,12 +260,12 @@ class AccumulatingProtocol(Protocol):
         self.data += data
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
-        """Remember ``reason``; fire :attr:`closedDeferred` with it."""
+        """Remember ``reason`` in :attr:`closedReason`; fire :attr:`closedDeferred` with None."""
         self.closed = 1
         self.closedReason = reason
         d, self.closedDeferred = self.closedDeferred, None
         if d is not None:
-            d.callback(reason)
+            d.callback(None)
 
 
 # ---------------------------------------------------------------------------- the memory reactor
