@@ -9,6 +9,11 @@ Threads and state
 - **Lanes** (``_lane._Lane``, psycopg2 only) are slots whose nonblocking
   connection the reactor thread drives for runQuery/runOperation; they count
   against ``cp_max`` with the workers (``_lane.py`` explains them).
+- **Side threads** (``self._side``, a ``deferthreads.ThreadPool`` named
+  ``PoolThread-<name>-side``) run side work: cancel requests, lanes' connects
+  and big fetches, the release of abandoned lanes' connections (``_sideCall``).
+  It starts with the pool and is drained (its threads joined) before a close
+  fires; a close that gives up at its deadline leaves it to drain on its own.
 - ``self._lock`` (a plain ``threading.Lock``) guards what both sides touch: the
   waiting queue ``_pending``, the idle stack ``_idle``, the worker set
   ``_workers``, ``_stopping``, every dispatched call's ``state`` and the counters
