@@ -1,5 +1,8 @@
 """deferToThreadPool: results come home to the reactor thread, failures keep their traceback,
-cancellation keeps queued calls from running, results are handed back in batches."""
+cancellation keeps queued calls from running, results are handed back in batches.
+
+The ``async def`` tests run on a fresh reactor (the default, ``getReactor()``) that the project's
+pytest plugin (pytest_deferthreads) runs until the test's coroutine is done."""
 
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from typing import Any
 import pytest
 
 from deferthreads import QueueFull, ThreadPool, ThreadPoolStopped, deferToThreadPool, drainThreadPool
-from reactor import CancelledError, Deferred, Failure, gatherResults
+from reactor import CancelledError, Deferred, Failure, gatherResults, getReactor
 from reactor._loop import Reactor
-from tests.bridge_support import WAIT, RecordingReactor, runReactor, workerThreads
+from tests.bridge_support import WAIT, RecordingReactor, workerThreads
 
 requestId: contextvars.ContextVar[str] = contextvars.ContextVar("bridgeRequestId", default="none")
 
@@ -32,76 +35,48 @@ def _outcome(d: Deferred[Any]) -> list[Any]:
     return box
 
 
-def test_resultFiresInReactorThread(pool: ThreadPool) -> None:
+async def test_resultFiresInReactorThread(pool: ThreadPool) -> None:
     """The call runs in a worker; its Deferred fires in the reactor thread with the return value."""
-    reactor = Reactor()
-    seen: dict[str, Any] = {}
+    reactor = getReactor()
 
-    def work(a: int, b: int) -> int:
-        seen["worker"] = threading.current_thread().name
-        return a + b
+    def work(a: int, b: int) -> tuple[int, str]:
+        return a + b, threading.current_thread().name
 
-    def main() -> None:
-        d = deferToThreadPool(reactor, pool, work, 2, b=3)
-
-        def got(value: int) -> None:
-            seen["value"] = value
-            seen["inReactor"] = reactor.isReactorThread()
-            reactor.stop()
-
-        d.addCallback(got)
-
-    runReactor(reactor, main)
-    assert seen == {"worker": "bridge-worker-1", "value": 5, "inReactor": True}
+    d = deferToThreadPool(reactor, pool, work, 2, b=3)
+    inReactor: list[bool] = []
+    d.addCallback(lambda result: (inReactor.append(reactor.isReactorThread()), result)[1])
+    assert await d == (5, "bridge-worker-1")
+    assert inReactor == [True]
 
 
-def test_failureCarriesTheWorkersTraceback(pool: ThreadPool) -> None:
+async def test_failureCarriesTheWorkersTraceback(pool: ThreadPool) -> None:
     """An exception in the worker arrives as a Failure whose traceback shows the worker's frames."""
-    reactor = Reactor()
-    box: list[Any] = []
 
     def deepInTheWorker() -> None:
         raise LookupError("not found in the thread")
 
-    def main() -> None:
-        d = deferToThreadPool(reactor, pool, deepInTheWorker)
-        d.addErrback(box.append).addBoth(lambda _: reactor.stop())
-
-    runReactor(reactor, main)
+    box: list[Failure] = []
+    await deferToThreadPool(getReactor(), pool, deepInTheWorker).addErrback(box.append)
     [failure] = box
     assert isinstance(failure, Failure) and failure.check(LookupError)
     assert "deepInTheWorker" in failure.getTraceback()
     assert failure.getErrorMessage() == "not found in the thread"
 
 
-def test_contextvarsTravelIntoTheWorker(pool: ThreadPool) -> None:
+async def test_contextvarsTravelIntoTheWorker(pool: ThreadPool) -> None:
     """The caller's contextvars are visible in the worker."""
-    reactor = Reactor()
-    box: list[Any] = []
-
-    def main() -> None:
-        requestId.set("r-7")
-        d = deferToThreadPool(reactor, pool, requestId.get)
-        d.addCallback(box.append).addBoth(lambda _: reactor.stop())
-
-    runReactor(reactor, main)
-    assert box == ["r-7"]
+    requestId.set("r-7")
+    assert await deferToThreadPool(getReactor(), pool, requestId.get) == "r-7"
 
 
-def test_userKeywordsNamedLikeOurParametersReachTheFunction(pool: ThreadPool) -> None:
+async def test_userKeywordsNamedLikeOurParametersReachTheFunction(pool: ThreadPool) -> None:
     """reactor=, threadpool= and f= keywords go to the function, not to us."""
-    reactor = Reactor()
-    box: list[Any] = []
 
     def work(**kw: Any) -> dict[str, Any]:
         return kw
 
-    def main() -> None:
-        d = deferToThreadPool(reactor, pool, work, reactor=1, threadpool=2, f=3)
-        d.addCallback(box.append).addBoth(lambda _: reactor.stop())
-
-    runReactor(reactor, main)
-    assert box == [{"reactor": 1, "threadpool": 2, "f": 3}]
+    result = await deferToThreadPool(getReactor(), pool, work, reactor=1, threadpool=2, f=3)
+    assert result == {"reactor": 1, "threadpool": 2, "f": 3}
 
 
 def test_cancellingAQueuedCallRemovesItAndItNeverRuns(pool: ThreadPool) -> None:
@@ -248,27 +223,22 @@ def test_anyPoolWithCallInThreadWithCallbackWorks() -> None:
     assert _outcome(bad)[0].check(ZeroDivisionError)
 
 
-def test_drainThreadPoolFiresAfterEveryResult() -> None:
+async def test_drainThreadPoolFiresAfterEveryResult() -> None:
     """drainThreadPool: queued calls run, their Deferreds fire first, then the drain's; no thread left."""
-    reactor = Reactor()
+    reactor = getReactor()
     p = ThreadPool(0, 3, "drained")
     p.start()
     order: list[str] = []
-
-    def main() -> None:
-        ds = [deferToThreadPool(reactor, p, lambda: None) for _ in range(300)]
-        gatherResults(ds).addCallback(lambda _: order.append("results"))
-        drained = drainThreadPool(reactor, p, timeout=WAIT)
-        drained.addCallback(lambda _: order.append("drained")).addBoth(lambda _: reactor.stop())
-
-    runReactor(reactor, main)
+    ds = [deferToThreadPool(reactor, p, lambda: None) for _ in range(300)]
+    gatherResults(ds).addCallback(lambda _: order.append("results"))
+    await drainThreadPool(reactor, p, timeout=WAIT).addCallback(lambda _: order.append("drained"))
     assert order == ["results", "drained"]
     assert p.state == "stopped" and workerThreads("drained") == []
 
 
-def test_drainThreadPoolTimeoutCancelsWhatIsLeft() -> None:
+async def test_drainThreadPoolTimeoutCancelsWhatIsLeft() -> None:
     """After the drain timeout, calls not started errback CancelledError and the running one's too."""
-    reactor = Reactor()
+    reactor = getReactor()
     p = ThreadPool(1, 1, "stuck")
     p.start()
     release = threading.Event()
@@ -280,15 +250,12 @@ def test_drainThreadPoolTimeoutCancelsWhatIsLeft() -> None:
         started.set()
         release.wait(WAIT)
 
-    def main() -> None:
-        running = deferToThreadPool(reactor, p, blocker)
-        assert started.wait(WAIT)
-        queued = [deferToThreadPool(reactor, p, ran.append, i) for i in range(3)]
-        for d in (running, *queued):
-            d.addBoth(outcomes.append)
-        drainThreadPool(reactor, p, timeout=0.05).addBoth(lambda _: reactor.stop())
-
-    runReactor(reactor, main)
+    running = deferToThreadPool(reactor, p, blocker)
+    assert started.wait(WAIT)
+    queued = [deferToThreadPool(reactor, p, ran.append, i) for i in range(3)]
+    for d in (running, *queued):
+        d.addBoth(outcomes.append)
+    await drainThreadPool(reactor, p, timeout=0.05)
     assert len(outcomes) == 4
     assert all(isinstance(o, Failure) and o.check(CancelledError) for o in outcomes)
     release.set()
