@@ -15,13 +15,15 @@ Sides (each run in turn, every round, in one process; the machine's noise falls 
   (``pg_notify`` over ``generate_series``), delivered at its commit in a burst;
   time from sending it to the last one consumed.
 - **copyIn** of N rows (int, text, float) already in memory: ours
-  ``pool.copyIn(table, rows)`` on a psycopg 3 pool and a psycopg2 pool; asyncpg's
-  ``copy_records_to_table``; psycopg 3's ``copy.write_row`` (blocking and async).
+  ``pool.copyIn(table, rows)`` on a psycopg 3 pool and a psycopg2 pool, and
+  ``binary=True`` on psycopg 3; asyncpg's ``copy_records_to_table`` (binary);
+  psycopg 3's ``copy.write_row`` (text, binary, and async text).
 - **copyOut** of N rows: ours ``async for row in pool.copyOut(query)`` (text
   tuples) and ``raw=True`` chunks; psycopg 3 ``copy.rows()`` and chunks; asyncpg
   ``copy_from_query`` to a coroutine (chunks: it does not parse rows).
 - **peak memory**: the process's peak RSS during each side (``VmHWM`` reset
-  through ``/proc/self/clear_refs``), above its RSS at the side's start.
+  through ``/proc/self/clear_refs``), above its RSS at the side's start; and the
+  process CPU time of each side (steadier than wall time on a loaded machine).
 """
 
 from __future__ import annotations
@@ -274,14 +276,14 @@ def _adminRun(sql: str) -> None:
     conn.close()
 
 
-def _oursCopyIn(driver: str, table: str, rows: list[tuple[Any, ...]]) -> float:
+def _oursCopyIn(driver: str, table: str, rows: list[tuple[Any, ...]], binary: bool = False) -> float:
     import adbapi
 
     async def body(reactor: Any) -> float:
         pool = adbapi.ConnectionPool(driver, DSN, cp_reactor=reactor, cp_min=1, cp_max=1)
         await pool.runQuery("SELECT 1")
         start = time.perf_counter()
-        await pool.copyIn(table, rows, columns=["id", "s", "f"])
+        await pool.copyIn(table, rows, columns=["id", "s", "f"], binary=binary)
         elapsed = time.perf_counter() - start
         await pool.close()
         return elapsed
@@ -303,12 +305,15 @@ def _asyncpgCopyIn(table: str, rows: list[tuple[Any, ...]]) -> float:
     return _runAsyncio(body)
 
 
-def _psycopg3CopyIn(table: str, rows: list[tuple[Any, ...]]) -> float:
+def _psycopg3CopyIn(table: str, rows: list[tuple[Any, ...]], binary: bool = False) -> float:
     import psycopg
 
     with psycopg.connect(DSN) as conn:
         start = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY {table} (id, s, f) FROM STDIN") as copy:
+        sql = f"COPY {table} (id, s, f) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
+        with conn.cursor() as cur, cur.copy(sql) as copy:
+            if binary:
+                copy.set_types(["int4", "text", "float8"])
             for row in rows:
                 copy.write_row(row)
         conn.commit()
@@ -393,17 +398,33 @@ def _psycopg3CopyOut(query: str, raw: bool) -> float:
 # -- the run -----------------------------------------------------------------------------------------------
 
 
+_cpu: dict[str, float] = {}  # side -> median process CPU seconds per run, of the last _measure
+
+
 def _measure(sides: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[str, list[Any]], dict[str, int]]:
-    """Run every side ``rounds`` times, interleaved and rotated; their outcomes and peak extra memory."""
+    """Run every side ``rounds`` times, interleaved and rotated; their outcomes and peak extra memory.
+
+    Each side's process CPU time (this client's, connection setup included) goes to ``_cpu``: on a
+    loaded machine it is steadier than the wall time, which also waits for the server.
+    """
     outcomes: dict[str, list[Any]] = {n: [] for n in sides}
     peaks: dict[str, int] = {n: 0 for n in sides}
+    cpu: dict[str, list[float]] = {n: [] for n in sides}
     names = list(sides)
     for i in range(rounds):
         for name in names[i % len(names):] + names[: i % len(names)]:
             base = _resetPeak()
+            started = time.process_time()
             outcomes[name].append(sides[name]())
+            cpu[name].append(time.process_time() - started)
             peaks[name] = max(peaks[name], _status("VmHWM") - base)
+    _cpu.clear()
+    _cpu.update({n: statistics.median(v) for n, v in cpu.items()})
     return outcomes, peaks
+
+
+def _cpuText() -> str:
+    return ", ".join(f"{k} {v:.2f} s" for k, v in _cpu.items())
 
 
 def _comparison(name: str, ops: int, rates: dict[str, float], ours: str, targets: list[Target],
@@ -468,15 +489,26 @@ def run(quick: bool) -> list[Comparison]:
         outcomes, peaks = _measure({
             "adbapi copyIn (psycopg 3)": fresh(lambda: _oursCopyIn("psycopg", table, rows)),
             "adbapi copyIn (psycopg2)": fresh(lambda: _oursCopyIn("psycopg2", table, rows)),
+            "adbapi copyIn binary (psycopg 3)": fresh(lambda: _oursCopyIn("psycopg", table, rows, True)),
             "asyncpg copy_records_to_table": fresh(lambda: _asyncpgCopyIn(table, rows)),
             "psycopg 3 copy.write_row": fresh(lambda: _psycopg3CopyIn(table, rows)),
+            "psycopg 3 copy.write_row binary": fresh(lambda: _psycopg3CopyIn(table, rows, True)),
             "psycopg 3 async copy.write_row": fresh(lambda: _psycopg3AsyncCopyIn(table, rows)),
         }, rounds)
         rates = {k: copyN / statistics.median(v) for k, v in outcomes.items()}
+        note = f"peak memory above the rows: {_mib(peaks)}; client CPU per run: {_cpuText()}"
+        text = ("psycopg 3 copy.write_row", "asyncpg copy_records_to_table", "psycopg 3 async copy.write_row")
         for ours in ("adbapi copyIn (psycopg 3)", "adbapi copyIn (psycopg2)"):
-            results.append(_comparison(f"copyIn {copyN:,} rows ({ours})", copyN, rates, ours,
-                                       [Target("psycopg 3 copy.write_row", 1.0)],
-                                       note=f"peak memory above the rows: {_mib(peaks)}"))
+            results.append(_comparison(f"copyIn {copyN:,} rows ({ours})", copyN,
+                                       {k: rates[k] for k in (ours, *text)}, ours,
+                                       [Target("psycopg 3 copy.write_row", 1.0)], note=note))
+        ours = "adbapi copyIn binary (psycopg 3)"
+        results.append(_comparison(
+            f"copyIn {copyN:,} rows, binary ({ours})", copyN,
+            {k: rates[k] for k in (ours, "psycopg 3 copy.write_row binary", "psycopg 3 copy.write_row",
+                                   "asyncpg copy_records_to_table")}, ours,
+            [Target("psycopg 3 copy.write_row binary", 1.0), Target("psycopg 3 copy.write_row", 1.0)],
+            note=note))
     finally:
         _adminRun(f"DROP TABLE IF EXISTS {table}")
 
@@ -491,7 +523,7 @@ def run(quick: bool) -> list[Comparison]:
         "asyncpg copy_from_query": lambda: _asyncpgCopyOut(query),
     }, rounds)
     rates = {k: copyN / statistics.median(v) for k, v in outcomes.items()}
-    note = f"peak memory: {_mib(peaks)}"
+    note = f"peak memory: {_mib(peaks)}; client CPU per run: {_cpuText()}"
     for ours in ("adbapi copyOut rows (psycopg 3)", "adbapi copyOut rows (psycopg2)"):
         results.append(_comparison(
             f"copyOut {copyN:,} rows ({ours})", copyN,
