@@ -1,4 +1,8 @@
-"""Tests of reactor.protocol.ClientCreator over loopback TCP and a Unix socket, with a real Reactor."""
+"""Tests of reactor.protocol.ClientCreator over loopback TCP and a Unix socket, with a real Reactor.
+
+The ``async def`` tests run on the ``reactor`` fixture (tests/conftest.py: our epoll loop, asyncio- and
+Qt-hosted) through the project's pytest plugin, which runs the reactor until the test is done and fails
+the test if it leaves a port, a connection or a timed call behind."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reactor import CancelledError, Deferred, Failure
+from reactor import CancelledError, Deferred, Failure, maybeDeferred
 from reactor.protocol import (
     ClientCreator,
     ConnectError,
@@ -18,13 +22,17 @@ from reactor.protocol import (
     Factory,
     Protocol,
 )
-from reactor.task import Clock
+from reactor.task import Clock, deferLater
 from tests.netsupport import Echo, runUntil
 from tests.test_twistedports import FLAVOURS, checkProgram
 
 
 class Greeter(Protocol):
-    """A client protocol built by ClientCreator with arguments; records what happens to it."""
+    """A client protocol built by ClientCreator with arguments; records what happens to it.
+
+    ``madeDeferred``/``lostDeferred`` fire (with None) on connectionMade/connectionLost;
+    ``whenReceived(n)`` fires with the bytes once ``n`` have arrived.
+    """
 
     def __init__(self, greeting: bytes, *, tag: str) -> None:
         self.greeting = greeting
@@ -32,16 +40,52 @@ class Greeter(Protocol):
         self.made = False
         self.received = b""
         self.lost: Failure | None = None
+        self.madeDeferred: Deferred[None] = Deferred()
+        self.lostDeferred: Deferred[None] = Deferred()
+        self._waiting: tuple[int, Deferred[bytes]] | None = None
 
     def connectionMade(self) -> None:
         self.made = True
         self.transport.write(self.greeting)
+        self.madeDeferred.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
+        self._deliver()
+
+    def whenReceived(self, count: int) -> Deferred[bytes]:
+        d: Deferred[bytes] = Deferred()
+        self._waiting = (count, d)
+        self._deliver()
+        return d
+
+    def _deliver(self) -> None:
+        if self._waiting is not None and len(self.received) >= self._waiting[0]:
+            d = self._waiting[1]
+            self._waiting = None
+            d.callback(self.received)
 
     def connectionLost(self, reason: Any = None) -> None:
         self.lost = reason
+        self.lostDeferred.callback(None)
+
+
+class EchoServer(Factory):
+    """Serves Echo; ``closed`` fires once the first connection it served is closed on the server side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: Deferred[None] = Deferred()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        factory = self
+
+        class TrackedEcho(Echo):
+            def connectionLost(self, reason: Any = None) -> None:
+                if not factory.closed.called:
+                    factory.closed.callback(None)
+
+        return TrackedEcho()
 
 
 def outcome(d: Deferred[Any]) -> list[Any]:
@@ -59,38 +103,36 @@ def freeTCPPort() -> int:
     return port
 
 
-def test_connectTCPFiresWithConnectedProtocol(reactor: Any) -> None:
+async def test_connectTCPFiresWithConnectedProtocol(reactor: Any) -> None:
     """connectTCP fires with the protocol built from the arguments, after its connectionMade."""
-    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    server = EchoServer()
+    port = reactor.listenTCP(0, server, interface="127.0.0.1")
     creator = ClientCreator(reactor, Greeter, b"hello", tag="t1")
-    results = outcome(creator.connectTCP("127.0.0.1", port.getHost().port, timeout=5))
-    runUntil(reactor, lambda: bool(results))
-    proto = results[0]
+    proto = await creator.connectTCP("127.0.0.1", port.getHost().port, timeout=5)
     assert isinstance(proto, Greeter) and proto.tag == "t1" and proto.made
-    runUntil(reactor, lambda: proto.received == b"hello")
+    assert await proto.whenReceived(5) == b"hello"
     proto.transport.loseConnection()
-    runUntil(reactor, lambda: proto.lost is not None)
-    port.stopListening()
+    await proto.lostDeferred
+    await server.closed
+    await maybeDeferred(port.stopListening)
 
 
-def test_connectTCPRefusedFails(reactor: Any) -> None:
+async def test_connectTCPRefusedFails(reactor: Any) -> None:
     """A refused connection errbacks with ConnectionRefusedError."""
     creator = ClientCreator(reactor, Greeter, b"", tag="x")
-    results = outcome(creator.connectTCP("127.0.0.1", freeTCPPort(), timeout=5))
-    runUntil(reactor, lambda: bool(results))
-    assert isinstance(results[0], Failure) and results[0].check(ConnectionRefusedError)
+    with pytest.raises(ConnectionRefusedError):
+        await creator.connectTCP("127.0.0.1", freeTCPPort(), timeout=5)
 
 
-def test_cancelTCPAttemptInProgress(reactor: Any) -> None:
+async def test_cancelTCPAttemptInProgress(reactor: Any) -> None:
     """Cancelling while connecting stops the attempt and errbacks CancelledError (no refusal later)."""
     creator = ClientCreator(reactor, Greeter, b"", tag="x")
     d = creator.connectTCP("127.0.0.1", freeTCPPort(), timeout=5)
     results = outcome(d)
     d.cancel()  # before the loop turns: the attempt is still in progress
     assert isinstance(results[0], Failure) and results[0].check(CancelledError)
-    done: list[bool] = []
-    reactor.callLater(0.05, done.append, True)
-    runUntil(reactor, lambda: bool(done))
+    # A refusal would arrive within a few loop turns: give it 50 ms to (not) show up.
+    await deferLater(reactor, 0.05, lambda: None)
     assert len(results) == 1
 
 
@@ -125,30 +167,33 @@ def test_cancelStopsAnAttemptStillInProgress(reactor: Any) -> None:
         listener.close()
 
 
-def test_cancelAfterConnectBeforeFiringClosesConnection(reactor: Any) -> None:
+async def test_cancelAfterConnectBeforeFiringClosesConnection(reactor: Any) -> None:
     """Cancelling once connected but before the Deferred fired closes the connection, as Twisted does."""
-    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    server = EchoServer()
+    port = reactor.listenTCP(0, server, interface="127.0.0.1")
     built: list[Greeter] = []
+    made: Deferred[None] = Deferred()
 
     def makeGreeter() -> Greeter:
         g = Greeter(b"hi", tag="c")
+        g.madeDeferred.chainDeferred(made)
         built.append(g)
         return g
 
     creator = ClientCreator(reactor, makeGreeter)
     d = creator.connectTCP("127.0.0.1", port.getHost().port, timeout=5)
     results = outcome(d)
-    runUntil(reactor, lambda: bool(built) and built[0].made)
+    await made  # resumes inside connectionMade, in the same loop turn
     assert results == []  # the success is delivered on the next turn: withdraw it
     d.cancel()
     assert isinstance(results[0], Failure) and results[0].check(CancelledError)
-    runUntil(reactor, lambda: built[0].lost is not None)
-    port.stopListening()
+    await built[0].lostDeferred
+    await server.closed
+    await maybeDeferred(port.stopListening)
 
 
-def test_failureIsDeliveredOnTheNextTurn() -> None:
+def test_failureIsDeliveredOnTheNextTurn(clock: Clock) -> None:
     """Arguments reach connectTCP; a connect failure errbacks the Deferred one reactor turn later."""
-    clock = Clock()
     calls: list[tuple[Any, ...]] = []
 
     class FakeConnector:
@@ -179,35 +224,33 @@ def test_failureIsDeliveredOnTheNextTurn() -> None:
     assert calls[1:] == []
 
 
-def test_connectUNIXSuccessAndRefusal(reactor: Any) -> None:
+async def test_connectUNIXSuccessAndRefusal(reactor: Any) -> None:
     """connectUNIX fires with the protocol; a path with no listener errbacks with a connect error."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "cc.sock")
-        port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+        server = EchoServer()
+        port = reactor.listenUNIX(path, server)
         creator = ClientCreator(reactor, Greeter, b"unix", tag="u")
-        results = outcome(creator.connectUNIX(path, timeout=5))
-        runUntil(reactor, lambda: bool(results))
-        proto = results[0]
+        proto = await creator.connectUNIX(path, timeout=5)
         assert isinstance(proto, Greeter)
-        runUntil(reactor, lambda: proto.received == b"unix")
+        assert await proto.whenReceived(4) == b"unix"
         proto.transport.loseConnection()
-        runUntil(reactor, lambda: proto.lost is not None)
-        port.stopListening()
-        missing = outcome(creator.connectUNIX(os.path.join(tmp, "nobody.sock"), timeout=5))
-        runUntil(reactor, lambda: bool(missing))
-        assert isinstance(missing[0], Failure) and missing[0].check(ConnectError)
+        await proto.lostDeferred
+        await server.closed
+        await maybeDeferred(port.stopListening)
+        with pytest.raises(ConnectError):
+            await creator.connectUNIX(os.path.join(tmp, "nobody.sock"), timeout=5)
 
 
-def test_cancelUNIXAttempt(reactor: Any) -> None:
+async def test_cancelUNIXAttempt(reactor: Any) -> None:
     """Cancelling a connectUNIX attempt before its outcome is delivered errbacks CancelledError, once."""
     with tempfile.TemporaryDirectory() as tmp:
         d = ClientCreator(reactor, Greeter, b"", tag="u").connectUNIX(os.path.join(tmp, "none.sock"))
         results = outcome(d)
         assert results == []
         d.cancel()
-        done: list[bool] = []
-        reactor.callLater(0.05, done.append, True)
-        runUntil(reactor, lambda: bool(done))
+        # The attempt's own outcome would arrive within a turn or two: give it 50 ms to (not) show up.
+        await deferLater(reactor, 0.05, lambda: None)
         assert len(results) == 1 and isinstance(results[0], Failure) and results[0].check(CancelledError)
 
 
