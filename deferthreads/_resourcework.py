@@ -283,10 +283,13 @@ class ResourceKeeper(Generic[_Res]):
                 self.count("expired")
                 self.closeResource(slot)
             elif self.check is not None and now - slot.lastUsed >= self.checkAfterIdle:
-                if self._passes(resource, slot):
+                passed = self._passes(resource, slot)
+                if passed and slot.hasResource:
                     return resource
-                self.count("checksFailed")
-                self.closeResource(slot)
+                if not passed:
+                    self.count("checksFailed")
+                if slot.hasResource:  # (a check that called replaceResource() closed it already)
+                    self.closeResource(slot)
             else:
                 return resource
         return self.open(slot)
@@ -318,7 +321,7 @@ class ResourceKeeper(Generic[_Res]):
             except Exception:
                 log.exception("%s: isBroken(%r, ...) raised; counted as broken", self.name, resource)
                 broken = True
-        if broken:
+        if broken and slot.hasResource:  # (an isBroken that called replaceResource() closed it already)
             self.count("broken")
             self.closeResource(slot)
 

@@ -1515,3 +1515,30 @@ def test_aTimeoutGivenWhileAStopIsUnderWayBoundsThatStop() -> None:
     assert stops == [[None], [None], [0]]
     assert running[0].check(CancelledError) and "shutdown timeout 1.0s" in str(running[0].value)
     assert h.clock.getDelayedCalls() == []
+
+
+def test_checkOrIsBrokenThatReplacedTheResourceItselfIsNotClosedTwice() -> None:
+    """check()/isBroken() calling replaceResource(): the resource is closed once, the call gets a new one."""
+
+    def check(resource: Resource) -> bool:
+        h.pool.replaceResource()
+        return True
+
+    def isBroken(resource: Resource, error: BaseException) -> bool:
+        h.pool.replaceResource()
+        return True
+
+    h = Harness(0, 1, check=check, checkAfterIdle=0.0, isBroken=isBroken)
+    h.pool.start()
+    got = outcome(h.pool.run(useResource))
+    h.settle()
+    assert got == [(2, None)]  # resource 1 replaced by the check, 2 opened for the call
+    failed = outcome(h.pool.run(lambda r: 1 / 0))
+    h.settle()
+    assert failed[0].check(ZeroDivisionError)
+    assert h.log == [
+        "create 1 in fake-worker-1", "close 1", "create 2 in fake-worker-1", "close 2",
+        "create 3 in fake-worker-1", "close 3",
+    ]
+    stats = h.pool.statistics()
+    assert (stats.replaced, stats.checksFailed, stats.broken, stats.closed) == (3, 0, 0, 3)
