@@ -197,9 +197,12 @@ class ResourcePool(Generic[_Res]):
     errback ``abandonedRunningError(message)`` at once (both default to
     ``CancelledError``). ``stop()`` does the same on demand; ``start()`` after
     it makes the pool usable again, as does the reactor's next run after a
-    shutdown. With ``manageLifecycle=False`` the pool neither starts with the
-    reactor nor drains at its shutdown: its owner calls ``start()`` and
-    ``stop()`` (an owner with calls of its own to finish first).
+    shutdown: at once, even when the stop gave up on workers stuck in a call
+    (each closes its resource and exits when its call returns, taking no
+    other call; a new generation of workers serves the pool). With
+    ``manageLifecycle=False`` the pool neither starts with the reactor nor
+    drains at its shutdown: its owner calls ``start()`` and ``stop()`` (an
+    owner with calls of its own to finish first).
 
     Idle workers above ``minthreads`` retire after ``maxIdle`` seconds (timed
     by the worker's own wait, on the wall clock), or when the owner calls
