@@ -3,8 +3,10 @@ written to a temporary directory and run by pytest, in this process or a subproc
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -491,3 +493,30 @@ def test_aDirtyTestsReactorIsStillShutDownAndItsThreadsJoined(
         """,
     )
     result.assert_outcomes(passed=1, errors=1)
+
+
+def _guideSnippets() -> list[str]:
+    guide = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+    return re.findall(r"```python\n(.*?)```", guide.read_text(), re.DOTALL)
+
+
+def test_theGuidesTestExamplesPass(pytester: pytest.Pytester) -> None:
+    """Every snippet of docs/testing.md that defines tests passes when pytest runs it."""
+    snippets = [s for s in _guideSnippets() if "def test_" in s]
+    assert len(snippets) >= 2
+    for number, snippet in enumerate(snippets):
+        pytester.makepyfile(**{f"test_guide{number}": snippet})
+    result = pytester.runpytest_inprocess(*_QUIET)
+    result.assert_outcomes(passed=sum(s.count("def test_") for s in snippets))
+
+
+def test_theGuidesOtherExamplesPrintWhatTheySay(capsys: pytest.CaptureFixture[str]) -> None:
+    """The other snippets run as they are, and print what their comments say."""
+    snippets = [s for s in _guideSnippets() if "def test_" not in s]
+    assert snippets
+    for snippet in snippets:
+        exec(compile(snippet, "docs/testing.md", "exec"), {"__name__": "guide"})
+        printed = capsys.readouterr().out.splitlines()
+        promised = [line.split("# ", 1)[1].strip() for line in snippet.splitlines()
+                    if line.strip().startswith("print(") and "# " in line]
+        assert printed == promised
