@@ -1,10 +1,12 @@
-"""blockingCallFromThread: from a worker thread into the reactor and back; never a deadlock or a hang."""
+"""blockingCallFromThread: from a worker thread into the reactor and back; never a deadlock or a hang.
+
+The ``async def`` tests run on a fresh default reactor through the project's pytest plugin: a worker of
+its shared pool (``deferToThread``) calls back into it. Those about stopping run their own reactor."""
 
 from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,37 +21,24 @@ from deferthreads import (
     getThreadPool,
     setShutdownTimeout,
 )
-from reactor import Deferred, Failure, ReactorNotRunning, succeed
+from reactor import Deferred, Failure, ReactorNotRunning, getReactor, succeed
 from reactor._loop import Reactor
 from tests.bridge_support import WAIT, runReactor
 
 
-def _inWorker(reactor: Reactor, work: Callable[[], Any], box: list[Any]) -> Callable[[], None]:
-    """A reactor ``main`` that runs ``work`` in the shared pool, records its outcome and stops."""
-
-    def main() -> None:
-        d = deferToThreadPool(reactor, getThreadPool(reactor), work)
-        d.addBoth(box.append).addBoth(lambda _: reactor.stop())
-
-    return main
-
-
-def test_returnsThePlainResultAndRunsInTheReactorThread() -> None:
+async def test_returnsThePlainResultAndRunsInTheReactorThread() -> None:
     """The function runs in the reactor thread; its value is returned in the worker."""
-    reactor = Reactor()
-    box: list[Any] = []
+    reactor = getReactor()
 
     def inReactor(a: int, b: int) -> tuple[int, bool]:
         return a * b, reactor.isReactorThread()
 
-    runReactor(reactor, _inWorker(reactor, lambda: blockingCallFromThread(reactor, inReactor, 6, b=7), box))
-    assert box == [(42, True)]
+    assert await deferToThread(blockingCallFromThread, reactor, inReactor, 6, b=7) == (42, True)
 
 
-def test_waitsForADeferredAndForACoroutine() -> None:
+async def test_waitsForADeferredAndForACoroutine() -> None:
     """A returned Deferred or coroutine is waited for; its result comes back."""
-    reactor = Reactor()
-    box: list[Any] = []
+    reactor = getReactor()
 
     def later() -> Deferred[str]:
         d: Deferred[str] = Deferred()
@@ -63,14 +52,12 @@ def test_waitsForADeferredAndForACoroutine() -> None:
     def work() -> tuple[str, str]:
         return blockingCallFromThread(reactor, later), blockingCallFromThread(reactor, coro)
 
-    runReactor(reactor, _inWorker(reactor, work, box))
-    assert box == [("from a Deferred", "from a coroutine")]
+    assert await deferToThread(work) == ("from a Deferred", "from a coroutine")
 
 
-def test_raisesTheExceptionWithItsTraceback() -> None:
+async def test_raisesTheExceptionWithItsTraceback() -> None:
     """An exception (raised or as a failed Deferred) is re-raised in the calling thread."""
-    reactor = Reactor()
-    box: list[Any] = []
+    reactor = getReactor()
 
     def failsInReactor() -> None:
         raise KeyError("reactor side")
@@ -82,38 +69,25 @@ def test_raisesTheExceptionWithItsTraceback() -> None:
             return traceback.format_exc()
         return "no exception"
 
-    runReactor(reactor, _inWorker(reactor, work, box))
-    [text] = box
+    text = await deferToThread(work)
     assert "KeyError: 'reactor side'" in text and "failsInReactor" in text
 
 
-def test_userKeywordsNamedTimeoutOrReactorReachTheFunction() -> None:
+async def test_userKeywordsNamedTimeoutOrReactorReachTheFunction() -> None:
     """timeout=, reactor= and f= keywords are the function's, never ours."""
-    reactor = Reactor()
-    box: list[Any] = []
+    reactor = getReactor()
 
     def echo(**kw: Any) -> dict[str, Any]:
         return kw
 
     work = lambda: blockingCallFromThread(reactor, echo, timeout=1, reactor=2, f=3)  # noqa: E731
-    runReactor(reactor, _inWorker(reactor, work, box))
-    assert box == [{"timeout": 1, "reactor": 2, "f": 3}]
+    assert await deferToThread(work) == {"timeout": 1, "reactor": 2, "f": 3}
 
 
-def test_calledInTheReactorThreadRaisesAtOnce() -> None:
+async def test_calledInTheReactorThreadRaisesAtOnce() -> None:
     """In the reactor thread it raises ReactorThreadError instead of deadlocking."""
-    reactor = Reactor()
-    box: list[Any] = []
-
-    def main() -> None:
-        try:
-            blockingCallFromThread(reactor, lambda: 1)
-        except ReactorThreadError as e:
-            box.append(e)
-        reactor.stop()
-
-    runReactor(reactor, main)
-    assert len(box) == 1 and "deadlock" in str(box[0])
+    with pytest.raises(ReactorThreadError, match="deadlock"):
+        blockingCallFromThread(getReactor(), lambda: 1)
 
 
 def test_reactorNotRunningRaisesAtOnce() -> None:
@@ -197,14 +171,13 @@ def test_stopWhileAWorkerWaitsOnADeferredDoesNotStallTheDrain(monkeypatch: pytes
     assert isinstance(outcome, Failure) and outcome.check(ReactorNotRunning), outcome
 
 
-def test_timeoutRaisesAndCancelsTheDeferred() -> None:
+async def test_timeoutRaisesAndCancelsTheDeferred() -> None:
     """With a timeout: TimeoutError in the thread, and the Deferred is cancelled in the reactor."""
-    reactor = Reactor()
-    box: list[Any] = []
-    cancelled = threading.Event()
+    reactor = getReactor()
+    cancelled: Deferred[None] = Deferred()
 
     def slow() -> Deferred[None]:
-        return Deferred(lambda d: cancelled.set())
+        return Deferred(lambda d: cancelled.callback(None))
 
     def work() -> str:
         try:
@@ -213,18 +186,13 @@ def test_timeoutRaisesAndCancelsTheDeferred() -> None:
             return str(e)
         return "no timeout"
 
-    runReactor(reactor, _inWorker(reactor, work, box))
-    assert len(box) == 1 and "within 0.05 seconds" in box[0]
-    assert cancelled.wait(WAIT)
+    assert "within 0.05 seconds" in await deferToThread(work)
+    await cancelled  # the canceller ran, in the reactor thread
 
 
-def test_timeoutResultWithinBoundIsReturned() -> None:
+async def test_timeoutResultWithinBoundIsReturned() -> None:
     """Within its timeout the call returns normally."""
-    reactor = Reactor()
-    box: list[Any] = []
-    work = lambda: blockingCallFromThreadWithTimeout(reactor, WAIT, len, "abc")  # noqa: E731
-    runReactor(reactor, _inWorker(reactor, work, box))
-    assert box == [3]
+    assert await deferToThread(blockingCallFromThreadWithTimeout, getReactor(), WAIT, len, "abc") == 3
 
 
 def test_argumentErrorsRaiseAtTheCall() -> None:
