@@ -5,7 +5,8 @@ The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 ``reactor.task`` (Clock, LoopingCall, deferLater, react), ``reactor.interfaces``,
 ``reactor.protocol``, ``reactor.error``, ``reactor.ssl``, ``reactor.lockfile``,
 ``reactor.failure`` (``twisted.python.failure``'s names, Failure's debug mode), ``reactor.web``
-(the HTTP/1.1 server) and ``reactor.prefork`` (worker processes on one port, supervised).
+(the HTTP/1.1 server), ``reactor.prefork`` (worker processes on one port, supervised) and
+``reactor.testing`` (test doubles: MemoryReactor, StringTransport).
 """
 
 from __future__ import annotations
