@@ -150,7 +150,7 @@ def _declaresDeferred(function: Callable[..., Any]) -> bool:
     """True for a function wrapped by ``inlineCallbacks`` or annotated to return a Deferred."""
     if inspect.isgeneratorfunction(inspect.unwrap(function)) and not inspect.isgeneratorfunction(function):
         return True
-    annotation = inspect.unwrap(function).__annotations__.get("return")
+    annotation = getattr(inspect.unwrap(function), "__annotations__", {}).get("return")
     if annotation is None:
         return False
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation))
@@ -362,12 +362,14 @@ class _UnhandledFailures(logging.Handler):
             self.messages.append(lines[-1] if lines else "")
 
 
+def _isReactor(candidate: object) -> bool:
+    return candidate is not None and all(hasattr(candidate, name) for name in ("run", "crash", "callLater"))
+
+
 def _runsOn(item: pytest.Function, harness: ReactorHarness) -> Any:
     """The reactor a test runs on: the ``reactor`` fixture's value if it is a reactor, else the harness's."""
     candidate = item.funcargs.get("reactor")
-    if candidate is not None and all(hasattr(candidate, name) for name in ("run", "crash", "callLater")):
-        return candidate
-    return harness.reactor
+    return candidate if _isReactor(candidate) else harness.reactor
 
 
 @pytest.hookimpl(wrapper=True)
@@ -399,6 +401,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         result = original(**kwargs)
         if not isinstance(result, Deferred):
             return result
+        if not isinstance(harness, ReactorHarness) and _isReactor(pyfuncitem.funcargs.get("reactor")):
+            # The test took a project's own `reactor` fixture (one that overrides ours), so its Deferred
+            # belongs to that reactor: run it there, with the checks. (pytest's private _request: the
+            # public `request` fixture exists only if the test asked for it.)
+            harness = pyfuncitem._request.getfixturevalue(_HARNESS)
         if isinstance(harness, ReactorHarness):
             run(harness, lambda: result)
             return None

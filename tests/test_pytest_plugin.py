@@ -389,9 +389,14 @@ def test_aProjectsOwnReactorFixtureIsTheOneAsyncTestsRunOn(pytester: pytest.Pyte
 
         async def test_leaves(reactor):
             reactor.callLater(50, print)
+
+        def test_plainReturningADeferred(reactor):
+            from reactor.task import deferLater
+
+            return deferLater(reactor, 0.001, lambda: None)
         """,
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*pending DelayedCall on the test's reactor*builtins.print*"])
 
 
