@@ -24,16 +24,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import adbapi
-from reactor import CancelledError, Deferred, Reactor
-from tests.adbapi_support import poolThreads, runReactor, uniqueName, waitUntil
+from reactor import CancelledError, Deferred, DeferredList, Reactor
+from tests.adbapi_support import poolThreadsOf, runReactor, threadsEnded, uniqueName, waitUntil, within
 from tests.test_adbapi_chaos import (  # noqa: F401
     CP_MAX,
     STORM_OPTIONS,
     Chaos,
     Killer,
     _boundedClose,
+    _quiet,
     _stopMidway,
-    _until,
     _weather,
     assertPoolGone,
     chaosFixture,
@@ -208,7 +208,7 @@ def _checkBounds(chaos: Chaos, pool: Any, problems: list[str]) -> None:
 
 async def _quietChecks(chaos: Chaos, pool: Any, reactor: Reactor, problems: list[str],
                        sessions: bool = True) -> None:
-    await _until(reactor, lambda: pool.statistics().busy == 0, 2)
+    await _quiet(reactor, pool, 2)
     s = pool.statistics()
     # (A worker whose broken connection was discarded opens its next one lazily, at its next call: idle
     # workers without a connection are fine, so connectionsOpen is checked against the server instead.)
@@ -236,7 +236,9 @@ def test_transactionStormWithKilledSessions(chaos: Chaos, options: dict[str, Any
         storm.start()
         await _weather(reactor, killer, STORM_SECONDS, lambda: _checkBounds(chaos, pool, problems),
                        lambda: setattr(storm, "stopping", True))
-        if not await _until(reactor, storm.finished, 8):
+        try:  # each caller ends once its last block or query fired
+            await within(reactor, DeferredList(storm.callers), "every caller finishing", 8)
+        except AssertionError:
             problems.append(f"coroutines never finished: {storm.hanging()} {pool.statistics()}")
             return
         outcomes = Counter(o for o, _ in storm.outcome.values())
@@ -273,8 +275,9 @@ def test_transactionStormWithKilledSessions(chaos: Chaos, options: dict[str, Any
         if not await _boundedClose(reactor, pool, 8):
             problems.append(f"close() did not finish: {pool.statistics()}")
             return
-        if not await _until(reactor, lambda: not poolThreads(chaos.name), 2):
-            problems.append(f"threads left after close(): {poolThreads(chaos.name)}")
+        left = await threadsEnded(reactor, poolThreadsOf(chaos.name), 2)
+        if left:
+            problems.append(f"threads left after close(): {left}")
 
     runReactor(body, timeout=19)
     assert problems == [], (problems, seen)
@@ -453,7 +456,9 @@ def test_sqlalchemyStormWithKilledSessions(saChaos: Chaos, options: dict[str, An
             stopping = True
 
         await _weather(reactor, killer, STORM_SECONDS, lambda: _checkBounds(chaos, pool, problems), stop)
-        if not await _until(reactor, lambda: all(c.called for c in callers), 8):
+        try:
+            await within(reactor, DeferredList(callers), "every caller's Deferred firing", 8)
+        except AssertionError:
             problems.append(f"Deferreds never fired: {pool.statistics()}")
             return
         seen.update(kills=killer.kills, errors=dict(errors), outcomes=Counter(outcome.values()))
@@ -487,8 +492,9 @@ def test_sqlalchemyStormWithKilledSessions(saChaos: Chaos, options: dict[str, An
         finally:
             if guard.active():
                 guard.cancel()
-        if not await _until(reactor, lambda: not poolThreads(chaos.name), 2):
-            problems.append(f"threads left after close(): {poolThreads(chaos.name)}")
+        left = await threadsEnded(reactor, poolThreadsOf(chaos.name), 2)
+        if left:
+            problems.append(f"threads left after close(): {left}")
 
     runReactor(body, timeout=19)
     assert problems == [], (problems, seen)
