@@ -282,3 +282,30 @@ def test_asyncioTaskOnAHostedReactorListensAndCopies(driver: tuple[str, str]) ->
                 await pool.close()
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == [("45",)]
+
+
+def test_reactorShutdownEndsListenersAndClosesTheConnection(driver: tuple[str, str]) -> None:
+    """Stopping the reactor with a listener open ends its iteration and closes the listening session."""
+    from tests.adbapi_support import waitUntil
+
+    channel = channelName()
+    seen: dict[str, Any] = {}
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        listener = await within(reactor, pool.listen(channel), "LISTEN")
+        seen["pid"] = listeningPid(driver[1], channel)
+
+        async def consume() -> None:
+            async for _ in listener:
+                pass
+            seen["ended"] = True
+
+        seen["consumer"] = Deferred.fromCoroutine(consume())
+        # Returning stops the reactor with the listener open.
+
+    runReactor(body)
+    assert seen.get("ended") is True
+    assert seen["pid"] is not None
+    alive = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+    assert waitUntil(lambda: not admin(driver[1], alive, seen["pid"]), seconds=5.0)
