@@ -186,9 +186,17 @@ class DeferredWorkItem(WorkItem):
         self.team.discard(self)
 
 
+class CallbackPool(Protocol):
+    """Any pool with Twisted's ``callInThreadWithCallback`` (Twisted's ThreadPool, a test double)."""
+
+    def callInThreadWithCallback(
+        self, onResult: Callable[[bool, Any], object], f: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> None: ...
+
+
 def deferToThreadPool(
     reactor: ReactorFromThreads,
-    threadpool: ThreadPool,
+    threadpool: ThreadPool | CallbackPool,
     f: Callable[_P, _R],
     /,
     *args: _P.args,
