@@ -22,6 +22,14 @@ from adbapi._errors import (
 from adbapi._interfaces import IDriverAdapter
 from adbapi._listen import Listener, ListenerClosed, Notification, NotificationsMissed, listen, notify
 from adbapi._pool import ConnectionPool
+from adbapi._replicas import (
+    MemberStatistics,
+    ReadView,
+    ReplicaState,
+    ReplicatedPool,
+    ReplicatedStatistics,
+    standbyLag,
+)
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolStatistics
 from adbapi._wrappers import Connection, Transaction
@@ -36,6 +44,7 @@ __all__ = [
     "IDriverAdapter",
     "Listener",
     "ListenerClosed",
+    "MemberStatistics",
     "Notification",
     "NotificationsMissed",
     "PoolAbandonedError",
@@ -43,6 +52,10 @@ __all__ = [
     "PoolOverloadedError",
     "PoolStatistics",
     "PoolTimeoutError",
+    "ReadView",
+    "ReplicaState",
+    "ReplicatedPool",
+    "ReplicatedStatistics",
     "RetryPolicy",
     "SingleRunner",
     "Transaction",
@@ -50,4 +63,5 @@ __all__ = [
     "copyOut",
     "listen",
     "notify",
+    "standbyLag",
 ]
