@@ -182,9 +182,10 @@ class ReplicatedPool:
     readYourWrites=None, healthCheck=standbyLag, clock=None)``:
 
     - ``primary``, ``replicas``: started or unstarted :class:`ConnectionPool` objects, which the router
-      owns from now on (:meth:`close` closes them). Give replica pools ``cp_reconnect=True``, so a read
-      on a dead replica errbacks ``ConnectionLost``: the router then marks it down at once and runs the
-      read again elsewhere (reads are safe to run again) instead of waiting for the next check.
+      owns from now on (:meth:`close` closes them). A read that fails on a replica with ``ConnectionLost``
+      (replica pools with ``cp_reconnect=True`` raise it for a dead connection), or with the driver's
+      ``OperationalError`` (a refused connect) while a health check run at once fails too, marks the
+      replica down and runs once more on another replica or the primary: reads are safe to run again.
     - ``maxLag``: seconds of replication lag past which a replica is skipped.
     - ``checkInterval``: seconds between health-check rounds (a round waits for the previous one);
       ``checkTimeout``: a check not answered within it counts as failed (and is cancelled).
@@ -375,13 +376,29 @@ class ReplicatedPool:
         def failed(failure: Failure, member: _Member) -> None:
             if outer.called:
                 return  # cancelled: the outer Deferred has errbacked already
-            if failure.check(ConnectionLost) is not None and member.role == "replica":
+            if member.role != "replica" or len(tried) >= 2 or self._closed:
+                outer.errback(failure)
+            elif failure.check(ConnectionLost) is not None:
                 self._markDown(member, failure)
-                if len(tried) < 2 and not self._closed:
-                    self._rerouted += 1
-                    attempt()
-                    return
-            outer.errback(failure)
+                rerun()
+            elif failure.check(getattr(member.pool.dbapi, "OperationalError", ConnectionLost)) is not None:
+                # Maybe the replica is gone (a refused connect), maybe only the statement failed (a
+                # timeout): a health check right away tells which.
+                self._checkOne(member).addCallback(afterCheck, failure, member)
+            else:
+                outer.errback(failure)
+
+        def afterCheck(ignored: None, failure: Failure, member: _Member) -> None:
+            if outer.called:
+                return
+            if member.state == ReplicaState.DOWN and not self._closed:
+                rerun()
+            else:
+                outer.errback(failure)
+
+        def rerun() -> None:
+            self._rerouted += 1
+            attempt()
 
         attempt()
         return outer
@@ -489,8 +506,9 @@ class ReadView:
 
     Only reads belong here: a hot standby refuses writes (PostgreSQL raises ``ReadOnlySqlTransaction``),
     and a read may see data up to ``maxLag`` seconds old, except that a caller who wrote recently reads
-    from the primary. A read whose replica connection was lost (``ConnectionLost``) is run once more
-    on another replica or the primary. Reactor thread only.
+    from the primary. A read whose replica turned out to be down (its connection lost, or refused and a
+    health check failing at once) is run once more on another replica or the primary. Reactor thread
+    only.
     """
 
     def __init__(self, router: ReplicatedPool) -> None:

@@ -73,7 +73,7 @@ def _run(command: list[str], what: str) -> str:
                             **_asPostgres())
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+    return str(result.stdout)
 
 
 def _templateDirectory(binaries: str) -> str:
