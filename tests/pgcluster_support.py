@@ -207,8 +207,11 @@ class PgCluster:
         _run([os.path.join(self.binaries, "pg_basebackup"), "-D", self.standby.data, "-R", "-X", "stream",
               "-c", "fast", "--no-sync", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres"],
              "pg_basebackup")
+        # The standby's copy of the configuration names the standby itself as synchronous: once promoted,
+        # with no standby of its own, every commit would wait for ever. It is promoted alone here.
         self.standby.configure({"port": str(self.standby.port),
-                                "unix_socket_directories": f"'{self.standby.directory}'"})
+                                "unix_socket_directories": f"'{self.standby.directory}'",
+                                "synchronous_standby_names": "''"})
         self.standby.start()
         self.waitForStreaming()
 
