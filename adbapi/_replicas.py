@@ -179,7 +179,7 @@ class ReplicatedPool:
     """Writes, interactions and transactions on the primary; reads through :attr:`reads` on replicas.
 
     ``ReplicatedPool(primary, replicas, *, maxLag=5.0, checkInterval=1.0, checkTimeout=2.0,
-    readYourWrites=None, healthCheck=standbyLag, clock=None)``:
+    readYourWrites=None, healthCheck=standbyLag, primaryReads=False, clock=None)``:
 
     - ``primary``, ``replicas``: started or unstarted :class:`ConnectionPool` objects, which the router
       owns from now on (:meth:`close` closes them). A read that fails on a replica with ``ConnectionLost``
@@ -194,6 +194,9 @@ class ReplicatedPool:
       off.
     - ``healthCheck(pool)``: returns a Deferred firing with the replica's lag in seconds, or failing
       when it is down (default :func:`standbyLag`, PostgreSQL).
+    - ``primaryReads``: the primary takes reads too, as one more member of the least-busy choice
+      (default False: the primary's connections stay free for writes, and reads reach it only as a
+      fallback or for read-your-writes).
     - ``clock``: where the checks' time comes from (default: ``reactor.getReactor()``; tests pass a
       :class:`~reactor.task.Clock`). With a reactor the checks start when it runs and stop before it
       shuts down; with a Clock, at once.
@@ -211,6 +214,7 @@ class ReplicatedPool:
         checkTimeout: float = 2.0,
         readYourWrites: float | None = None,
         healthCheck: Callable[[ConnectionPool], Deferred[float]] = standbyLag,
+        primaryReads: bool = False,
         clock: Any = None,
     ) -> None:
         if not isinstance(primary, ConnectionPool):
@@ -224,6 +228,9 @@ class ReplicatedPool:
                 raise ValueError(f"replicas[{i}] is given twice (or is the primary)")
         if not callable(healthCheck):
             raise TypeError(f"healthCheck must be callable, not {type(healthCheck).__name__}")
+        if not isinstance(primaryReads, bool):
+            raise TypeError(f"primaryReads must be a bool, not {type(primaryReads).__name__}")
+        self._primaryReads = primaryReads
         self._maxLag = _checkSeconds("maxLag", maxLag)
         self._interval = _checkSeconds("checkInterval", checkInterval, allowZero=False)
         self._checkTimeout = _checkSeconds("checkTimeout", checkTimeout, allowZero=False)
@@ -338,6 +345,8 @@ class ReplicatedPool:
             member = self._primary
         else:
             usable = [m for m in self._replicas if m.state == ReplicaState.UP and m not in exclude]
+            if usable and self._primaryReads and self._primary not in exclude:
+                usable.append(self._primary)
             if not usable:
                 self._fallbacks += 1
                 member = self._primary

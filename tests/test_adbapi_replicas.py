@@ -149,6 +149,18 @@ def test_readsAvoidABusyReplica(files: dict[str, str]) -> None:
         release.set()
 
 
+def test_primaryReadsMakesThePrimaryOneMoreReadMember(files: dict[str, str]) -> None:
+    """With primaryReads=True reads take the primary in turn with the usable replicas."""
+
+    async def body(reactor: Reactor) -> list[str]:
+        pool = router(files, reactor, FakeHealth(r1=0.0, r2=OSError("down")), Clock(), primaryReads=True)
+        seen = [await where(pool.reads) for _ in range(4)]
+        await pool.close()
+        return seen
+
+    assert runReactor(body) == ["r1", "primary"] * 2
+
+
 def test_aReplicaLaggingPastMaxLagIsSkippedUntilItCatchesUp(files: dict[str, str]) -> None:
     """A check finding lag > maxLag takes the replica out of rotation; a later one within brings it back."""
     clock = Clock()
@@ -288,6 +300,41 @@ def test_aCallerReadsItsOwnWritesFromThePrimaryForTheWindow(files: dict[str, str
     assert seen["stats"].readYourWrites == 4
 
 
+def test_readYourWritesIsPerAsyncioTask(files: dict[str, str]) -> None:
+    """On the asyncio reactor, each asyncio task is a caller: the writing task reads from the primary,
+    a task running beside it from the replicas."""
+    import asyncio
+
+    from tests.netsupport import newReactor
+
+    clock = Clock()
+
+    async def body(reactor: Reactor) -> tuple[list[str], str]:
+        pool = router(files, reactor, FakeHealth(r1=0.0, r2=0.0), clock, readYourWrites=2.0)
+        written = asyncio.Event()
+
+        async def writer() -> list[str]:
+            await pool.runOperation("UPDATE who SET n = n + 1")
+            written.set()
+            seen = [await where(pool.reads)]
+            await asyncio.sleep(0)
+            seen.append(await where(pool.reads))
+            return seen
+
+        async def reader() -> str:
+            await written.wait()
+            return await where(pool.reads)
+
+        loop = asyncio.get_running_loop()
+        both = asyncio.gather(loop.create_task(writer()), loop.create_task(reader()))
+        mine, theirs = await Deferred.fromFuture(both)
+        await pool.close()
+        return mine, theirs
+
+    mine, theirs = runReactor(body, reactor=newReactor("asyncio"))
+    assert mine == ["primary", "primary"] and theirs in ("r1", "r2")
+
+
 def test_aWriteStillRunningKeepsItsCallersReadsOnThePrimary(files: dict[str, str]) -> None:
     """While a caller's write has not finished, its reads go to the primary whatever the window's clock."""
     clock = Clock()
@@ -403,6 +450,7 @@ def test_badArgumentsAreRefusedNamingThem(files: dict[str, str]) -> None:
             (primary, {"replicas": [], "checkTimeout": "2"}, TypeError, "checkTimeout"),
             (primary, {"replicas": [], "readYourWrites": float("nan")}, TypeError, "readYourWrites"),
             (primary, {"replicas": [], "healthCheck": 5}, TypeError, "healthCheck"),
+            (primary, {"replicas": [], "primaryReads": 1}, TypeError, "primaryReads"),
             (primary, {"replicas": [], "clock": object()}, TypeError, "clock"),
         ]
         for first, kw, error, match in cases:
