@@ -12,13 +12,27 @@ runs in the reactor's shared thread pool with ``deferToThreadPool``. Run it::
 
 Endpoints::
 
-    GET  /                      what this is
-    GET  /health                {"ok": true}
-    POST /records               {"name": "...", "value": <any JSON>} -> 201 and the stored record
-    GET  /records?limit=&offset= the records, newest first
-    GET  /records/<id>          one record, or 404
-    GET  /pbkdf2?iterations=N   CPU-bound key derivation, on a worker thread
-    GET  /stats                 thread-pool, connection-pool and HTTP statistics
+    GET    /                      what this is
+    GET    /health                {"ok": true}
+    POST   /records               {"name": "...", "value": <any JSON>} -> 201 and the stored record
+    GET    /records?limit=&offset= the records, newest first
+    GET    /records/<id>          one record, or 404 (on PostgreSQL from a cache invalidated by NOTIFY)
+    PUT    /records/<id>          {"name": "...", "value": ...} -> the updated record, or 404
+    DELETE /records/<id>          {"deleted": <id>}, or 404
+    POST   /import                a CSV body (header: name[,value][,created]) loaded through COPY ->
+                                  {"imported": <rows>}; all rows or none; PostgreSQL only (else 501)
+    GET    /pbkdf2?iterations=N   CPU-bound key derivation, on a worker thread
+    GET    /stats                 thread-pool, connection-pool, cache and HTTP statistics
+
+On PostgreSQL, ``GET /records/<id>`` is served from a read cache kept correct by ``LISTEN``/``NOTIFY``:
+the app listens on ``<table>_changed`` (one listener, opened at startup and closed at shutdown before
+the pool); each update or delete sends the record's id there from inside its transaction, so every
+process serving the table (``--workers N``) drops that entry, as it does for a ``NOTIFY`` from anyone
+else (``psql -c "NOTIFY webapp_records_changed, '42'"``). When notifications may have been missed
+(the listening connection was lost and is back), the whole cache is dropped. ``POST /import`` streams
+the CSV from the request into one ``COPY`` as it arrives (bounded by ``--max-body``); a row the app
+cannot store or the server refuses is a 400 with the reason (the server's own message for the
+latter), and nothing of the import is kept.
 
 Malformed requests get 400 (oversized ones 413/431), and so does input the database cannot store
 (a lone surrogate or a NUL in a string, a number out of range, ``NaN``/``1e999``); handler errors a
@@ -29,8 +43,11 @@ requests in flight finish, the connection pool and the thread pool drain, then t
 from __future__ import annotations
 
 import argparse
+import codecs
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import math
@@ -39,13 +56,13 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from adbapi import ConnectionPool
+from adbapi import ConnectionPool, Listener, Notification
 from deferthreads import deferToThreadPool, getThreadPool
-from reactor import Deferred, Failure, getReactor, inlineCallbacks, prefork
+from reactor import Deferred, Failure, getReactor, inlineCallbacks, prefork, succeed
 from reactor.web import HTTPError, HTTPFactory, Request, Response
 
 log = logging.getLogger("webapp")
@@ -54,22 +71,34 @@ MAX_NAME = 200
 MAX_ITERATIONS = 2_000_000
 MAX_ID = 2**63 - 1  # a BIGINT / SQLite INTEGER
 DEFAULT_PORT = 8080
+DEFAULT_TABLE = "webapp_records"
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
 Route = Callable[[Request, "re.Match[str]"], Any]
 
 
 class Database:
-    """The records table on an adbapi pool; hides the driver's parameter style."""
+    """The records table on an adbapi pool; hides the driver's parameter style. Reactor thread only.
 
-    def __init__(self, pool: ConnectionPool, postgres: bool) -> None:
+    On PostgreSQL every change of a record is announced on ``channel`` (``<table>_changed``) with
+    the record's id as the payload, sent from inside the writing transaction, so it goes out if and
+    when the change commits: every process serving this table (``--workers N``, or other services)
+    drops its cached copy. SQLite has no such thing, so there is no cache there.
+    """
+
+    def __init__(self, pool: ConnectionPool, postgres: bool, table: str = DEFAULT_TABLE) -> None:
+        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+            raise ValueError(f"table must be a lower-case SQL name of at most 40 characters, got {table!r}")
         self.pool = pool
         self.postgres = postgres
+        self.table = table
+        self.channel = f"{table}_changed"
         self.mark = "%s" if postgres else "?"
 
     def createSchema(self) -> Deferred[None]:
         idColumn = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
         return self.pool.runOperation(
-            f"CREATE TABLE IF NOT EXISTS webapp_records (id {idColumn}, name TEXT NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {self.table} (id {idColumn}, name TEXT NOT NULL, "
             "value TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)"
         )
 
@@ -80,7 +109,7 @@ class Database:
 
         def interaction(txn: Any) -> dict[str, Any]:
             txn.execute(
-                f"INSERT INTO webapp_records (name, value, created) VALUES ({m}, {m}, {m}) RETURNING id",
+                f"INSERT INTO {self.table} (name, value, created) VALUES ({m}, {m}, {m}) RETURNING id",
                 (name, encoded, created),
             )
             (recordId,) = txn.fetchone()
@@ -88,19 +117,177 @@ class Database:
 
         return self.pool.runInteraction(interaction)
 
+    def update(self, recordId: int, name: str, value: Any) -> Deferred[dict[str, Any] | None]:
+        """Replace a record's name and value; fires with the record, or None if there is no such id."""
+        m = self.mark
+        encoded = json.dumps(value)
+
+        def interaction(txn: Any) -> dict[str, Any] | None:
+            txn.execute(
+                f"UPDATE {self.table} SET name = {m}, value = {m} WHERE id = {m} RETURNING created",
+                (name, encoded, recordId),
+            )
+            row = txn.fetchone()
+            if row is None:
+                return None
+            self._announce(txn, recordId)
+            return {"id": recordId, "name": name, "value": value, "created": row[0]}
+
+        return self.pool.runInteraction(interaction)
+
+    def delete(self, recordId: int) -> Deferred[bool]:
+        """Delete a record; fires with True, or False if there was no such id."""
+
+        def interaction(txn: Any) -> bool:
+            txn.execute(f"DELETE FROM {self.table} WHERE id = {self.mark}", (recordId,))
+            if txn.rowcount != 1:
+                return False
+            self._announce(txn, recordId)
+            return True
+
+        return self.pool.runInteraction(interaction)
+
+    def _announce(self, txn: Any, recordId: int) -> None:
+        # pg_notify inside the transaction (not pool.notify after it): the server sends it at COMMIT,
+        # never for a change rolled back, and no other session can read the new row before it is sent.
+        if self.postgres:
+            txn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(recordId)))
+
     def list(self, limit: int, offset: int) -> Deferred[list[dict[str, Any]]]:
         m = self.mark
         d = self.pool.runQuery(
-            f"SELECT id, name, value, created FROM webapp_records ORDER BY id DESC LIMIT {m} OFFSET {m}",
+            f"SELECT id, name, value, created FROM {self.table} ORDER BY id DESC LIMIT {m} OFFSET {m}",
             (limit, offset),
         )
         return d.addCallback(lambda rows: [_row(r) for r in rows])
 
     def fetch(self, recordId: int) -> Deferred[dict[str, Any] | None]:
         d = self.pool.runQuery(
-            f"SELECT id, name, value, created FROM webapp_records WHERE id = {self.mark}", (recordId,)
+            f"SELECT id, name, value, created FROM {self.table} WHERE id = {self.mark}", (recordId,)
         )
         return d.addCallback(lambda rows: _row(rows[0]) if rows else None)
+
+    def importRows(self, rows: AsyncIterator[tuple[str, str, str]]) -> Deferred[int]:
+        """``COPY`` of (name, value as JSON text, created as text) rows, one transaction; fires with the
+        count. PostgreSQL only: the server parses ``created`` and refuses what is not a number."""
+        return self.pool.copyIn(self.table, rows, columns=["name", "value", "created"])
+
+
+class RecordCache:
+    """Records by id, read through from the database and dropped when PostgreSQL says they changed.
+
+    Reactor thread only. One ``Listener`` on the table's channel for the whole app (started by
+    :meth:`start`, closed by :meth:`stop` before the pool closes): a ``Notification`` whose payload
+    is an id drops that record, whoever sent it (this process, another worker, ``psql``); a
+    ``NotificationsMissed`` (the listening connection was lost and is back, or this consumer fell
+    behind) drops everything, since anything may have changed meanwhile. A read that was in flight
+    when its record was invalidated is answered but not kept (it may be the old version). The
+    number of entries is bounded: the oldest goes first.
+    """
+
+    def __init__(self, db: Database, maxEntries: int = 10_000) -> None:
+        if not isinstance(maxEntries, int) or maxEntries < 1:
+            raise ValueError(f"maxEntries must be a positive int, got {maxEntries!r}")
+        self.db = db
+        self.maxEntries = maxEntries
+        self.entries: dict[int, dict[str, Any]] = {}
+        # id -> the reads in flight for it, each a one-item list: [still valid]
+        self.loading: dict[int, list[list[bool]]] = {}
+        self.hits = self.misses = self.notifications = self.invalidations = self.resets = 0
+        self.listener: Listener | None = None
+        self.consumer: Deferred[None] | None = None
+
+    def start(self) -> Deferred[None]:
+        """LISTEN on the table's channel; fires once the server listens (fails if it cannot connect)."""
+        d = self.db.pool.listen(self.db.channel)
+
+        def listening(listener: Listener) -> None:
+            self.listener = listener
+            self.consumer = Deferred.fromCoroutine(self._consume(listener))
+            self.consumer.addErrback(lambda f: log.error("cache listener failed:\n%s", f.getTraceback()))
+
+        return d.addCallback(listening)
+
+    async def _consume(self, listener: Listener) -> None:
+        async for event in listener:  # ends when the listener is closed
+            if isinstance(event, Notification):
+                self.notifications += 1
+                if event.payload.isdigit() and len(event.payload) <= 19:
+                    self.invalidate(int(event.payload))
+            else:
+                log.info("cache dropped: notifications may have been missed (%s)", event.reason)
+                self.clear()
+
+    def stop(self) -> Deferred[None]:
+        """Close the listener (``UNLISTEN``) and wait for the consumer to end."""
+        listener, self.listener = self.listener, None
+        if listener is None:
+            return succeed(None)
+        consumer = self.consumer
+        d = listener.close()
+        return d.addCallback(lambda _: consumer).addCallback(lambda _: None)
+
+    def get(self, recordId: int) -> Deferred[dict[str, Any] | None]:
+        """The record (a cached copy, or read from the database), or None if there is no such id."""
+        record = self.entries.get(recordId)
+        if record is not None:
+            self.hits += 1
+            return succeed(record)
+        self.misses += 1
+        token = [True]
+        self.loading.setdefault(recordId, []).append(token)
+
+        def loaded(record: dict[str, Any] | None) -> dict[str, Any] | None:
+            if record is not None and token[0]:
+                self.entries.pop(recordId, None)
+                self.entries[recordId] = record
+                while len(self.entries) > self.maxEntries:
+                    del self.entries[next(iter(self.entries))]
+            return record
+
+        def done(result: Any) -> Any:
+            tokens = self.loading[recordId]
+            tokens.remove(token)
+            if not tokens:
+                del self.loading[recordId]
+            return result
+
+        return self.db.fetch(recordId).addCallback(loaded).addBoth(done)
+
+    def invalidate(self, recordId: int) -> None:
+        """A notification said ``recordId`` changed: forget it (counted in ``invalidations``)."""
+        self.invalidations += 1
+        self.forget(recordId)
+
+    def forget(self, recordId: int) -> None:
+        """Drop ``recordId``, and keep no read of it that is in flight (it may return the old version)."""
+        self.entries.pop(recordId, None)
+        for token in self.loading.get(recordId, ()):
+            token[0] = False
+
+    def clear(self) -> None:
+        """Forget everything, reads in flight included."""
+        self.resets += 1
+        self.entries.clear()
+        for tokens in self.loading.values():
+            for token in tokens:
+                token[0] = False
+
+    def statistics(self) -> dict[str, Any]:
+        listener = self.listener
+        return {
+            "enabled": True,
+            "channel": self.db.channel,
+            "entries": len(self.entries),
+            "hits": self.hits,
+            "misses": self.misses,
+            "notifications": self.notifications,
+            "invalidations": self.invalidations,
+            "resets": self.resets,
+            "listening": listener is not None and not listener.closed,
+            "listenerReconnects": listener.reconnects if listener is not None else 0,
+            "listenerDropped": listener.dropped if listener is not None else 0,
+        }
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -187,6 +374,8 @@ class WebApp:
         self.threadPool = getThreadPool(reactor)
         self.http = HTTPFactory(self.handle, maxBodyBytes=maxBodySize, reactor=reactor)
         self.listeningPort: Any = None
+        # PostgreSQL only: the read cache of GET /records/<id>, invalidated by NOTIFY (made in start()).
+        self.cache: RecordCache | None = None
         self.stopping: Deferred[None] | None = None
         self.routes: list[tuple[str, re.Pattern[str], Route]] = [
             ("GET", re.compile(r"/"), self.index),
@@ -194,6 +383,9 @@ class WebApp:
             ("POST", re.compile(r"/records"), self.createRecord),
             ("GET", re.compile(r"/records"), self.listRecords),
             ("GET", re.compile(r"/records/(\d+)"), self.fetchRecord),
+            ("PUT", re.compile(r"/records/(\d+)"), self.updateRecord),
+            ("DELETE", re.compile(r"/records/(\d+)"), self.deleteRecord),
+            ("POST", re.compile(r"/import"), self.importCSV),
             ("GET", re.compile(r"/pbkdf2"), self.pbkdf2),
             ("GET", re.compile(r"/stats"), self.stats),
         ]
@@ -202,8 +394,12 @@ class WebApp:
 
     @inlineCallbacks
     def start(self) -> Any:
-        """Create the schema, then listen. Fires with the listening port."""
+        """Create the schema, start the cache's listener (PostgreSQL), then listen. Fires with the port."""
         yield self.db.createSchema()
+        if self.db.postgres:
+            cache = RecordCache(self.db)
+            yield cache.start()  # fails (and so does start) if the listening connection cannot be opened
+            self.cache = cache
         # Under --workers N every worker process listens on the one port (SO_REUSEPORT).
         self.listeningPort = self.reactor.listenTCP(self.requestedPort, self.http, interface=self.host,
                                                     reusePort=prefork.isWorker())
@@ -230,6 +426,9 @@ class WebApp:
             yield self.listeningPort.stopListening()
         # Finishes requests in flight, closes idle keep-alive connections, drops the rest at the deadline.
         yield self.http.stopGracefully(self.shutdownTimeout)
+        if self.cache is not None:
+            # The listening connection is not one of the pool's: close it first (UNLISTEN).
+            yield self.cache.stop()
         yield self.db.pool.close()
 
     def _stopReactor(self, result: object) -> None:
@@ -284,13 +483,8 @@ class WebApp:
 
     @inlineCallbacks
     def createRecord(self, request: Request, match: re.Match[str]) -> Any:
-        body = parseJSON((yield request.body()))
-        if not isinstance(body, dict) or set(body) - {"name", "value"} or "name" not in body:
-            raise HTTPError(400, 'body must be a JSON object {"name": str, "value": any}')
-        name = body["name"]
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
-            raise HTTPError(400, f"name must be a non-empty string of at most {MAX_NAME} characters")
-        record = yield self.db.insert(name, body.get("value"))
+        name, value = _recordBody(parseJSON((yield request.body())))
+        record = yield self.db.insert(name, value)
         return jsonResponse(record, 201)
 
     @inlineCallbacks
@@ -302,15 +496,53 @@ class WebApp:
 
     @inlineCallbacks
     def fetchRecord(self, request: Request, match: re.Match[str]) -> Any:
-        digits = match.group(1)
-        # (int() of thousands of digits is refused by Python itself, and is no id anyway)
-        if len(digits) > 19 or not 1 <= int(digits) <= MAX_ID:
-            raise HTTPError(400, f"a record id is an integer from 1 to {MAX_ID}, got {digits[:30]}")
-        recordId = int(digits)
-        record = yield self.db.fetch(recordId)
+        recordId = _recordId(match)
+        if self.cache is not None:
+            record = yield self.cache.get(recordId)
+        else:
+            record = yield self.db.fetch(recordId)
         if record is None:
             raise HTTPError(404, f"no record {recordId}")
         return jsonResponse(record)
+
+    @inlineCallbacks
+    def updateRecord(self, request: Request, match: re.Match[str]) -> Any:
+        recordId = _recordId(match)
+        name, value = _recordBody(parseJSON((yield request.body())))
+        record = yield self.db.update(recordId, name, value)
+        if self.cache is not None:
+            # At once, for this process's next read; other processes hear of it through NOTIFY.
+            self.cache.forget(recordId)
+        if record is None:
+            raise HTTPError(404, f"no record {recordId}")
+        return jsonResponse(record)
+
+    @inlineCallbacks
+    def deleteRecord(self, request: Request, match: re.Match[str]) -> Any:
+        recordId = _recordId(match)
+        deleted = yield self.db.delete(recordId)
+        if self.cache is not None:
+            self.cache.forget(recordId)
+        if not deleted:
+            raise HTTPError(404, f"no record {recordId}")
+        return jsonResponse({"deleted": recordId})
+
+    @inlineCallbacks
+    def importCSV(self, request: Request, match: re.Match[str]) -> Any:
+        """CSV rows into the table through one COPY, read from the request as the body arrives."""
+        if not self.db.postgres:
+            raise HTTPError(501, "POST /import needs PostgreSQL (it loads through COPY): start with --dsn")
+        problems: list[HTTPError] = []
+        try:
+            count = yield self.db.importRows(_csvRows(request, problems))
+        except Exception as e:
+            if problems:  # our own check refused a row: the COPY was aborted because of it
+                raise problems[0] from None
+            dbapi = self.db.pool.dbapi
+            if isinstance(e, (dbapi.DataError, dbapi.IntegrityError)):
+                raise HTTPError(400, f"the data was refused, nothing imported: {str(e).strip()}") from None
+            raise
+        return jsonResponse({"imported": count})
 
     @inlineCallbacks
     def pbkdf2(self, request: Request, match: re.Match[str]) -> Any:
@@ -325,6 +557,8 @@ class WebApp:
             {
                 "threadPool": dataclasses.asdict(self.threadPool.statistics()),
                 "connectionPool": dataclasses.asdict(self.db.pool.statistics()),
+                "cache": self.cache.statistics() if self.cache is not None
+                else {"enabled": False, "reason": "the read cache needs PostgreSQL's NOTIFY (--dsn)"},
                 "http": {
                     "inFlight": self.http.inFlight,
                     "served": self.http.requestsServed,
@@ -332,6 +566,129 @@ class WebApp:
                 },
             }
         )
+
+
+def _recordId(match: re.Match[str]) -> int:
+    digits = match.group(1)
+    # (int() of thousands of digits is refused by Python itself, and is no id anyway)
+    if len(digits) > 19 or not 1 <= int(digits) <= MAX_ID:
+        raise HTTPError(400, f"a record id is an integer from 1 to {MAX_ID}, got {digits[:30]}")
+    return int(digits)
+
+
+def _checkName(name: Any, where: str = "name") -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+        raise HTTPError(400, f"{where} must be a non-empty string of at most {MAX_NAME} characters")
+    return name
+
+
+def _recordBody(body: Any) -> tuple[str, Any]:
+    """(name, value) from a request's JSON body; HTTPError(400) if it is not such an object."""
+    if not isinstance(body, dict) or set(body) - {"name", "value"} or "name" not in body:
+        raise HTTPError(400, 'body must be a JSON object {"name": str, "value": any}')
+    return _checkName(body["name"]), body.get("value")
+
+
+class _CsvRecords:
+    """Cuts CSV text (the default dialect) into whole records as it arrives: a newline ends a record
+    unless it is inside a quoted field (an odd number of quote characters since the record began)."""
+
+    _CUT = re.compile(r'["\n]')
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.inQuotes = False
+
+    def feed(self, text: str) -> str:
+        """The records completed by ``text`` (possibly ""); the rest is kept for the next feed."""
+        cut = -1
+        inQuotes = self.inQuotes
+        for found in self._CUT.finditer(text):
+            if found.group() == '"':
+                inQuotes = not inQuotes
+            elif not inQuotes:
+                cut = found.end()
+        self.inQuotes = inQuotes
+        if cut < 0:
+            self.pending.append(text)
+            return ""
+        complete = "".join(self.pending) + text[:cut]
+        self.pending = [text[cut:]]
+        return complete
+
+    def rest(self) -> str:
+        rest = "".join(self.pending)
+        self.pending = []
+        return rest
+
+
+IMPORT_COLUMNS = ("name", "value", "created")
+IMPORT_READ = 64 * 1024
+
+
+def _importHeader(fields: list[str]) -> list[str]:
+    if set(fields) - set(IMPORT_COLUMNS) or len(set(fields)) != len(fields) or "name" not in fields:
+        raise HTTPError(400, f"the CSV's first line must name its columns, among {', '.join(IMPORT_COLUMNS)} "
+                             f"(name required), got {','.join(fields)[:100]!r}")
+    return fields
+
+
+def _importRow(columns: list[str], fields: list[str], number: int, now: str) -> tuple[str, str, str]:
+    """One CSV record as a (name, value as JSON text, created as text) row; HTTPError(400) naming it."""
+    where = f"CSV record {number}"
+    if len(fields) != len(columns):
+        raise HTTPError(400, f"{where} has {len(fields)} fields, the header {len(columns)}")
+    _checkStorable(fields, where)
+    row = dict(zip(columns, fields, strict=True))
+    name = _checkName(row["name"], f"{where}: name")
+    raw = row.get("value", "")
+    try:
+        value = json.loads(raw, parse_constant=_refuseConstant, parse_float=_finiteFloat) if raw else None
+    except (ValueError, RecursionError) as e:
+        raise HTTPError(400, f"{where}: value is not valid JSON: {str(e)[:200]}") from None
+    return name, json.dumps(value), row.get("created") or now
+
+
+async def _csvRows(request: Request, problems: list[HTTPError]) -> AsyncIterator[tuple[str, str, str]]:
+    """The rows of a CSV request body, parsed as its bytes arrive (reactor thread).
+
+    A header naming ``name`` and optionally ``value`` (JSON; empty is null) and ``created``
+    (seconds since the epoch, passed on as text for the server to parse; empty is now), then a
+    record per row. A row this app refuses raises HTTPError(400), also put in ``problems``: the
+    COPY's failure then reports it, whatever the driver made of the exception.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    records = _CsvRecords()
+    columns: list[str] | None = None
+    number = 0  # CSV records read, the header included
+    now = repr(time.time())
+    ended = False
+    try:
+        while not ended:
+            chunk = await request.read(IMPORT_READ)
+            ended = not chunk
+            try:
+                text = records.feed(decoder.decode(chunk, final=ended))
+            except UnicodeDecodeError as e:
+                raise HTTPError(400, f"the CSV is not UTF-8 ({e.reason}, near record {number + 1})") from None
+            if ended:
+                text += records.rest()
+            try:
+                for fields in csv.reader(io.StringIO(text, newline=""), strict=True):
+                    number += 1
+                    if not fields:
+                        continue  # a blank line
+                    if columns is None:
+                        columns = _importHeader(fields)
+                    else:
+                        yield _importRow(columns, fields, number, now)
+            except csv.Error as e:
+                raise HTTPError(400, f"CSV record {number + 1} is malformed: {e}") from None
+        if columns is None:
+            raise HTTPError(400, "the CSV is empty: its first line must name its columns")
+    except HTTPError as e:
+        problems.append(HTTPError(400, f"{e.message}; nothing imported"))
+        raise problems[-1] from None
 
 
 def _errorResponse(status: int, message: str) -> Response:
@@ -345,10 +702,10 @@ def _httpErrorAsJSON(failure: Failure) -> Response:
     return _errorResponse(err.status, err.message)
 
 
-def openDatabase(reactor: Any, dsn: str | None, sqlitePath: str) -> Database:
+def openDatabase(reactor: Any, dsn: str | None, sqlitePath: str, table: str = DEFAULT_TABLE) -> Database:
     """PostgreSQL (psycopg2) when ``dsn`` is given, else SQLite in ``sqlitePath`` (created if missing)."""
     if dsn:
-        return Database(ConnectionPool("psycopg2", dsn, cp_min=1, cp_max=8, cp_reactor=reactor), True)
+        return Database(ConnectionPool("psycopg2", dsn, cp_min=1, cp_max=8, cp_reactor=reactor), True, table)
 
     def tune(conn: Any) -> None:
         # WAL lets readers run while a writer commits; busy_timeout waits instead of failing.
@@ -358,7 +715,7 @@ def openDatabase(reactor: Any, dsn: str | None, sqlitePath: str) -> Database:
     pool = ConnectionPool(
         "sqlite3", sqlitePath, timeout=5.0, cp_min=1, cp_max=4, cp_openfun=tune, cp_reactor=reactor
     )
-    return Database(pool, False)
+    return Database(pool, False, table)
 
 
 def _selfTest(app: WebApp) -> Deferred[bool]:
@@ -372,23 +729,35 @@ def _selfTest(app: WebApp) -> Deferred[bool]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
         def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-            raw = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=raw, headers={"Content-Type": "application/json"})
+            raw: bytes | None
+            if isinstance(body, bytes):
+                raw, kind = body, "text/csv"
+            else:
+                raw, kind = (None if body is None else json.dumps(body).encode()), "application/json"
+            conn.request(method, path, body=raw, headers={"Content-Type": kind})
             resp = conn.getresponse()
             return resp.status, json.loads(resp.read() or b"null")
 
+        status, created = call("POST", "/records", {"name": "self-test", "value": [1, 2, 3]})
+        if status != 201:
+            return [f"POST /records: expected 201, got {status}"]
+        path = f"/records/{created['id']}"
         checks: list[tuple[str, str, Any, int]] = [
             ("GET", "/health", None, 200),
-            ("POST", "/records", {"name": "self-test", "value": [1, 2, 3]}, 201),
             ("GET", "/records?limit=5", None, 200),
+            ("GET", path, None, 200),
+            ("GET", path, None, 200),  # from the cache on PostgreSQL
+            ("PUT", path, {"name": "self-test", "value": "changed"}, 200),
             ("GET", "/records/999999999", None, 404),
             ("GET", "/pbkdf2?iterations=1000", None, 200),
             ("POST", "/records", {"nom": 1}, 400),
+            ("POST", "/import", b"name,value\nimported,{\"n\": 1}\n", 200 if app.db.postgres else 501),
+            ("DELETE", path, None, 200),
             ("GET", "/stats", None, 200),
         ]
         for method, path, body, expected in checks:
             status, payload = call(method, path, body)
-            line = f"  {method:4} {path:28} -> {status} {json.dumps(payload)[:70]}"
+            line = f"  {method:6} {path:28} -> {status} {json.dumps(payload)[:70]}"
             print(line, flush=True)
             if status != expected:
                 problems.append(f"{method} {path}: expected {expected}, got {status}")
@@ -409,7 +778,7 @@ def _selfTest(app: WebApp) -> Deferred[bool]:
 def _superviseWorkers(args: argparse.Namespace) -> int:
     """``--workers N``: N copies of this program on one port, supervised (SIGHUP: a rolling restart)."""
     command = [sys.executable, os.path.abspath(__file__), "--host", args.host, "--port", "{port}",
-               "--db", args.db, "--max-body", str(args.max_body), "--shutdown-timeout",
+               "--db", args.db, "--table", args.table, "--max-body", str(args.max_body), "--shutdown-timeout",
                str(args.shutdown_timeout)]
     env = dict(os.environ)
     if args.dsn:
@@ -424,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8080; 0 = any)")
     parser.add_argument("--db", default="webapp.sqlite3", help="SQLite file (default ./webapp.sqlite3)")
     parser.add_argument("--dsn", default=os.environ.get("WEBAPP_DSN"), help="PostgreSQL DSN (or WEBAPP_DSN)")
+    parser.add_argument("--table", default=DEFAULT_TABLE, help=f"the records table (default {DEFAULT_TABLE})")
     parser.add_argument("--max-body", type=int, default=64 * 1024, help="request body limit in bytes")
     parser.add_argument("--serve-for", type=float, default=None, help="shut down after SECONDS")
     parser.add_argument(
@@ -441,8 +811,10 @@ def main(argv: list[str] | None = None) -> int:
         return _superviseWorkers(args)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not _TABLE_NAME.fullmatch(args.table):
+        parser.error(f"--table must be a lower-case SQL name of at most 40 characters, got {args.table!r}")
     reactor = getReactor()
-    db = openDatabase(reactor, args.dsn, args.db)
+    db = openDatabase(reactor, args.dsn, args.db, args.table)
     app = WebApp(reactor, db, args.host, args.port, args.max_body, args.shutdown_timeout)
     outcome = {"ok": True}
 
