@@ -31,6 +31,9 @@ WEBAPP = ROOT / "examples" / "webapp.py"
 class Server:
     """examples/webapp.py in a subprocess on a free loopback port."""
 
+    dsn = ""  # on PostgreSQL: the DSN and the records table (the pgServer fixture sets them)
+    table = ""
+
     def __init__(self, tmp: Path, *extra: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
@@ -81,7 +84,7 @@ def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = N
 def rawExchange(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(data)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = s.recv(65536)
             if not chunk:
@@ -180,17 +183,22 @@ def test_selfTestMode(tmp_path: Path) -> None:
     assert "self-test passed" in proc.stdout and "Serving on http://127.0.0.1:" in proc.stdout
 
 
-def test_selfTestOnPostgres(tmp_path: Path, postgresDSN: str) -> None:
-    """The same backend on PostgreSQL when given a DSN."""
-    proc = subprocess.run(
-        [sys.executable, str(WEBAPP), "--port", "0", "--dsn", postgresDSN, "--self-test"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+def test_selfTestOnPostgres(tmp_path: Path, postgresDSN: str, uniqueTableName: str) -> None:
+    """The same backend on PostgreSQL when given a DSN (the cache and the CSV import included)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(WEBAPP), "--port", "0", "--dsn", postgresDSN, "--table", uniqueTableName,
+             "--self-test"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    finally:
+        dropTable(postgresDSN, uniqueTableName)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "self-test passed" in proc.stdout and "PostgreSQL" in proc.stdout
+    assert "POST   /import                      -> 200" in proc.stdout
 
 
 def rawCall(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -240,3 +248,222 @@ def test_webappAnswersHeadWithoutBody(server: Server) -> None:
     conn.close()
     code, _, err = server.stop()
     assert code == 0 and "Traceback" not in err
+
+
+# -- on PostgreSQL: the read cache invalidated by NOTIFY, and the CSV import through COPY ------------
+
+
+def sql(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One autocommitted statement on a connection of the test's own (a NOTIFY goes out at once)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
+
+
+def dropTable(dsn: str, table: str) -> None:
+    sql(dsn, f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture
+def pgServer(tmp_path: Path, postgresDSN: str, uniqueTableName: str) -> Iterator[Server]:
+    """The app on PostgreSQL, on a table of its own (dropped after)."""
+    s = Server(tmp_path, "--serve-for", "60", "--dsn", postgresDSN, "--table", uniqueTableName)
+    s.dsn, s.table = postgresDSN, uniqueTableName
+    try:
+        yield s
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate(timeout=10)
+        dropTable(postgresDSN, uniqueTableName)
+
+
+def cacheStats(conn: http.client.HTTPConnection) -> dict[str, Any]:
+    status, stats = call(conn, "GET", "/stats")
+    assert status == 200
+    return stats["cache"]  # type: ignore[no-any-return]
+
+
+def waitForCache(conn: http.client.HTTPConnection, what: str, predicate: Any,
+                 seconds: float = 20.0) -> dict[str, Any]:
+    """Poll the server's cache statistics until ``predicate`` holds for them (bounded by ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        stats = cacheStats(conn)
+        if predicate(stats):
+            return stats
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds}s; cache statistics {stats}")
+
+
+def changeBehindTheCache(server: Server, recordId: int, value: Any) -> None:
+    """Change a record in the database directly, with no NOTIFY: a cached copy stays as it was."""
+    sql(server.dsn, f"UPDATE {server.table} SET value = %s WHERE id = %s",
+        (json.dumps(value), recordId))
+
+
+def test_cachedReadIsServedFromTheCache(pgServer: Server) -> None:
+    """A second GET of a record is a cache hit: a change made behind the cache's back is not seen."""
+    conn = pgServer.client()
+    status, created = call(conn, "POST", "/records", {"name": "cached", "value": 1})
+    assert status == 201
+    path = f"/records/{created['id']}"
+    assert call(conn, "GET", path) == (200, created)
+    changeBehindTheCache(pgServer, created["id"], 2)
+    assert call(conn, "GET", path) == (200, created)  # the cached copy
+    stats = cacheStats(conn)
+    assert stats["enabled"] and stats["listening"]
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)
+    assert stats["channel"] == f"{pgServer.table}_changed"
+    conn.close()
+
+
+def test_cacheIsInvalidatedByTheAppsOwnWrite(pgServer: Server) -> None:
+    """PUT and DELETE drop the cached record at once, and their NOTIFY comes back through the listener."""
+    conn = pgServer.client()
+    _, created = call(conn, "POST", "/records", {"name": "mine", "value": "old"})
+    path = f"/records/{created['id']}"
+    call(conn, "GET", path)
+    status, updated = call(conn, "PUT", path, {"name": "mine", "value": "new"})
+    assert status == 200 and updated["value"] == "new" and updated["created"] == created["created"]
+    assert call(conn, "GET", path) == (200, updated)  # read your own write, before any notification
+    stats = waitForCache(conn, "the app's own NOTIFY", lambda c: c["invalidations"] >= 1)
+    assert stats["notifications"] == 1 and stats["misses"] == 2
+    call(conn, "GET", path)  # cached again
+    assert call(conn, "DELETE", path) == (200, {"deleted": created["id"]})
+    assert call(conn, "GET", path)[0] == 404
+    waitForCache(conn, "the NOTIFY of the delete", lambda c: c["invalidations"] >= 2)
+    assert call(conn, "PUT", "/records/987654321", {"name": "x"})[0] == 404
+    assert call(conn, "PUT", path, {"nom": "x"})[0] == 400
+    conn.close()
+
+
+def test_cacheIsInvalidatedByAnotherSessionsNotify(pgServer: Server) -> None:
+    """A NOTIFY of the record's id from another connection (as psql would send) drops the cached copy."""
+    conn = pgServer.client()
+    _, created = call(conn, "POST", "/records", {"name": "theirs", "value": "old"})
+    path = f"/records/{created['id']}"
+    call(conn, "GET", path)
+    changeBehindTheCache(pgServer, created["id"], "new")
+    assert call(conn, "GET", path)[1]["value"] == "old"
+    sql(pgServer.dsn, f"NOTIFY {pgServer.table}_changed, '{created['id']}'")
+    stats = waitForCache(conn, "the external NOTIFY", lambda c: c["invalidations"] >= 1)
+    assert stats["entries"] == 0
+    assert call(conn, "GET", path)[1]["value"] == "new"
+    # A payload that is no record id is counted and ignored.
+    sql(pgServer.dsn, f"NOTIFY {pgServer.table}_changed, 'not an id'")
+    stats = waitForCache(conn, "the second NOTIFY", lambda c: c["notifications"] >= 2)
+    assert stats["invalidations"] == 1 and stats["entries"] == 1
+    conn.close()
+
+
+def test_cacheIsDroppedWhenNotificationsWereMissed(pgServer: Server) -> None:
+    """The listener's backend terminated: once it is listening again, the whole cache is dropped."""
+    conn = pgServer.client()
+    records = [call(conn, "POST", "/records", {"name": f"r{i}", "value": "old"})[1] for i in range(3)]
+    for record in records:
+        call(conn, "GET", f"/records/{record['id']}")
+        changeBehindTheCache(pgServer, record["id"], "new")
+    assert cacheStats(conn)["entries"] == 3
+    channel = f"{pgServer.table}_changed"
+    pids = sql(pgServer.dsn, "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+               "AND query LIKE %s", (f"%LISTEN \"{channel}\"%",))
+    assert len(pids) == 1, pids
+    assert sql(pgServer.dsn, "SELECT pg_terminate_backend(%s)", pids[0]) == [(True,)]
+    stats = waitForCache(conn, "the listener's reconnection", lambda c: c["resets"] >= 1)
+    assert stats["listenerReconnects"] == 1 and stats["listening"] and stats["entries"] == 0
+    for record in records:
+        assert call(conn, "GET", f"/records/{record['id']}")[1]["value"] == "new"
+    # Listening again: a NOTIFY after the reconnection still invalidates.
+    sql(pgServer.dsn, f"NOTIFY {channel}, '{records[0]['id']}'")
+    waitForCache(conn, "a NOTIFY after the reconnection", lambda c: c["invalidations"] >= 1)
+    conn.close()
+
+
+def postCSV(server: Server, body: bytes | list[bytes]) -> tuple[int, Any]:
+    """POST /import with ``body`` (a list: sent chunked, a chunk at a time)."""
+    conn = server.client()
+    try:
+        payload: Any = iter(body) if isinstance(body, list) else body
+        conn.request("POST", "/import", body=payload, headers={"Content-Type": "text/csv"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def storedRows(server: Server) -> list[tuple[Any, ...]]:
+    return sql(server.dsn, f"SELECT name, value, created FROM {server.table} ORDER BY id")
+
+
+def test_importLoadsACsvBodyThroughCopy(pgServer: Server) -> None:
+    """POST /import: every row stored, quoted fields spanning chunks included, and the count answered."""
+    chunks = [
+        b"name,value,created\n",
+        b'plain,42,1700000000.5\n"with, comma","{""a"": [1, 2]}",\n"two',  # a quoted record cut mid-field
+        b'\nlines",,1\r\n\n',  # CRLF and a blank line
+        "caf\u00e9,\"\"\"\u00e9\"\"\",2\n".encode()[:4],  # a UTF-8 character cut between chunks
+        "caf\u00e9,\"\"\"\u00e9\"\"\",2\n".encode()[4:],
+    ]
+    status, answer = postCSV(pgServer, chunks)
+    assert (status, answer) == (200, {"imported": 4})
+    rows = storedRows(pgServer)
+    assert [(r[0], json.loads(r[1]), r[2]) for r in rows if r[0] != "with, comma"] == [
+        ("plain", 42, 1700000000.5),
+        ("two\nlines", None, 1.0),
+        ("caf\u00e9", "\u00e9", 2.0),
+    ]
+    withComma = next(r for r in rows if r[0] == "with, comma")
+    assert json.loads(withComma[1]) == {"a": [1, 2]} and withComma[2] > 1.7e9  # empty created: now
+    conn = pgServer.client()
+    listing = call(conn, "GET", "/records?limit=10")[1]["records"]
+    assert [r["name"] for r in listing] == ["caf\u00e9", "two\nlines", "with, comma", "plain"]
+    conn.close()
+
+
+def test_importRefusesBadDataWith400AndKeepsNothing(pgServer: Server) -> None:
+    """Data the server refuses, rows the app refuses, malformed CSV: 400 with the reason, no row kept."""
+    many = b"name,created\n" + b"".join(b"row%d,%d\n" % (i, i) for i in range(2500))
+    cases: list[tuple[bytes | list[bytes], str]] = [
+        # the server's own message, for a row past the first COPY batches
+        (many + b"late,yesterday\n", 'invalid input syntax for type double precision: "yesterday"'),
+        (b"name,value\nok,1\nbad,{nope\n", "CSV record 3: value is not valid JSON"),
+        (b"name,value\nok,NaN\n", "value is not valid JSON"),
+        (b"name\n\"\"\n", "CSV record 2: name must be a non-empty string"),
+        (b'name\n"unterminated\n', "is malformed"),
+        (b"name,value\nok\n", "CSV record 2 has 1 fields, the header 2"),
+        (b"nom,value\nx,1\n", "first line must name its columns"),
+        (b"name\nbad\xff\n", "not UTF-8"),
+        (b"name\na\x00b\n", "NUL"),
+        (b"", "the CSV is empty"),
+    ]
+    for body, reason in cases:
+        status, answer = postCSV(pgServer, body)
+        assert status == 400 and reason in answer["error"], (reason, status, answer)
+        assert "nothing imported" in answer["error"]
+        assert storedRows(pgServer) == []
+    assert postCSV(pgServer, many) == (200, {"imported": 2500})  # the same rows, without the bad one
+    code, _, err = pgServer.stop()
+    assert code == 0 and "Traceback" not in err and " 500" not in err
+
+
+def test_importAndCacheOnSqliteAnswer501(server: Server) -> None:
+    """On SQLite, POST /import is a 501 saying why, and /stats says there is no cache; reads still work."""
+    status, answer = postCSV(server, b"name\nx\n")
+    assert status == 501 and "PostgreSQL" in answer["error"]
+    conn = server.client()
+    _, created = call(conn, "POST", "/records", {"name": "lite", "value": 1})
+    path = f"/records/{created['id']}"
+    assert call(conn, "GET", path) == (200, created)
+    assert call(conn, "PUT", path, {"name": "lite", "value": 2})[1]["value"] == 2
+    assert call(conn, "GET", path)[1]["value"] == 2
+    cache = cacheStats(conn)
+    assert cache["enabled"] is False and "PostgreSQL" in cache["reason"]
+    conn.close()
