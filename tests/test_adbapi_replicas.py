@@ -21,7 +21,7 @@ import pytest
 import adbapi
 from adbapi import ConnectionLost, ConnectionPool, ReplicaState, ReplicatedPool, Transaction
 from deferthreads import deferToExecutor
-from reactor import Deferred, Reactor, fail, succeed
+from reactor import CancelledError, Deferred, Reactor, fail, succeed
 from reactor.task import Clock
 from tests.adbapi_support import runReactor, until, within
 from tests.pgcluster_support import PgCluster, pgcluster, pgclusterTemplates
@@ -110,16 +110,18 @@ def test_writesAndPlainCallsGoToThePrimary(files: dict[str, str]) -> None:
 
 
 def test_readsTakeEquallyIdleReplicasInTurn(files: dict[str, str]) -> None:
-    """Reads through pool.reads alternate between two idle, caught-up replicas."""
+    """Reads through pool.reads alternate between two idle, caught-up replicas (statistics, repr say so)."""
 
     async def body(reactor: Reactor) -> tuple[list[str], Any]:
         pool = router(files, reactor, FakeHealth(r1=0.0, r2=0.1), Clock())
         seen = [await where(pool.reads) for _ in range(6)]
         stats = pool.statistics()
+        text = repr(pool.reads)
         await pool.close()
-        return seen, stats
+        return seen, stats, text
 
-    seen, stats = runReactor(body)
+    seen, stats, text = runReactor(body)
+    assert text == "<ReadView of <ReplicatedPool primary=primary replicas=[r1 up, r2 up]>>"
     assert seen == ["r1", "r2"] * 3
     assert [m.reads for m in stats.replicas] == [3, 3] and stats.primary.reads == 0
     assert [m.state for m in stats.replicas] == ["up", "up"]
@@ -415,6 +417,30 @@ def test_otherErrorsOfAReadReachTheCallerUnchanged(files: dict[str, str]) -> Non
     error, stats = runReactor(body)
     assert error is sqlite3.OperationalError
     assert stats.rerouted == 0 and [m.state for m in stats.replicas] == ["up", "up"]
+
+
+def test_cancellingAReadCancelsItOnItsReplica(files: dict[str, str]) -> None:
+    """Cancelling a read's Deferred cancels the call on the replica running it; nothing is rerun."""
+    forever = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+
+    async def body(reactor: Reactor) -> tuple[bool, Any, str]:
+        pool = router(files, reactor, FakeHealth(r1=0.0, r2=0.0), Clock())
+        d = pool.reads.runQuery(forever)
+        await until(reactor, lambda: pool.replicas[0].statistics().busy == 1, "the read running on r1")
+        d.cancel()
+        try:
+            await d
+            cancelled = False
+        except CancelledError:
+            cancelled = True
+        stats = pool.statistics()
+        after = await where(pool.reads)
+        await pool.close()
+        return cancelled, stats, after
+
+    cancelled, stats, after = runReactor(body)
+    assert cancelled and stats.rerouted == 0
+    assert [m.state for m in stats.replicas] == ["up", "up"] and after in ("r1", "r2")
 
 
 def test_closeStopsTheChecksAndClosesEveryMemberPool(files: dict[str, str]) -> None:
