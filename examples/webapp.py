@@ -148,8 +148,9 @@ class Database:
         return self.pool.runInteraction(interaction)
 
     def _announce(self, txn: Any, recordId: int) -> None:
-        # pg_notify inside the transaction (not pool.notify after it): the server sends it at COMMIT,
-        # never for a change rolled back, and no other session can read the new row before it is sent.
+        # pg_notify inside the transaction (not pool.notify after it): the server queues it with the
+        # COMMIT, so it is sent if and only if the change commits (a crash between the two cannot lose
+        # it) and is never delivered before the change is visible to the reader it makes re-read.
         if self.postgres:
             txn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(recordId)))
 
@@ -212,7 +213,7 @@ class RecordCache:
         async for event in listener:  # ends when the listener is closed
             if isinstance(event, Notification):
                 self.notifications += 1
-                if event.payload.isdigit() and len(event.payload) <= 19:
+                if event.payload.isascii() and event.payload.isdigit() and len(event.payload) <= 19:
                     self.invalidate(int(event.payload))
             else:
                 log.info("cache dropped: notifications may have been missed (%s)", event.reason)
@@ -652,12 +653,13 @@ def _importRow(columns: list[str], fields: list[str], number: int, now: str) -> 
 async def _csvRows(request: Request, problems: list[HTTPError]) -> AsyncIterator[tuple[str, str, str]]:
     """The rows of a CSV request body, parsed as its bytes arrive (reactor thread).
 
-    A header naming ``name`` and optionally ``value`` (JSON; empty is null) and ``created``
-    (seconds since the epoch, passed on as text for the server to parse; empty is now), then a
-    record per row. A row this app refuses raises HTTPError(400), also put in ``problems``: the
-    COPY's failure then reports it, whatever the driver made of the exception.
+    UTF-8 (a byte-order mark is skipped); a header naming ``name`` and optionally ``value`` (JSON;
+    empty is null) and ``created`` (seconds since the epoch, passed on as text for the server to
+    parse; empty is now), then a record per row. A row this app refuses raises HTTPError(400), a
+    body past ``maxBodyBytes`` the server's 413; either is also put in ``problems``, so the COPY's
+    failure reports it, whatever the driver made of the exception.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()  # spreadsheets start their CSV with a BOM
     records = _CsvRecords()
     columns: list[str] | None = None
     number = 0  # CSV records read, the header included
@@ -686,8 +688,8 @@ async def _csvRows(request: Request, problems: list[HTTPError]) -> AsyncIterator
                 raise HTTPError(400, f"CSV record {number + 1} is malformed: {e}") from None
         if columns is None:
             raise HTTPError(400, "the CSV is empty: its first line must name its columns")
-    except HTTPError as e:
-        problems.append(HTTPError(400, f"{e.message}; nothing imported"))
+    except HTTPError as e:  # ours, or the server's on the body (413 past --max-body, 408 too slow)
+        problems.append(HTTPError(e.status, f"{e.message}; nothing imported"))
         raise problems[-1] from None
 
 

@@ -406,7 +406,7 @@ def storedRows(server: Server) -> list[tuple[Any, ...]]:
 def test_importLoadsACsvBodyThroughCopy(pgServer: Server) -> None:
     """POST /import: every row stored, quoted fields spanning chunks included, and the count answered."""
     chunks = [
-        b"name,value,created\n",
+        b"\xef\xbb\xbfname,value,created\n",  # a byte-order mark, as spreadsheets write
         b'plain,42,1700000000.5\n"with, comma","{""a"": [1, 2]}",\n"two',  # a quoted record cut mid-field
         b'\nlines",,1\r\n\n',  # CRLF and a blank line
         "caf\u00e9,\"\"\"\u00e9\"\"\",2\n".encode()[:4],  # a UTF-8 character cut between chunks
@@ -449,6 +449,10 @@ def test_importRefusesBadDataWith400AndKeepsNothing(pgServer: Server) -> None:
         assert status == 400 and reason in answer["error"], (reason, status, answer)
         assert "nothing imported" in answer["error"]
         assert storedRows(pgServer) == []
+    tooBig = [b"name,value\n"] + [b"x," + b"7" * 997 + b"\n"] * 70  # chunked, past the 64 KiB body limit
+    status, answer = postCSV(pgServer, tooBig)
+    assert status == 413 and "nothing imported" in answer["error"]
+    assert storedRows(pgServer) == []
     assert postCSV(pgServer, many) == (200, {"imported": 2500})  # the same rows, without the bad one
     code, _, err = pgServer.stop()
     assert code == 0 and "Traceback" not in err and " 500" not in err
