@@ -362,6 +362,18 @@ def test_cacheIsInvalidatedByAnotherSessionsNotify(pgServer: Server) -> None:
     stats = waitForCache(conn, "the second NOTIFY", lambda c: c["notifications"] >= 2)
     assert stats["invalidations"] == 1 and stats["entries"] == 1
     conn.close()
+    # A graceful stop ends cleanly with the listener open, and leaves no session listening.
+    code, _, err = pgServer.stop()
+    assert code == 0 and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while listeningBackends(pgServer):  # a backend's row goes when its process has exited
+        assert time.monotonic() < deadline, "the listening session outlived the app"
+
+
+def listeningBackends(server: Server) -> list[tuple[Any, ...]]:
+    """The server sessions (other than ours) whose last statement LISTENed on the app's channel."""
+    return sql(server.dsn, "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE %s",
+               (f"%LISTEN \"{server.table}_changed\"%",))
 
 
 def test_cacheIsDroppedWhenNotificationsWereMissed(pgServer: Server) -> None:
@@ -373,8 +385,7 @@ def test_cacheIsDroppedWhenNotificationsWereMissed(pgServer: Server) -> None:
         changeBehindTheCache(pgServer, record["id"], "new")
     assert cacheStats(conn)["entries"] == 3
     channel = f"{pgServer.table}_changed"
-    pids = sql(pgServer.dsn, "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-               "AND query LIKE %s", (f"%LISTEN \"{channel}\"%",))
+    pids = listeningBackends(pgServer)
     assert len(pids) == 1, pids
     assert sql(pgServer.dsn, "SELECT pg_terminate_backend(%s)", pids[0]) == [(True,)]
     stats = waitForCache(conn, "the listener's reconnection", lambda c: c["resets"] >= 1)
