@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from adbapi._async import AsyncTransaction
-from adbapi._errors import ConnectionLost
+from adbapi._errors import ConnectionLost, PoolClosedError
 from adbapi._pool import ConnectionPool
 from adbapi._stats import PoolStatistics
 from adbapi._wrappers import Connection, Transaction
@@ -55,12 +55,14 @@ _P = ParamSpec("_P")
 
 #: What :func:`standbyLag` asks a replica (PostgreSQL). The timestamp of the last replayed transaction
 #: alone overstates the lag of a standby whose primary is idle (nothing new to replay, the timestamp
-#: ages), so a standby that streams and has replayed all it received counts as lag 0.
+#: ages), so a standby whose WAL receiver runs and has replayed all it received counts as lag 0. The
+#: receiver is looked for by its row in pg_stat_wal_receiver (there while it runs, gone once the
+#: primary is), not by its status column, which only privileged roles (pg_read_all_stats) can read.
 LAG_QUERY = (
     "SELECT pg_is_in_recovery(),"
     " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(),"
     " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8,"
-    " (SELECT status FROM pg_stat_wal_receiver LIMIT 1)"
+    " EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE pid IS NOT NULL)"
 )
 
 
@@ -68,16 +70,16 @@ def standbyLag(pool: ConnectionPool) -> Deferred[float]:
     """The default health check: fires with ``pool``'s replication lag in seconds (PostgreSQL).
 
     0.0 for a server that is not in recovery (a primary, or a promoted standby: its data is current)
-    and for a standby that streams and has replayed all it received; otherwise the age of the last
+    and for a standby whose WAL receiver runs and has replayed all it received; otherwise the age of the last
     replayed transaction (``now() - pg_last_xact_replay_timestamp()``), or infinity when it has never
     replayed one. Fails with the pool's error when the replica cannot be asked.
     """
 
     def lag(rows: list[Any]) -> float:
-        inRecovery, caughtUp, age, receiver = rows[0]
+        inRecovery, caughtUp, age, receiving = rows[0]
         if not inRecovery:
             return 0.0
-        if caughtUp and receiver == "streaming":
+        if caughtUp and receiving:
             return 0.0
         return math.inf if age is None else max(0.0, float(age))
 
@@ -260,7 +262,7 @@ class ReplicatedPool:
         self._shutdownID: Any = None
         if callable(getattr(clock, "callWhenRunning", None)):
             self._startID = clock.callWhenRunning(self._startChecks)
-            self._shutdownID = clock.addSystemEventTrigger("before", "shutdown", self._stopChecks)
+            self._shutdownID = clock.addSystemEventTrigger("before", "shutdown", self._stopForShutdown)
         else:
             self._startChecks()
 
@@ -429,6 +431,26 @@ class ReplicatedPool:
 
     def _loopFailed(self, failure: Failure) -> None:
         _log.error("adbapi: the replicas' health checks stopped: %s", failure.getTraceback())
+
+    def _stopForShutdown(self) -> None:
+        # The member pools close at the same time (their own triggers); start() reopens everything. The
+        # trigger has fired: it is no longer registered.
+        self._shutdownID = None
+        self._stopChecks()
+
+    def start(self) -> None:
+        """Start every member pool and the health checks (the reactor does this when it runs).
+
+        As ``ConnectionPool.start``: needed again only after a reactor shutdown closed the members, to
+        use them on the same reactor run again. Raises ``PoolClosedError`` after :meth:`close`.
+        """
+        if self._closed:
+            raise PoolClosedError("this ReplicatedPool was closed; make a new one")
+        for member in (self._primary, *self._replicas):
+            member.pool.start()
+        if self._shutdownID is None and callable(getattr(self._clock, "addSystemEventTrigger", None)):
+            self._shutdownID = self._clock.addSystemEventTrigger("before", "shutdown", self._stopForShutdown)
+        self._startChecks()
 
     def _stopChecks(self) -> None:
         if self._loop.running:

@@ -459,6 +459,48 @@ def test_closeStopsTheChecksAndClosesEveryMemberPool(files: dict[str, str]) -> N
     assert states == ["closed"] * 3 and asked == 2
 
 
+def test_checksStopAtShutdownAndStartRestartsThemOnTheNextRun(files: dict[str, str]) -> None:
+    """The reactor's shutdown stops the checks (and closes the member pools); run again, start() restarts
+    both."""
+    health = FakeHealth(r1=0.0, r2=0.0)
+    reactor = Reactor()
+    try:
+        pool = ReplicatedPool(sqlitePool(files, "primary", reactor),
+                              [sqlitePool(files, "r1", reactor), sqlitePool(files, "r2", reactor)],
+                              healthCheck=health, clock=reactor, checkInterval=60)
+
+        async def first(reactor: Reactor) -> str:
+            return await where(pool.reads)
+
+        async def second(reactor: Reactor) -> tuple[int, str]:
+            asked = len(health.asked)
+            pool.start()
+            seen = await where(pool.reads)
+            result = len(health.asked) - asked, seen
+            await pool.close()
+            return result
+
+        assert runReactor(first, reactor=_Reusable(reactor)) in ("r1", "r2")
+        assert len(health.asked) == 2
+        restarted, seen = runReactor(second, reactor=reactor)
+        assert restarted == 2 and seen in ("r1", "r2")
+    finally:
+        if not reactor.running:
+            reactor.close()
+
+
+class _Reusable:
+    """Hands runReactor a reactor it must not close (the test runs it again)."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self._reactor = reactor
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "close":
+            return lambda: None
+        return getattr(self._reactor, name)
+
+
 def test_badArgumentsAreRefusedNamingThem(files: dict[str, str]) -> None:
     """Wrong members, numbers or hooks raise TypeError/ValueError naming the argument."""
     reactor = Reactor()
@@ -550,18 +592,24 @@ def test_readsRunOnTheStandbyAndWritesOnThePrimary(pgcluster: PgCluster, table: 
 
 
 def test_standbyLagIsZeroForACaughtUpStandbyAndThePrimary(pgcluster: PgCluster) -> None:
-    """The default check measures 0 on a streaming standby that replayed everything, and on a primary."""
+    """The default check measures 0 on a streaming standby that replayed everything (asked by a role
+    without pg_read_all_stats too) and on a primary, however long ago the last write was."""
+    pgcluster.primary.query("DO $$ BEGIN CREATE ROLE plain LOGIN; EXCEPTION WHEN duplicate_object THEN "
+                            "NULL; END $$")
 
-    async def body(reactor: Reactor) -> tuple[float, float]:
+    async def body(reactor: Reactor) -> tuple[float, float, float]:
         await blocking(reactor, pgcluster.waitForReplay)
         standby = ConnectionPool("psycopg2", pgcluster.standby.dsn, cp_min=1, cp_max=1, cp_reactor=reactor)
+        plain = ConnectionPool("psycopg2", pgcluster.standby.dsn.replace("user=postgres", "user=plain"),
+                               cp_min=1, cp_max=1, cp_reactor=reactor)
         primary = ConnectionPool("psycopg2", pgcluster.primary.dsn, cp_min=1, cp_max=1, cp_reactor=reactor)
-        lags = (await adbapi.standbyLag(standby), await adbapi.standbyLag(primary))
-        await standby.close()
-        await primary.close()
+        lags = (await adbapi.standbyLag(standby), await adbapi.standbyLag(plain),
+                await adbapi.standbyLag(primary))
+        for pool in (standby, plain, primary):
+            await pool.close()
         return lags
 
-    assert runReactor(body) == (0.0, 0.0)
+    assert runReactor(body) == (0.0, 0.0, 0.0)
 
 
 def test_aStandbyWithReplayPausedLagsAndReadsMoveToThePrimary(pgcluster: PgCluster, table: str) -> None:
