@@ -35,7 +35,7 @@ _log = logging.getLogger("adbapi")
 TWISTED_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql"]
 _EXTRA_ARGS = [
     "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
-    "timeout", "retry", "nonblocking", "shutdown_timeout",
+    "timeout", "retry", "nonblocking", "shutdown_timeout", "slow_threshold", "leak_threshold",
 ]
 #: Seconds a close (or the reactor's shutdown) waits for running calls before it abandons them; the
 #: same default as the reactor's shared thread pool.
@@ -59,6 +59,10 @@ class PoolOptions:
     nonblocking: bool | None
     #: how long close() waits for running calls (None: as long as they take)
     shutdownTimeout: float | None
+    #: calls slower than this are logged (adbapi/_telemetry.py); None: off
+    slowThreshold: float | None = None
+    #: units holding a connection longer than this are logged with their stack; None: off
+    leakThreshold: float | None = None
 
     @property
     def timed(self) -> bool:
@@ -146,6 +150,8 @@ def poolOptions(options: dict[str, Any], defaultReactor: Callable[[], Any]) -> P
         shutdownTimeout=checkTimeout(
             "cp_shutdown_timeout", options.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
         ),
+        slowThreshold=_optionalSeconds("cp_slow_threshold", options.get("slow_threshold"), allowZero=True),
+        leakThreshold=_optionalSeconds("cp_leak_threshold", options.get("leak_threshold")),
     )
 
 

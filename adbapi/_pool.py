@@ -62,6 +62,7 @@ from adbapi._recovery import FLAG_CONFLICT, FLAG_LOST_BEFORE_COMMIT, recover
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
 from adbapi._stats import PoolState, PoolStatistics
+from adbapi._telemetry import PoolTelemetry, traced, tracedTransaction
 from adbapi._worker import (
     _Call,
     _Worker,
@@ -145,7 +146,8 @@ class ConnectionPool:
     possible, False turns them off, True insists), ``cp_shutdown_timeout``
     (seconds a close or the reactor's shutdown waits for running calls before it
     abandons them, default 30; None waits as long as they take; see
-    :meth:`setShutdownTimeout`).
+    :meth:`setShutdownTimeout`), ``cp_slow_threshold`` / ``cp_leak_threshold``
+    (log slow calls / connections held too long; docs/observability.md).
 
     Every ``run*`` method must be called in the reactor thread and returns a
     Deferred that fires there. Cancelling it removes a waiting call, or stops
@@ -188,6 +190,7 @@ class ConnectionPool:
         self._retry: RetryPolicy | None = extra.retry
         self._shutdownTimeout: float | None = extra.shutdownTimeout
         nonblocking = extra.nonblocking
+        self._telemetry = PoolTelemetry(self, extra.slowThreshold, extra.leakThreshold)
 
         _poolCounter += 1
         self._number = _poolCounter
@@ -663,7 +666,8 @@ class ConnectionPool:
         """
         if not callable(interaction):
             raise TypeError(f"interaction must be callable, not {type(interaction).__name__}")
-        return self._submit(CallKind.INTERACTION, interaction, args, kw)
+        d = self._submit(CallKind.INTERACTION, interaction, args, kw)
+        return traced(self, "runInteraction", (interaction,), d)
 
     def runWithConnection(
         self, func: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kw: _P.kwargs
@@ -671,16 +675,18 @@ class ConnectionPool:
         """Run ``func(Connection, *args, **kw)`` in a worker; commit if it returns, roll back if it raises."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        return self._submit(CallKind.WITH_CONNECTION, func, args, kw)
+        d = self._submit(CallKind.WITH_CONNECTION, func, args, kw)
+        return traced(self, "runWithConnection", (func,), d)
 
     def runQuery(self, *args: Any, **kw: Any) -> Deferred[list[Any]]:
         """Execute one statement (``cursor.execute(*args, **kw)``) and fire with ``fetchall()``."""
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runQuery() needs the SQL statement as its first argument")
         if self._fastPath:
-            return self._submit(CallKind.QUERY, None, args, kw)
+            return traced(self, "runQuery", args, self._submit(CallKind.QUERY, None, args, kw), kw)
         if self._ownRunInteraction:
-            return self._submit(CallKind.INTERACTION, self._runQuery, args, kw)
+            d = self._submit(CallKind.INTERACTION, self._runQuery, args, kw)
+            return traced(self, "runQuery", args, d, kw)
         # As in Twisted: a subclass's runInteraction sees runQuery too.
         return self.runInteraction(self._runQuery, *args, **kw)
 
@@ -689,9 +695,10 @@ class ConnectionPool:
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runOperation() needs the SQL statement as its first argument")
         if self._fastPath:
-            return self._submit(CallKind.OPERATION, None, args, kw)
+            return traced(self, "runOperation", args, self._submit(CallKind.OPERATION, None, args, kw), kw)
         if self._ownRunInteraction:
-            return self._submit(CallKind.INTERACTION, self._runOperation, args, kw)
+            d = self._submit(CallKind.INTERACTION, self._runOperation, args, kw)
+            return traced(self, "runOperation", args, d, kw)
         return self.runInteraction(self._runOperation, *args, **kw)
 
     def transaction(self) -> AsyncTransaction:
@@ -700,7 +707,7 @@ class ConnectionPool:
         ``async with pool.transaction() as txn: await txn.execute(...)`` commits when
         the block ends normally and rolls back when it raises.
         """
-        return AsyncTransaction(self)
+        return tracedTransaction(self, AsyncTransaction(self))
 
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool (any thread may call it; no database work)."""

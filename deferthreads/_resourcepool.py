@@ -37,6 +37,7 @@ from deferthreads._resourcework import (
     WaitTimeout,
 )
 from deferthreads._team import Team, WorkerFactory
+from deferthreads._telemetry import LeakWatch, registerPool
 from deferthreads._threadpool import checkCallable, checkCount, checkHook, checkTimeout
 from deferthreads._threadworker import ThreadWorker
 from reactor import CancelledError, Deferred, Failure, getReactor
@@ -188,6 +189,11 @@ class ResourcePool(Generic[_Res]):
     seconds without a worker fails with ``waitTimeoutError(message)``
     (default :class:`~deferthreads.WaitTimeout`) and never runs.
 
+    Leaks: with ``leakThreshold`` (seconds on ``clock``, default None: off), a call
+    that holds its resource longer is logged once at WARNING on the
+    ``deferthreads.leaks`` logger with the stack where ``run()`` was called
+    (HikariCP's ``leakDetectionThreshold``; docs/observability.md).
+
     Life cycle: the pool starts when its reactor runs (at once if it runs
     already; ``start()`` starts it by hand) and is drained in the reactor's
     ``before shutdown`` phase: running and queued calls finish and their
@@ -249,6 +255,7 @@ class ResourcePool(Generic[_Res]):
         waitTimeoutError: ErrorFactory = WaitTimeout,
         abandonedRunningError: ErrorFactory = CancelledError,
         abandonedQueuedError: ErrorFactory = CancelledError,
+        leakThreshold: float | None = None,
     ) -> None:
         checkCallable(create, "create")
         checkCallable(close, "close")
@@ -265,6 +272,7 @@ class ResourcePool(Generic[_Res]):
         if queueLimit is not None:
             checkCount(queueLimit, "queueLimit", 1)
         waitTimeout = checkTimeout(waitTimeout, "waitTimeout")
+        self._leakThreshold = checkTimeout(leakThreshold, "leakThreshold")
         self.shutdownTimeout = checkTimeout(shutdownTimeout, "shutdownTimeout")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
@@ -329,6 +337,7 @@ class ResourcePool(Generic[_Res]):
         callWhenRunning = getattr(reactor, "callWhenRunning", None)
         if manageLifecycle and callable(callWhenRunning):
             self._startID = callWhenRunning(self._autoStart)
+        registerPool(self, "resourcepool", self.name)  # its OpenTelemetry metrics (nothing without the API)
 
     @staticmethod
     def _makeWorker(team: Team, name: str) -> ThreadWorker:
@@ -480,11 +489,17 @@ class ResourcePool(Generic[_Res]):
         """
         if not callable(f):
             raise TypeError(f"f must be callable, not {type(f).__name__}")
+        watch = None
+        if self._leakThreshold is not None:
+            watch = LeakWatch(self._clock, self._leakThreshold, f"{self.name}: run({f!r})")
+            f = watch.wrap(f)
         item: ResourceWorkItem[_Res] = ResourceWorkItem(
             self._keeper, self._sink, f, args, kwargs, copy_context()
         )
         d: Deferred[_T] = Deferred(item)
         item.deferred = d
+        if watch is not None:
+            d.addBoth(watch.done)
         try:
             self._team.submit(item)
         except (QueueFull, ThreadPoolStopped) as e:

@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from deferthreads._interfaces import IThreadPool, IWorker
 from deferthreads._team import Team, ThreadPoolStatistics, WorkerFactory, abandonAll
+from deferthreads._telemetry import registerPool
 from deferthreads._threadworker import ThreadWorker
 from deferthreads._workitem import CallbackWorkItem, OnResult, WorkItem
 from reactor.spin import DEFAULT_SPIN, checkSpin
@@ -152,6 +153,7 @@ class ThreadPool:
         )
         self._stopLock = threading.Lock()  # serialises stop() callers
         self._hooks = (workerInit, workerExit)  # immutable; kept for pickling
+        registerPool(self, "threadpool", self._team.name)  # OpenTelemetry metrics (nothing without the API)
 
     #: Twisted's hook: what makes each worker's thread, called as ``threadFactory(target=..., name=...)``
     #: (a subclass or an instance may replace it; the thread is made a daemon before it starts).
