@@ -66,21 +66,27 @@ _UNSET: Any = object()
 class _Otel:
     """The OpenTelemetry API, imported once; ``None`` fields while it is absent (or forced absent)."""
 
-    __slots__ = ("durations", "metrics", "proxyMeter", "proxyTracer", "spanKind", "status", "trace",
-                 "tracer", "tracerProvider", "useTime", "waitTime")
+    __slots__ = ("durations", "fast", "meterProvider", "metering_", "metrics", "metricsState", "spanKind",
+                 "status", "trace", "tracer", "tracerProvider", "useTime", "waitTime")
 
     def __init__(self, trace: Any, metrics: Any) -> None:
         self.trace = trace
         self.metrics = metrics
-        self.proxyTracer = trace.ProxyTracerProvider
-        # The API's placeholder meter provider has no public class; its one instance is found by name.
-        self.proxyMeter = getattr(importlib.import_module("opentelemetry.metrics._internal"),
-                                  "_PROXY_METER_PROVIDER", None)
+        # get_tracer_provider() / get_meter_provider() look up an environment variable on every call
+        # (microseconds each); the hooks read the API modules' globals instead, which hold the provider
+        # those functions return once one is set (None before). These first calls load a provider named
+        # by OTEL_PYTHON_TRACER_PROVIDER / OTEL_PYTHON_METER_PROVIDER, as the API would.
+        trace.get_tracer_provider()
+        metrics.get_meter_provider()
+        self.metricsState = importlib.import_module("opentelemetry.metrics._internal")
+        self.fast = hasattr(trace, "_TRACER_PROVIDER") and hasattr(self.metricsState, "_METER_PROVIDER")
         self.spanKind = trace.SpanKind.CLIENT
         self.status = (trace.Status, trace.StatusCode.ERROR)
         # The tracer is bound to the provider it came from; taken again when the provider changes.
         self.tracerProvider: Any = None
         self.tracer: Any = None
+        self.meterProvider: Any = None
+        self.metering_ = False
         meter = metrics.get_meter("adbapi")
         buckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]
         self.durations = meter.create_histogram(
@@ -102,18 +108,34 @@ class _Otel:
 
     def tracerNow(self) -> Any:
         """The tracer of the configured provider, or None while only the API's proxy (or a no-op) is there."""
-        provider = self.trace.get_tracer_provider()
-        if isinstance(provider, (self.proxyTracer, self.trace.NoOpTracerProvider)):
+        if self.fast:
+            provider = self.trace._TRACER_PROVIDER
+        else:  # an API without the global: the public way, slower
+            provider = self.trace.get_tracer_provider()
+            if isinstance(provider, self.trace.ProxyTracerProvider):
+                provider = None
+        if provider is None:
             return None
         if provider is not self.tracerProvider:
-            self.tracer = provider.get_tracer("adbapi")
             self.tracerProvider = provider
+            noop = isinstance(provider, self.trace.NoOpTracerProvider)
+            self.tracer = None if noop else provider.get_tracer("adbapi")
         return self.tracer
 
     def metering(self) -> bool:
         """True once an SDK's meter provider is installed (until then recording would go nowhere)."""
-        provider = self.metrics.get_meter_provider()
-        return provider is not self.proxyMeter and not isinstance(provider, self.metrics.NoOpMeterProvider)
+        if self.fast:
+            provider = self.metricsState._METER_PROVIDER
+        else:
+            provider = self.metrics.get_meter_provider()
+            if provider is getattr(self.metricsState, "_PROXY_METER_PROVIDER", None):
+                provider = None
+        if provider is None:
+            return False
+        if provider is not self.meterProvider:
+            self.meterProvider = provider
+            self.metering_ = not isinstance(provider, self.metrics.NoOpMeterProvider)
+        return bool(self.metering_)
 
 
 _otel: Any = _UNSET  # _Otel | None, reactor thread (first pool made)
@@ -258,11 +280,14 @@ class PoolTelemetry:
     instruments when the API is installed (the pool is held weakly).
     """
 
-    __slots__ = ("__weakref__", "attributes", "clock", "leakThreshold", "poolName", "slowThreshold", "system")
+    __slots__ = ("__weakref__", "attributes", "clock", "leakThreshold", "poolName", "quiet", "slowThreshold",
+                 "system")
 
     def __init__(self, pool: Any, slowThreshold: float | None, leakThreshold: float | None) -> None:
         self.slowThreshold = slowThreshold
         self.leakThreshold = leakThreshold
+        #: no threshold set: only OpenTelemetry may want the calls
+        self.quiet = slowThreshold is None and leakThreshold is None
         self.clock = pool._clock
         self.system = _system(pool.dbapiName)
         self.poolName: str | None = None  # statistics().name, read at the first traced call
@@ -274,10 +299,6 @@ class PoolTelemetry:
         if _loadOtel() is not None:
             _pools[pool] = self
 
-    @property
-    def quiet(self) -> bool:
-        """True when no threshold is set (only OpenTelemetry may still want the call)."""
-        return self.slowThreshold is None and self.leakThreshold is None
 
 
 def _statement(args: tuple[Any, ...], kw: dict[str, Any] | None) -> str | None:
@@ -387,6 +408,15 @@ def _begin(pool: _Pool, operation: str, args: tuple[Any, ...], kw: dict[str, Any
     return _Call(telemetry, description, attributes, span, watchLeak), otel
 
 
+def _unobserved() -> bool:
+    """The quick test of the hot path: True when OpenTelemetry is absent or has no provider set at all."""
+    otel = _otel
+    if otel is None:
+        return True
+    return (otel is not _UNSET and otel.fast and otel.trace._TRACER_PROVIDER is None
+            and otel.metricsState._METER_PROVIDER is None)
+
+
 def traced(pool: Any, operation: str, args: tuple[Any, ...], d: Deferred[_T],
            kw: dict[str, Any] | None = None) -> Deferred[_T]:
     """Trace, time and (for interactions) leak-watch the call whose Deferred ``d`` a pool method made.
@@ -396,6 +426,8 @@ def traced(pool: Any, operation: str, args: tuple[Any, ...], d: Deferred[_T],
     function's name, is read). Returns ``d``, with an observer added when anything
     watches; ``d``'s result is passed on unchanged.
     """
+    if pool._telemetry.quiet and _unobserved():
+        return d
     call, otel = _begin(pool, operation, args, kw, operation in ("runInteraction", "runWithConnection"))
     if call is None:
         return d
@@ -460,6 +492,8 @@ class _TracedTransaction:
 def tracedTransaction(pool: Any, transaction: _T) -> _T:
     """``transaction`` (an ``AsyncTransaction`` just made by ``pool.transaction()``), observed when anything
     watches (a span, a threshold), else unchanged (reactor thread)."""
+    if pool._telemetry.quiet and _unobserved():
+        return transaction
     otel = _otel if _otel is not _UNSET else _loadOtel()
     if pool._telemetry.quiet and (otel is None or (otel.tracerNow() is None and not otel.metering())):
         return transaction
