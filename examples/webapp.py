@@ -23,6 +23,8 @@ Endpoints::
                                   {"imported": <rows>}; all rows or none; PostgreSQL only (else 501)
     GET    /pbkdf2?iterations=N   CPU-bound key derivation, on a worker thread
     GET    /stats                 thread-pool, connection-pool, cache and HTTP statistics
+    GET    /metrics               with --metrics: the pools' OpenTelemetry metrics in Prometheus text
+                                  (needs deferthreads[prometheus]; else 501)
 
 On PostgreSQL, ``GET /records/<id>`` is served from a read cache kept correct by ``LISTEN``/``NOTIFY``:
 the app listens on ``<table>_changed`` (one listener, opened at startup and closed at shutdown before
@@ -366,8 +368,11 @@ class WebApp:
         port: int = DEFAULT_PORT,
         maxBodySize: int = 64 * 1024,
         shutdownTimeout: float = 30.0,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.reactor = reactor
+        # --metrics: renders the Prometheus exposition (body, content type); None answers /metrics with 501.
+        self.renderMetrics = metrics
         self.shutdownTimeout = shutdownTimeout
         self.db = db
         self.host = host
@@ -389,6 +394,7 @@ class WebApp:
             ("POST", re.compile(r"/import"), self.importCSV),
             ("GET", re.compile(r"/pbkdf2"), self.pbkdf2),
             ("GET", re.compile(r"/stats"), self.stats),
+            ("GET", re.compile(r"/metrics"), self.metrics),
         ]
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -567,6 +573,25 @@ class WebApp:
                 },
             }
         )
+
+
+    def metrics(self, request: Request, match: re.Match[str]) -> Response:
+        if self.renderMetrics is None:
+            return _errorResponse(501, "start the app with --metrics (needs 'deferthreads[prometheus]')")
+        body, contentType = self.renderMetrics()
+        return Response(200, [("content-type", contentType)], body)
+
+
+def prometheusMetrics() -> Callable[[], tuple[bytes, str]]:
+    """Install an OpenTelemetry SDK meter provider read by the Prometheus exporter; return the renderer of
+    ``GET /metrics``. The pools instrument themselves (docs/observability.md): nothing else is needed."""
+    from opentelemetry import metrics
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+    return lambda: (generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
 
 
 def _recordId(match: re.Match[str]) -> int:
@@ -782,6 +807,8 @@ def _superviseWorkers(args: argparse.Namespace) -> int:
     command = [sys.executable, os.path.abspath(__file__), "--host", args.host, "--port", "{port}",
                "--db", args.db, "--table", args.table, "--max-body", str(args.max_body), "--shutdown-timeout",
                str(args.shutdown_timeout)]
+    if args.metrics:
+        command.append("--metrics")  # each worker serves its own process's metrics
     env = dict(os.environ)
     if args.dsn:
         env["WEBAPP_DSN"] = args.dsn  # in the environment, not on the workers' command lines
@@ -802,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
         "--shutdown-timeout", type=float, default=30.0, help="abort requests still running after SECONDS"
     )
     parser.add_argument("--self-test", action="store_true", help="exercise every endpoint, then exit")
+    parser.add_argument("--metrics", action="store_true",
+                        help="serve the pools' metrics at /metrics in Prometheus text (needs [prometheus])")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes on the one port under reactor.prefork (default 1)")
     args = parser.parse_args(argv)
@@ -815,9 +844,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not _TABLE_NAME.fullmatch(args.table):
         parser.error(f"--table must be a lower-case SQL name of at most 40 characters, got {args.table!r}")
+    renderMetrics = None
+    if args.metrics:
+        try:
+            renderMetrics = prometheusMetrics()
+        except ImportError as e:
+            parser.error(f"--metrics needs OpenTelemetry's SDK and Prometheus exporter "
+                         f"(pip install 'deferthreads[prometheus]'): {e}")
     reactor = getReactor()
     db = openDatabase(reactor, args.dsn, args.db, args.table)
-    app = WebApp(reactor, db, args.host, args.port, args.max_body, args.shutdown_timeout)
+    app = WebApp(reactor, db, args.host, args.port, args.max_body, args.shutdown_timeout, renderMetrics)
     outcome = {"ok": True}
 
     def started(port: Any) -> None:

@@ -482,3 +482,40 @@ def test_importAndCacheOnSqliteAnswer501(server: Server) -> None:
     cache = cacheStats(conn)
     assert cache["enabled"] is False and "PostgreSQL" in cache["reason"]
     conn.close()
+
+
+# -- GET /metrics (--metrics): the pools' OpenTelemetry metrics through the Prometheus exporter --------
+
+
+def test_metricsEndpointServesThePoolsMetricsInPrometheusText(tmp_path: Path) -> None:
+    """With --metrics, GET /metrics is Prometheus text with the connection- and thread-pool metrics."""
+    s = Server(tmp_path, "--serve-for", "60", "--metrics")
+    try:
+        conn = s.client()
+        assert call(conn, "POST", "/records", {"name": "counted", "value": 1})[0] == 201
+        assert call(conn, "GET", "/pbkdf2?iterations=1000")[0] == 200
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        assert resp.status == 200
+        assert resp.getheader("content-type", "").startswith("text/plain")
+        duration = r'^db_client_operation_duration_seconds_count\{[^}]*db_operation_name="runInteraction"'
+        assert re.search(duration, text, re.M)  # the insert's runInteraction
+        assert re.search(r'^db_client_connection_count\{[^}]*db_client_connection_state="idle"', text, re.M)
+        assert re.search(r"^db_client_connection_max\{", text, re.M)
+        assert re.search(r'^deferthreads_pool_workers\{[^}]*state="busy"', text, re.M)
+        conn.close()
+        code, out, _ = s.stop()
+        assert code == 0 and "stopped" in out
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate(timeout=10)
+
+
+def test_metricsEndpointWithoutTheFlagAnswers501(server: Server) -> None:
+    """Without --metrics, GET /metrics is a 501 saying how to turn it on."""
+    conn = server.client()
+    status, answer = call(conn, "GET", "/metrics")
+    assert status == 501 and "--metrics" in answer["error"]
+    conn.close()
