@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import traceback
 import weakref
@@ -323,6 +324,19 @@ def _funcName(args: tuple[Any, ...]) -> str:
     return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func))
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STACK_DEPTH = 16  # innermost frames a leak log shows, ending at the caller's line
+
+
+def _callerStack() -> traceback.StackSummary:
+    """The current stack without its innermost frames in adbapi: it ends at the line that called the pool."""
+    stack = traceback.extract_stack()
+    end = len(stack)
+    while end > 0 and os.path.abspath(stack[end - 1].filename).startswith(_PACKAGE):
+        end -= 1
+    return traceback.StackSummary.from_list(stack[max(0, end - _STACK_DEPTH):end])
+
+
 class _Call:
     """One call being traced/timed, from its submission to its result (reactor thread)."""
 
@@ -343,7 +357,7 @@ class _Call:
     def armLeak(self) -> None:
         threshold = self.telemetry.leakThreshold
         assert threshold is not None
-        self.stack = traceback.extract_stack()[:-4]  # where the pool method was called
+        self.stack = _callerStack()  # where the pool method was called
         self.leakTimer = self.telemetry.clock.callLater(threshold, self.leaked, threshold)
 
     def leaked(self, threshold: float) -> None:

@@ -20,12 +20,13 @@ nothing more than before.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-__all__ = ["LeakWatch", "openTelemetry", "registerPool"]
+__all__ = ["LeakWatch", "callerStack", "openTelemetry", "registerPool"]
 
 _leakLog = logging.getLogger("deferthreads.leaks")
 
@@ -138,6 +139,20 @@ class _Clock(Protocol):
     def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> Any: ...
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STACK_DEPTH = 16  # innermost frames a leak log shows, ending at the caller's line
+
+
+def callerStack() -> traceback.StackSummary:
+    """The current stack without its innermost frames in this package: it ends at the line that called
+    into deferthreads (the line a leak log points at)."""
+    stack = traceback.extract_stack()
+    end = len(stack)
+    while end > 0 and os.path.abspath(stack[end - 1].filename).startswith(_PACKAGE):
+        end -= 1
+    return traceback.StackSummary.from_list(stack[max(0, end - _STACK_DEPTH):end])
+
+
 class LeakWatch:
     """One call watched for holding its resource past ``threshold`` seconds of ``clock``.
 
@@ -154,8 +169,7 @@ class LeakWatch:
         self.clock = clock
         self.threshold = threshold
         self.description = description
-        # Where run() was called: the line that the log points at (this module's frames dropped).
-        self.stack = traceback.extract_stack()[:-3]
+        self.stack = callerStack()
         self.started: float | None = None  # written once by the worker, read by the reactor thread
         self.timer: Any = clock.callLater(threshold, self._check)
 
