@@ -4,7 +4,8 @@ Five servers (``benchmarks/tfb_app.py``), each a subprocess on a free 127.0.0.1 
 database pool of 4, the same PostgreSQL (the ``tfb`` database, created and filled first; ``TFB_DSN``
 overrides it):
 
-- ``native``: ``reactor.web`` + ``adbapi`` (psycopg2 lanes), ours;
+- ``native``: ``reactor.web`` + ``adbapi`` (psycopg2, statements prepared per connection, one
+  ``runInteraction`` per multi-query request), ours;
 - ``wsgi-flask``: a Flask application on ``deferthreads.wsgi`` (4 threads, psycopg2), ours;
 - ``twisted``: twisted.web + Twisted's adbapi (psycopg2), reference;
 - ``uvicorn``: Starlette + asyncpg on uvicorn (uvloop, httptools), reference;

@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/tfb_app.py native|wsgi|twisted|waitress|starlette --port N [--dsn DSN] [--setup]
 
-- ``native``: ``reactor.web`` + ``adbapi`` (psycopg2 lanes), our stack (``benchmarks/_tfbnative.py``);
+- ``native``: ``reactor.web`` + ``adbapi`` (psycopg2, statements prepared per connection, one
+  ``runInteraction`` per multi-query request), our stack (``benchmarks/_tfbnative.py``);
 - ``wsgi``: the Flask application (``benchmarks/_tfbflask.py``) on ``deferthreads.wsgi``, 4 threads;
 - ``twisted``: twisted.web + Twisted's adbapi (``benchmarks/_tfbtwisted.py``);
 - ``waitress``: the same Flask application on waitress, 4 threads;
