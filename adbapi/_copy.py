@@ -36,6 +36,8 @@ import datetime
 import decimal
 import io
 import itertools
+import math
+import operator
 import re
 import threading
 import uuid
@@ -219,6 +221,52 @@ def _batchesOf(rows: Any, feed: _Feed | None, stop: threading.Event) -> Any:
         yield batch
 
 
+# Types whose text form is str() of them, identical to what psycopg 3 sends, whatever the column (bool is
+# excluded: type() is exact, so True is not an int here).
+_PLAIN_NUMBERS = frozenset((int, float))
+_ONLY_STR = frozenset((str,))
+_ROW_TYPES = frozenset((tuple, list))
+# In a str column of the fast path: what needs escaping, and NUL (refused by psycopg 3 with its own error).
+_UNPLAIN = re.compile(r"[\\\t\n\r\x00]").search
+
+
+def _plainText(batch: list[Sequence[Any]]) -> str | None:
+    """COPY text for ``batch`` when every column is all-int/float or all-str, else None (worker thread).
+
+    The fast path of copyIn: checks and formatting run per column and per batch in C
+    (``set(map(type, ...))``, ``%`` formatting of a whole row), not per value in
+    Python. It answers only where its text is exactly what psycopg 3's own
+    ``write_row`` and :func:`_formatBatch` would send: finite numbers and strs
+    without characters to escape (a rare escape is left to the slow path rather
+    than checked per value here). None, other types, rows of unequal length or
+    rows that are not tuples or lists: None, and the caller formats value by value.
+    """
+    if not batch:
+        return None
+    rowTypes = set(map(type, batch))
+    if not rowTypes <= _ROW_TYPES:
+        return None
+    width = len(batch[0])
+    if width == 0 or set(map(len, batch)) != {width}:
+        return None
+    for j in range(width):
+        column = list(map(operator.itemgetter(j), batch))
+        types = set(map(type, column))
+        if types <= _PLAIN_NUMBERS:
+            # str(inf) is "inf" where psycopg says "Infinity" (numeric columns differ): a non-finite sum sends
+            # the batch to the slow path (also for a huge finite sum: rare, and only slower).
+            if float in types and not math.isfinite(sum(column)):
+                return None
+        elif types == _ONLY_STR:
+            if _UNPLAIN("".join(column)):
+                return None
+        else:
+            return None
+    template = "\t".join(["%s"] * width)
+    rows: Iterable[Any] = batch if rowTypes == {tuple} else map(tuple, batch)
+    return "\n".join(map(template.__mod__, rows)) + "\n"
+
+
 def _formatBatch(batch: list[Sequence[Any]]) -> str:
     """COPY text lines for ``batch`` (worker thread); the common types inline, the rest by _formatValue."""
     lines: list[str] = []
@@ -254,7 +302,9 @@ class _Reader:
         parts: list[str] = []
         length = 0
         for batch in self.batches:
-            text = _formatBatch(batch)
+            text = _plainText(batch)
+            if text is None:
+                text = _formatBatch(batch)
             parts.append(text)
             length += len(text)
             self.count += len(batch)
@@ -282,9 +332,18 @@ def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: 
                 if types is not None:
                     copy.set_types(types)
                 write = copy.write_row
+                # Text batches of plain values are formatted here, a batch per copy.write(); the first batch
+                # that is not goes, with every later one, through psycopg's own write_row (its adapters).
+                # Never back: write_row buffers inside psycopg, and a copy.write() would overtake that buffer.
+                plain = types is None
                 for batch in batches:
-                    for row in batch:
-                        write(row)
+                    text = _plainText(batch) if plain else None
+                    if text is not None:
+                        copy.write(text)
+                    else:
+                        plain = False
+                        for row in batch:
+                            write(row)
                     count += len(batch)
             return count
         reader = _Reader(batches)

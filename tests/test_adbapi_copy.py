@@ -266,3 +266,30 @@ def test_binaryCopyInTakesTypedValuesOnPsycopg3(driver: tuple[str, str], table: 
         await pool.close()
 
     runReactor(body)
+
+
+def test_plainBatchesAndMixedBatchesKeepTheirValuesAndOrder(driver: tuple[str, str], table: str) -> None:
+    """Batches of plain ints/floats/strs (formatted per column) and batches needing value-by-value formatting
+    (a None, an escape, an infinity, list rows) arrive intact and in the order given."""
+
+    def value(i: int) -> tuple[Any, ...]:
+        if i == 1500:
+            return (i, None, 2.5)  # this batch and, on psycopg 3, the later ones go row by row
+        if i == 2600:
+            return (i, "tab\there", float("inf"))
+        if i == 3700:
+            return (i, "nul?\\N", float("-inf"))
+        return (i, f"row {i}", i * 0.25)
+
+    rows: list[Any] = [value(i) for i in range(4500)]
+    rows[4200] = list(rows[4200])
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        count = await within(reactor, pool.copyIn(table, rows, columns=["id", "s", "n"]), "copyIn")
+        assert count == 4500
+        got = await pool.runQuery(f"SELECT id, s, n::float8 FROM {table} ORDER BY ctid")
+        assert [tuple(r) for r in got] == [tuple(r) for r in rows]
+        await pool.close()
+
+    runReactor(body)
