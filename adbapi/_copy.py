@@ -39,6 +39,7 @@ import itertools
 import math
 import operator
 import re
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterable, Iterable, Sequence
@@ -221,22 +222,22 @@ def _batchesOf(rows: Any, feed: _Feed | None, stop: threading.Event) -> Any:
         yield batch
 
 
-# Types whose text form is str() of them, identical to what psycopg 3 sends, whatever the column (bool is
-# excluded: type() is exact, so True is not an int here).
+# psycopg2's fast path (psycopg 3 formats with its own C code): types whose text form is str() of them
+# (bool is excluded: type() is exact, so True is not an int here).
 _PLAIN_NUMBERS = frozenset((int, float))
 _ONLY_STR = frozenset((str,))
 _ROW_TYPES = frozenset((tuple, list))
-# In a str column of the fast path: what needs escaping, and NUL (refused by psycopg 3 with its own error).
+# In a str column of the fast path: what needs escaping, and NUL (left to the value-by-value path).
 _UNPLAIN = re.compile(r"[\\\t\n\r\x00]").search
 
 
 def _plainText(batch: list[Sequence[Any]]) -> str | None:
     """COPY text for ``batch`` when every column is all-int/float or all-str, else None (worker thread).
 
-    The fast path of copyIn: checks and formatting run per column and per batch in C
-    (``set(map(type, ...))``, ``%`` formatting of a whole row), not per value in
-    Python. It answers only where its text is exactly what psycopg 3's own
-    ``write_row`` and :func:`_formatBatch` would send: finite numbers and strs
+    psycopg2's fast path of copyIn: checks and formatting run per column and per
+    batch in C (``set(map(type, ...))``, ``%`` formatting of a whole row), not per
+    value in Python. It answers only where its text is exactly what
+    :func:`_formatBatch` (and psycopg 3's adapters) would send: finite numbers and strs
     without characters to escape (a rare escape is left to the slow path rather
     than checked per value here). None, other types, rows of unequal length or
     rows that are not tuples or lists: None, and the caller formats value by value.
@@ -316,6 +317,31 @@ class _Reader:
         return self.read(size)
 
 
+def _psycopgRowFormatter(copy: Any) -> Any:
+    """psycopg 3's C function formatting one row of COPY text (as ``copy.write_row`` does), or None.
+
+    It is not public API (``psycopg._copy_base.format_row_text`` since 3.2,
+    ``psycopg.copy.format_row_text`` in 3.1), so it is looked up, with the
+    formatter's transformer it needs, and None means: use ``write_row``.
+    """
+    formatter = getattr(copy, "formatter", None)
+    if formatter is None or getattr(formatter, "format", None) is not _psycopgTextFormat() \
+            or getattr(formatter, "transformer", None) is None:
+        return None
+    for name in ("psycopg._copy_base", "psycopg.copy"):
+        module = sys.modules.get(name)
+        function = getattr(module, "format_row_text", None)
+        if callable(function):
+            return function
+    return None
+
+
+def _psycopgTextFormat() -> Any:
+    import psycopg.pq
+
+    return psycopg.pq.Format.TEXT
+
+
 def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: Any, feed: _Feed | None,
                   stop: threading.Event) -> int:
     cursor = conn.cursor()
@@ -331,20 +357,23 @@ def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: 
             with cursor.copy(sql) as copy:
                 if types is not None:
                     copy.set_types(types)
-                write = copy.write_row
-                # Text batches of plain values are formatted here, a batch per copy.write(); the first batch
-                # that is not goes, with every later one, through psycopg's own write_row (its adapters).
-                # Never back: write_row buffers inside psycopg, and a copy.write() would overtake that buffer.
-                plain = types is None
-                for batch in batches:
-                    text = _plainText(batch) if plain else None
-                    if text is not None:
-                        copy.write(text)
-                    else:
-                        plain = False
+                formatRow = _psycopgRowFormatter(copy) if types is None else None
+                if formatRow is not None:
+                    # psycopg's own C formatter (its adapters, its errors: what write_row does) over a whole
+                    # batch into one buffer, one copy.write() per batch: no Python frame per row.
+                    transformer = copy.formatter.transformer
+                    for batch in batches:
+                        buffer = bytearray()
+                        collections.deque(map(formatRow, batch, itertools.repeat(transformer),
+                                              itertools.repeat(buffer)), maxlen=0)
+                        copy.write(buffer)
+                        count += len(batch)
+                else:
+                    write = copy.write_row
+                    for batch in batches:
                         for row in batch:
                             write(row)
-                    count += len(batch)
+                        count += len(batch)
             return count
         reader = _Reader(batches)
         try:

@@ -293,3 +293,18 @@ def test_plainBatchesAndMixedBatchesKeepTheirValuesAndOrder(driver: tuple[str, s
         await pool.close()
 
     runReactor(body)
+
+
+def test_psycopg3TextCopyUsesPsycopgsOwnRowFormatter(postgresDSN: str) -> None:
+    """The fast text path finds psycopg 3's C row formatter (not public API: a psycopg upgrade that moves it
+    fails here rather than silently falling back to write_row); a binary COPY does not use it."""
+    psycopg = pytest.importorskip("psycopg")
+    from adbapi._copy import _psycopgRowFormatter
+
+    with psycopg.connect(postgresDSN) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE fmt (i int, s text)")
+        with cursor.copy("COPY fmt FROM STDIN") as copy:
+            assert callable(_psycopgRowFormatter(copy))
+            copy.write_row((1, "one"))
+        with cursor.copy("COPY fmt FROM STDIN (FORMAT BINARY)") as copy:
+            assert _psycopgRowFormatter(copy) is None
