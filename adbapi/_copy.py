@@ -317,29 +317,36 @@ class _Reader:
         return self.read(size)
 
 
-def _psycopgRowFormatter(copy: Any) -> Any:
-    """psycopg 3's C function formatting one row of COPY text (as ``copy.write_row`` does), or None.
+# The framing of COPY's binary format (PostgreSQL's documentation, "Binary Format"): the signature, a flags
+# word and a header-extension length (both 0) before the first row; a field count of -1 after the last.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
 
-    It is not public API (``psycopg._copy_base.format_row_text`` since 3.2,
-    ``psycopg.copy.format_row_text`` in 3.1), so it is looked up, with the
-    formatter's transformer it needs, and None means: use ``write_row``.
+
+def _psycopgRowFormatter(copy: Any) -> tuple[Any, bytes, bytes] | None:
+    """psycopg 3's C function formatting one row as ``copy.write_row`` does, with the framing to send
+    before the first row and after the last; None when it cannot be found (then: ``write_row``).
+
+    The function is not public API (``format_row_text``/``format_row_binary`` of
+    ``psycopg._copy_base`` since 3.2, of ``psycopg.copy`` in 3.1), hence the look-up.
     """
-    formatter = getattr(copy, "formatter", None)
-    if formatter is None or getattr(formatter, "format", None) is not _psycopgTextFormat() \
-            or getattr(formatter, "transformer", None) is None:
-        return None
-    for name in ("psycopg._copy_base", "psycopg.copy"):
-        module = sys.modules.get(name)
-        function = getattr(module, "format_row_text", None)
-        if callable(function):
-            return function
-    return None
-
-
-def _psycopgTextFormat() -> Any:
     import psycopg.pq
 
-    return psycopg.pq.Format.TEXT
+    formatter = getattr(copy, "formatter", None)
+    if formatter is None or getattr(formatter, "transformer", None) is None:
+        return None
+    kind = getattr(formatter, "format", None)
+    if kind is psycopg.pq.Format.TEXT:
+        name, header, trailer = "format_row_text", b"", b""
+    elif kind is psycopg.pq.Format.BINARY:
+        name, header, trailer = "format_row_binary", _BINARY_HEADER, _BINARY_TRAILER
+    else:
+        return None
+    for module in ("psycopg._copy_base", "psycopg.copy"):
+        function = getattr(sys.modules.get(module), name, None)
+        if callable(function):
+            return function, header, trailer
+    return None
 
 
 def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: Any, feed: _Feed | None,
@@ -357,17 +364,22 @@ def _copyInWorker(conn: Any, kind: str, sql: str, typesQuery: str | None, rows: 
             with cursor.copy(sql) as copy:
                 if types is not None:
                     copy.set_types(types)
-                formatRow = _psycopgRowFormatter(copy) if types is None else None
-                if formatRow is not None:
+                formatter = _psycopgRowFormatter(copy)
+                if formatter is not None:
                     # psycopg's own C formatter (its adapters, its errors: what write_row does) over a whole
-                    # batch into one buffer, one copy.write() per batch: no Python frame per row.
+                    # batch into one buffer, one copy.write() per batch: no Python frame per row. write()
+                    # sends bytes as they are, so the binary format's framing is ours to add.
+                    formatRow, header, trailer = formatter
                     transformer = copy.formatter.transformer
+                    buffer = bytearray(header)
                     for batch in batches:
-                        buffer = bytearray()
                         collections.deque(map(formatRow, batch, itertools.repeat(transformer),
                                               itertools.repeat(buffer)), maxlen=0)
                         copy.write(buffer)
+                        buffer = bytearray()
                         count += len(batch)
+                    if trailer:
+                        copy.write(header + trailer if count == 0 else trailer)
                 else:
                     write = copy.write_row
                     for batch in batches:

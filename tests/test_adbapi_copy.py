@@ -295,16 +295,30 @@ def test_plainBatchesAndMixedBatchesKeepTheirValuesAndOrder(driver: tuple[str, s
     runReactor(body)
 
 
-def test_psycopg3TextCopyUsesPsycopgsOwnRowFormatter(postgresDSN: str) -> None:
-    """The fast text path finds psycopg 3's C row formatter (not public API: a psycopg upgrade that moves it
-    fails here rather than silently falling back to write_row); a binary COPY does not use it."""
+def test_psycopg3CopyUsesPsycopgsOwnRowFormatters(postgresDSN: str) -> None:
+    """copyIn finds psycopg 3's C row formatters, text and binary (not public API: a psycopg upgrade that
+    moves them fails here rather than silently falling back to write_row)."""
     psycopg = pytest.importorskip("psycopg")
     from adbapi._copy import _psycopgRowFormatter
 
     with psycopg.connect(postgresDSN) as conn, conn.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE fmt (i int, s text)")
-        with cursor.copy("COPY fmt FROM STDIN") as copy:
-            assert callable(_psycopgRowFormatter(copy))
-            copy.write_row((1, "one"))
-        with cursor.copy("COPY fmt FROM STDIN (FORMAT BINARY)") as copy:
-            assert _psycopgRowFormatter(copy) is None
+        for sql in ("COPY fmt FROM STDIN", "COPY fmt FROM STDIN (FORMAT BINARY)"):
+            with cursor.copy(sql) as copy:
+                found = _psycopgRowFormatter(copy)
+                assert found is not None and callable(found[0])
+
+
+def test_binaryCopyInOfNoRowsSendsAValidEmptyCopy(postgresDSN: str, table: str) -> None:
+    """An empty source in binary format still sends the format's header and trailer: 0 rows, no error."""
+    pytest.importorskip("psycopg")
+    driver = ("psycopg", postgresDSN)
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        assert await within(reactor, pool.copyIn(table, [], columns=["id"], binary=True), "copyIn") == 0
+        assert await within(reactor, pool.copyIn(table, [(7,)], columns=["id"], binary=True), "copyIn") == 1
+        assert await pool.runQuery(f"SELECT id FROM {table}") == [(7,)]
+        await pool.close()
+
+    runReactor(body)
