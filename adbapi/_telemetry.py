@@ -235,13 +235,13 @@ def _serverAttributes(connargs: tuple[Any, ...], connkw: dict[str, Any]) -> dict
     dsn = dsn or connkw.get("dsn") or connkw.get("conninfo")
     if isinstance(dsn, str):
         if "://" in dsn:
-            parts = urlsplit(dsn)
-            try:
+            try:  # the driver judges a malformed URL at connect time; telemetry just goes without
+                parts = urlsplit(dsn)
+                values["host"] = parts.hostname
+                values["dbname"] = parts.path.lstrip("/") or None
                 values["port"] = parts.port
             except ValueError:
                 pass
-            values["host"] = parts.hostname
-            values["dbname"] = parts.path.lstrip("/") or None
         elif "=" in dsn:
             values.update((k, v.strip("'")) for k, v in _KV.findall(dsn))
     for key in ("host", "port", "dbname", "database", "db"):
