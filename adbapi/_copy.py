@@ -36,8 +36,6 @@ import datetime
 import decimal
 import io
 import itertools
-import math
-import operator
 import re
 import sys
 import threading
@@ -222,50 +220,38 @@ def _batchesOf(rows: Any, feed: _Feed | None, stop: threading.Event) -> Any:
         yield batch
 
 
-# psycopg2's fast path (psycopg 3 formats with its own C code): types whose text form is str() of them
+# psycopg2's fast path (psycopg 3 formats with its own C code): the types whose COPY text is their str()
 # (bool is excluded: type() is exact, so True is not an int here).
-_PLAIN_NUMBERS = frozenset((int, float))
-_ONLY_STR = frozenset((str,))
+_PLAIN_TYPES = frozenset((int, float, str))
 _ROW_TYPES = frozenset((tuple, list))
-# In a str column of the fast path: what needs escaping, and NUL (left to the value-by-value path).
-_UNPLAIN = re.compile(r"[\\\t\n\r\x00]").search
 
 
 def _plainText(batch: list[Sequence[Any]]) -> str | None:
-    """COPY text for ``batch`` when every column is all-int/float or all-str, else None (worker thread).
+    """COPY text for ``batch`` when all its values are ints, floats and strs needing no escape, else None.
 
-    psycopg2's fast path of copyIn: checks and formatting run per column and per
-    batch in C (``set(map(type, ...))``, ``%`` formatting of a whole row), not per
-    value in Python. It answers only where its text is exactly what
-    :func:`_formatBatch` (and psycopg 3's adapters) would send: finite numbers and strs
-    without characters to escape (a rare escape is left to the slow path rather
-    than checked per value here). None, other types, rows of unequal length or
-    rows that are not tuples or lists: None, and the caller formats value by value.
+    psycopg2's fast path of copyIn (worker thread): the checks and the formatting
+    run over the whole batch in C (``set(map(type, ...))``, ``%`` formatting of
+    each row, ``str.count``), not value by value in Python. Its text is exactly
+    what :func:`_formatBatch` would send. A str with a tab, newline, CR, backslash
+    or NUL is found after the fact (more tabs or newlines than the rows' own, any
+    other of them at all: numbers have none), and the batch is left to the
+    value-by-value path, as are None, other types, rows of unequal lengths and
+    rows that are neither tuples nor lists.
     """
-    if not batch:
-        return None
     rowTypes = set(map(type, batch))
-    if not rowTypes <= _ROW_TYPES:
+    if not batch or not rowTypes <= _ROW_TYPES:
         return None
     width = len(batch[0])
-    if width == 0 or set(map(len, batch)) != {width}:
+    if width == 0 or set(map(len, batch)) != {width} \
+            or not set(map(type, itertools.chain.from_iterable(batch))) <= _PLAIN_TYPES:
         return None
-    for j in range(width):
-        column = list(map(operator.itemgetter(j), batch))
-        types = set(map(type, column))
-        if types <= _PLAIN_NUMBERS:
-            # str(inf) is "inf" where psycopg says "Infinity" (numeric columns differ): a non-finite sum sends
-            # the batch to the slow path (also for a huge finite sum: rare, and only slower).
-            if float in types and not math.isfinite(sum(column)):
-                return None
-        elif types == _ONLY_STR:
-            if _UNPLAIN("".join(column)):
-                return None
-        else:
-            return None
     template = "\t".join(["%s"] * width)
     rows: Iterable[Any] = batch if rowTypes == {tuple} else map(tuple, batch)
-    return "\n".join(map(template.__mod__, rows)) + "\n"
+    text = "\n".join(map(template.__mod__, rows)) + "\n"
+    if text.count("\n") != len(batch) or text.count("\t") != (width - 1) * len(batch) \
+            or "\\" in text or "\r" in text or "\x00" in text:
+        return None
+    return text
 
 
 def _formatBatch(batch: list[Sequence[Any]]) -> str:
