@@ -161,13 +161,13 @@ class _Feed:
 
     async def _collect(self) -> list[Sequence[Any]]:
         batch: list[Sequence[Any]] = []
-        iterator = self.iterator
-        while len(batch) < _BATCH:
-            try:
-                row = await iterator.__anext__()
-            except StopAsyncIteration:
+        append = batch.append
+        # async for (an iterator's __aiter__ is itself) costs half of an awaited __anext__() in a try per row;
+        # break leaves the iterator where it is, for the next batch.
+        async for row in self.iterator:
+            append(row)
+            if len(batch) >= _BATCH:
                 break
-            batch.append(row)
         return batch
 
     def _pulled(self, outcome: Any) -> None:
