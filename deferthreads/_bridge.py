@@ -4,6 +4,13 @@ A worker never touches a Deferred (DESIGN.md, the thread model). It hands
 ``(deferred, success, resultOrFailure)`` to the reactor's :class:`ResultSink`,
 a deque drained in the reactor thread by one ``callFromThread`` call scheduled
 when the sink goes from empty to non-empty: many results, one wake-up.
+
+Under a backlog (more calls queued than a pool has workers) the reactor is not
+needed to keep the workers busy, so outcomes are *held*: the submitting side
+(reactor thread) arms a short flush timer, and while it is armed workers
+append without waking the reactor. Each wake-up then fires a batch of
+Deferreds instead of one or two, which under load is most of the reactor's
+cost of a call. No outcome waits longer than the timer (:data:`HOLD_FLUSH`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ class ReactorWithTime(ReactorFromThreads, Protocol):
     def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> Any: ...
 
 
+#: Seconds a held outcome may wait for the flush that delivers it (while its pool has a backlog).
+HOLD_FLUSH = 0.002
+
+
 class ResultSink:
     """Results on their way from worker threads to one reactor's thread.
 
@@ -52,17 +63,53 @@ class ResultSink:
     appended before is seen by the loop: nothing is stranded.
     """
 
-    __slots__ = ("__weakref__", "_reactorRef", "_results", "_scheduled")
+    __slots__ = ("__weakref__", "_holdCall", "_holding", "_reactorRef", "_results", "_scheduled")
 
     def __init__(self, reactor: ReactorFromThreads) -> None:
         # Weak: sinks live in a weak-keyed registry; a strong reference would keep the reactor alive.
         self._reactorRef = _makeRef(reactor)
         self._results: deque[tuple[Deferred[Any], bool, Any]] = deque()
         self._scheduled = False
+        # True while a flush timer is armed (set in the reactor thread, cleared by a drain before it
+        # takes anything): a worker that appended and then saw it True is taken by that drain; one that
+        # saw it False wakes the reactor itself. So a held outcome is never stranded.
+        self._holding = False
+        self._holdCall: Any = None  # the armed flush timer (reactor thread)
+
+    def putHeld(self, deferred: Deferred[Any], ok: bool, value: Any) -> None:
+        """Queue an outcome whose pool has a backlog (worker thread): no wake-up while a flush is armed."""
+        self._results.append((deferred, ok, value))
+        if self._holding:
+            return
+        if not self._scheduled:
+            self._wake()
+
+    def hold(self) -> None:
+        """Arm the flush timer, once (reactor thread, when a submit leaves its pool with a backlog)."""
+        if self._holding:
+            return
+        reactor = self._reactorRef()
+        callLater = getattr(reactor, "callLater", None)
+        if callLater is None:
+            return
+        self._holding = True
+        try:
+            self._holdCall = callLater(HOLD_FLUSH, self._flushHeld)
+        except BaseException:
+            self._holding = False
+            raise
+
+    def _flushHeld(self) -> None:
+        self._holdCall = None
+        self.drain()
 
     def put(self, deferred: Deferred[Any], ok: bool, value: Any) -> None:
         """Queue an outcome for ``deferred`` (any thread); wake the reactor only if no drain is pending."""
         self._results.append((deferred, ok, value))
+        if not self._scheduled:
+            self._wake()
+
+    def _wake(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             reactor = self._reactorRef()
@@ -81,6 +128,13 @@ class ResultSink:
         late result is dropped.
         """
         self._scheduled = False
+        if self._holding:
+            # Disarmed before anything is taken (see __init__): the next backlogged submit re-arms it,
+            # and no timer outlives the outcomes it was armed for.
+            self._holding = False
+            holdCall, self._holdCall = self._holdCall, None
+            if holdCall is not None and holdCall.active():
+                holdCall.cancel()
         popleft = self._results.popleft
         while True:
             try:
@@ -174,7 +228,10 @@ class DeferredWorkItem(WorkItem):
             self.sink.put(self.deferred, False, failure)
             return False
         returned()
-        self.sink.put(self.deferred, True, result)
+        if self.team.backlogged():
+            self.sink.putHeld(self.deferred, True, result)
+        else:
+            self.sink.put(self.deferred, True, result)
         return True
 
     def abandon(self, reason: Failure) -> None:
@@ -232,6 +289,9 @@ def deferCall(
         team.submit(item)
     except (QueueFull, ThreadPoolStopped) as e:
         d.errback(Failure(e))
+        return d
+    if team.backlogged():
+        sink.hold()
     return d
 
 

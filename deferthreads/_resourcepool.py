@@ -508,6 +508,8 @@ class ResourcePool(Generic[_Res]):
             return d
         if self._waitTimeout is not None and item.claim:
             item.timer = self._clock.callLater(self._waitTimeout, item.expire)
+        if self._team.backlogged():
+            self._sink.hold()
         return d
 
     def retireIdle(self, idleFor: float) -> int:

@@ -413,8 +413,9 @@ class ResourceWorkItem(WorkItem, Generic[_Res]):
         except IndexError:
             returned()
             return True  # a cancel or a timeout decided first and reported it
-        # The sink takes this item in place of its Deferred (see the class docstring).
-        put = self.sink.put
+        # The sink takes this item in place of its Deferred (see the class docstring). Under a backlog
+        # the outcome may wait for the sink's flush timer (deferthreads._bridge explains why).
+        put = self.sink.putHeld if keeper.team.backlogged() else self.sink.put
         if keeper.simple and slot.hasResource and not self.cancelRequested:
             # The per-call path: no hook to consult before or around the call.
             try:

@@ -514,6 +514,16 @@ class Team:
             while self._workerCount < wanted:
                 self._spawnLocked()
 
+    def backlogged(self) -> bool:
+        """True while more calls wait than the team has workers (and at least two): any thread.
+
+        Then every worker has its next call without help from the reactor, so
+        their outcomes may go home in batches (:meth:`ResultSink.putHeld`).
+        A plain length read of the queue: a stale answer only moves a batch
+        boundary.
+        """
+        return len(self._queue) >= max(2, self._maxWorkers)
+
     def adjust(self, minWorkers: int, maxWorkers: int) -> None:
         """Change the bounds: start workers up to the new minimum, let those above the new maximum exit."""
         with self._lock:
