@@ -322,3 +322,28 @@ def test_binaryCopyInOfNoRowsSendsAValidEmptyCopy(postgresDSN: str, table: str) 
         await pool.close()
 
     runReactor(body)
+
+
+def test_psycopg3CopyInFallsBackToWriteRowWithoutTheFormatter(postgresDSN: str, table: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were psycopg's row formatter not found, copyIn writes row by row with write_row: same rows, text and
+    binary."""
+    pytest.importorskip("psycopg")
+    import adbapi._copy
+
+    monkeypatch.setattr(adbapi._copy, "_psycopgRowFormatter", lambda copy: None)
+    driver = ("psycopg", postgresDSN)
+
+    async def body(reactor: Any) -> None:
+        pool = makePool(driver, reactor)
+        rows = [(i, s) for i, s in enumerate(TRICKY)]
+        assert await within(reactor, pool.copyIn(table, rows, columns=["id", "s"]), "copyIn") == len(TRICKY)
+        more = [(100 + i, None) for i in range(1500)]
+        d = pool.copyIn(table, more, columns=["id", "s"], binary=True)
+        assert await within(reactor, d, "binary") == 1500
+        got = await pool.runQuery(f"SELECT s FROM {table} WHERE id < 100 ORDER BY id")
+        assert [r[0] for r in got] == TRICKY
+        assert await pool.runQuery(f"SELECT count(*) FROM {table} WHERE id >= 100") == [(1500,)]
+        await pool.close()
+
+    runReactor(body)
