@@ -13,12 +13,17 @@ Flow control:
   takes it; an async iterable is pulled in the reactor thread ``_BATCH`` rows at
   a time, one batch ahead of the worker, so a slow producer is awaited and a
   fast one never has more than two batches in memory.
+- copyIn hands the driver whole batches: on psycopg 3 psycopg's own C row
+  formatter mapped over a batch into one buffer and one ``copy.write()``; on
+  psycopg2 a batch of plain ints, floats and strs formatted in one go
+  (:func:`_plainText`), any other batch value by value (:func:`_formatBatch`).
+  No Python-level work per row where the values allow it.
 - copyOut hands rows to the reactor in batches and lets at most ``maxBatches``
   of them wait for the consumer; when they do, the worker stops reading the
   socket, the server's send buffer fills and the server pauses.
 
 Cancelling (``copyIn``'s Deferred, ``CopyOut.close()``) stops the worker at
-the next row: the COPY is aborted on the server (psycopg2 fails it from the
+the next batch: the COPY is aborted on the server (psycopg2 fails it from the
 read; psycopg 3 sends CopyFail or cancels a COPY TO), the transaction rolls back.
 Bad data ends the COPY with the server's own error (the driver's exception,
 ``InvalidTextRepresentation`` and the like, naming the line).
