@@ -21,15 +21,16 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from adbapi._call import _Call
 from adbapi._cancel import waitForCancel
 from adbapi._dispatch import CallKind
 from adbapi._errors import PoolClosedError
 from adbapi._recovery import recoverRaw
 from adbapi._stats import PoolState
-from adbapi._worker import _Call, _Worker
 from reactor import CancelledError, Deferred, Failure, fail
 
 if TYPE_CHECKING:
+    from adbapi._holder import ConnectionHolder
     from adbapi._pool import ConnectionPool
 
 __all__ = ["AsyncTransaction"]
@@ -86,7 +87,7 @@ class AsyncTransaction:
         call = _Call(pool, CallKind.RESERVED, self._serve, (), {})
         self._call = call
         call.deferred.addErrback(self._failedBeforeStart)
-        pool._transactions.add(self)
+        pool._transactionOpened(self)
         call.deferred.addBoth(self._ended)
         pool._dispatch(call)  # a refusal (cp_max_waiting) has already failed _started
         await self._started
@@ -107,7 +108,7 @@ class AsyncTransaction:
         call.deferred.cancel()
 
     def _ended(self, result: Any) -> Any:
-        self._pool._transactions.discard(self)
+        self._pool._transactionEnded(self)
         return result
 
     def _closeByPool(self) -> None:
@@ -192,7 +193,7 @@ class AsyncTransaction:
 
     # -- the worker side ----------------------------------------------------------------
 
-    def _serve(self, worker: _Worker) -> None:
+    def _serve(self, worker: ConnectionHolder) -> None:
         """Body of the reserved call (worker thread): run operations until commit or rollback."""
         pool = self._pool
         reactor = pool._reactor

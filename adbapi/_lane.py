@@ -43,6 +43,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from adbapi._call import _Call
 from adbapi._cancel import sendCancel
 from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
@@ -50,7 +51,6 @@ from adbapi._errors import ConnectionLost
 from adbapi._health import Readiness
 from adbapi._recovery import classify
 from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
-from adbapi._worker import _Call
 from reactor import CancelledError, Failure
 
 if TYPE_CHECKING:
@@ -594,8 +594,7 @@ class _Lane:
         self.watching = True
         self.reactor.addReader(self)
         self.openedAt = self.lastUsed = pool._health.stamp()
-        with pool._lock:
-            pool._connectionsOpened += 1
+        pool._counters.opened()
         if self.current is not None:
             self._statement()
 
@@ -621,11 +620,10 @@ class _Lane:
             except Exception as e:
                 _log.warning("adbapi: %s: closing a connection failed: %s", pool._label,
                              pool._redactor.scrub(str(e)))
-        with pool._lock:
-            if broken:
-                pool._reconnects += 1
-            if recycled:
-                pool._recycled += 1
+        if broken:
+            pool._counters.reconnected()
+        if recycled:
+            pool._counters.recycled()
 
     def abandon(self) -> _Call | None:
         """The pool's close stopped waiting for this busy lane (reactor thread); returns its call, if any.

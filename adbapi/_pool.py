@@ -3,34 +3,31 @@
 Threads and state
 -----------------
 - The **reactor thread** calls the public methods, owns every Deferred, the
-  pool's lifecycle state and the counters that only it updates.
-- **Worker threads** (``_worker._Worker``) each own at most one connection and
-  run one call at a time.
+  pool's lifecycle state, the lanes' waiting queue and the counters.
+- **Worker threads** are those of the pool's :class:`deferthreads.ResourcePool`
+  (``self._threads``, named ``PoolThread-<name>-worker-<n>``): each owns one
+  :class:`~adbapi._holder.ConnectionHolder` (at most one connection) and runs
+  one call at a time. The resource pool queues the calls that wait for a
+  worker, and its workers take the next one themselves; outcomes come home
+  through its Deferreds (``_threadDone``). adbapi makes no thread of its own.
 - **Lanes** (``_lane._Lane``, psycopg2 only) are slots whose nonblocking
   connection the reactor thread drives for runQuery/runOperation; they count
-  against ``cp_max`` with the workers (``_lane.py`` explains them).
+  against ``cp_max`` with the workers: the resource pool's maximum is ``cp_max``
+  minus the open lanes (``_lane.py`` explains them). Calls that find every slot
+  a busy lane wait in ``_pending``, which the lanes serve.
 - **Side threads** (``self._side``, a ``deferthreads.ThreadPool`` named
   ``PoolThread-<name>-side``) run side work: cancel requests, lanes' connects
   and big fetches, the release of abandoned lanes' connections (``_sideCall``).
   It starts with the pool and is drained (its threads joined) before a close
   fires; a close that gives up at its deadline leaves it to drain on its own.
-- ``self._lock`` (a plain ``threading.Lock``) guards what both sides touch: the
-  waiting queue ``_pending``, the idle stack ``_idle``, the worker set
-  ``_workers``, ``_stopping``, every dispatched call's ``state`` and the counters
-  workers bump. It is held only for a few list operations, never across DB work.
-- Results travel back through ``_results`` (a deque) and one coalesced
-  ``callFromThread(self._flushResults)`` per burst: workers never fire Deferreds.
 
 Lifecycle: ``new`` -> ``running`` (on reactor start or first call) ->
 ``closing`` (``close()`` or ``before shutdown``: no new calls, accepted calls
 finish, connections close in their threads) -> ``closed`` (calls errback at once;
 ``start()`` may reopen it; Twisted's cannot be restarted).
 
-The module is longer than most here on purpose: dispatch, the hand-off of
-results, the lifecycle and the failure handling all read and write the state
-under ``_lock`` described above, and keeping them in one class keeps every
-access to that state in one place. The checking of the ``cp_*`` keywords lives in
-``_options.py``, the threads in ``_worker.py``, the lanes in ``_lane.py``.
+The checking of the ``cp_*`` keywords lives in ``_options.py``, a worker's
+connection in ``_holder.py``, the lanes in ``_lane.py``.
 """
 
 from __future__ import annotations
@@ -44,11 +41,14 @@ from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from adbapi._async import AsyncTransaction
+from adbapi._call import _Call
 from adbapi._cancel import sendCancel
 from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import DriverAdapter, adapterFor
 from adbapi._errors import PoolAbandonedError, PoolClosedError, PoolOverloadedError, PoolTimeoutError
 from adbapi._health import HealthPolicy
+from adbapi._here import currentHolder
+from adbapi._holder import ConnectionHolder, HolderRegistry, serve
 from adbapi._lane import LaneState, LaneSupport, _Lane
 from adbapi._options import (
     TWISTED_ARGS,
@@ -61,15 +61,11 @@ from adbapi._options import (
 from adbapi._recovery import FLAG_CONFLICT, FLAG_LOST_BEFORE_COMMIT, recover
 from adbapi._redact import Redactor
 from adbapi._retry import RetryPolicy
-from adbapi._stats import PoolState, PoolStatistics
+from adbapi._stats import ConnectionCounters, PoolState, PoolStatistics
 from adbapi._telemetry import PoolTelemetry, traced, tracedTransaction
-from adbapi._worker import (
-    _Call,
-    _Worker,
-)
 from adbapi._wrappers import Connection, Transaction
-from deferthreads import ThreadPool, ThreadPoolStopped, drainThreadPool
-from reactor import Deferred, Failure, fail, succeed
+from deferthreads import QueueFull, ResourcePool, ThreadPool, ThreadPoolStopped, drainThreadPool
+from reactor import CancelledError, Deferred, Failure, fail, succeed
 
 __all__ = ["ConnectionPool"]
 
@@ -78,10 +74,6 @@ _T = TypeVar("_T")
 
 _log = logging.getLogger("adbapi")
 
-
-
-# Longest time a finished call's outcome may wait for the reactor while calls are queued.
-_BACKLOG_FLUSH = 0.002
 # Seconds an idle side thread waits for more side work before it exits. Side work (a cancel, a lane's
 # connect or big fetch) is rare and each piece costs far more than starting a thread, so an idle pool
 # keeps no side thread for long.
@@ -106,7 +98,7 @@ def _defaultReactor() -> Any:
 
 
 class _ConnectionsView(Mapping[int, Any]):
-    """``ConnectionPool.connections``: thread id -> that worker's open connection, read under the lock."""
+    """``ConnectionPool.connections``: thread id -> that worker's open connection (a live view)."""
 
     __slots__ = ("_pool",)
 
@@ -114,10 +106,7 @@ class _ConnectionsView(Mapping[int, Any]):
         self._pool = pool
 
     def _snapshot(self) -> dict[int, Any]:
-        pool = self._pool
-        with pool._lock:
-            workers = list(pool._workers)
-        return {w.thread.ident: w.conn for w in workers if w.conn is not None and w.thread.ident is not None}
+        return self._pool._connectionsByThread()
 
     def __getitem__(self, threadID: int) -> Any:
         return self._snapshot()[threadID]
@@ -130,7 +119,7 @@ class _ConnectionsView(Mapping[int, Any]):
 
 
 class ConnectionPool:
-    """A pool of DB-API connections, each owned by one worker thread; Twisted-compatible.
+    """A pool of DB-API connections, each owned by one worker thread (or lane); Twisted-compatible.
 
     ``ConnectionPool(dbapiName, *connargs, cp_min=3, cp_max=5, cp_name=None,
     cp_noisy=False, cp_openfun=None, cp_reconnect=False, cp_good_sql=None,
@@ -228,30 +217,21 @@ class ConnectionPool:
         if nonblocking is not False and whyNot is None:
             self._laneSupport = LaneSupport(self.dbapi.__name__)
 
-        # Shared with workers, under _lock:
-        self._lock = threading.Lock()
-        self._pending: collections.deque[_Call] = collections.deque()
-        self._idle: list[_Worker] = []
-        self._workers: set[_Worker] = set()
-        # Lanes are created, used and closed in the reactor thread; the lock guards these two because
-        # workers and statistics() count them:
+        # Reactor thread only (statistics() reads their lengths from any thread):
+        self._pending: collections.deque[_Call] = collections.deque()  # calls waiting for a lane
         self._lanes: set[_Lane] = set()
         self._idleLanes: list[_Lane] = []
         self._stopping = False
-        self._connectionsOpened = 0
-        self._reconnects = 0
-        self._recycled = 0
-        self._workerCount = 0
         self._laneCount = 0
-        # Worker -> reactor hand-off (no lock: deque appends/pops are atomic; _flushScheduled is set by
-        # workers and cleared by the reactor before it drains, so a race costs an empty flush, never a
-        # stranded outcome):
-        self._results: collections.deque[Any] = collections.deque()
-        self._flushScheduled = False
-        # Wake the reactor for each outcome only when fewer calls than this are waiting.
-        self._lowWater = max(2, self.max)
-        self._backlogTimer: Any = None
-        self._local = threading.local()
+        self._counters = ConnectionCounters()
+        # The worker threads: a ResourcePool whose resource is a ConnectionHolder (``_holder.py``). A
+        # close that gives up on workers stuck in a call leaves that pool stopping: start() makes another.
+        self._holders = HolderRegistry()
+        self._threads: ResourcePool[ConnectionHolder] = self._newThreadPool()
+        self._threadCalls: set[_Call] = set()  # on the resource pool, outcome not yet settled
+        self._threadsStopping = False  # the close under way asked the resource pool to stop
+        self._threadsDown = False  # ... and it has
+        self._interrupting: _Call | None = None  # the call a cancel is interrupting (see _interrupt)
         # Side work (cancel requests, lane connects and big fetches) runs on the pool's own small thread
         # pool, started with the pool and drained at its close (``_sideCall``). Reactor thread only:
         self._side = self._newSidePool()
@@ -273,16 +253,15 @@ class ConnectionPool:
         self._closeTrigger: Any = None
         self.startID: Any = reactor.callWhenRunning(self._start)
 
+
     # -- lifecycle (reactor thread) ----------------------------------------------------
 
     def __repr__(self) -> str:
-        with self._lock:
-            workers, idle, waiting = len(self._workers), len(self._idle), len(self._pending)
-            lanes, idleLanes = len(self._lanes), len(self._idleLanes)
-        laneText = f" lanes={lanes}" if self._laneSupport is not None else ""
+        s = self.statistics()
+        laneText = f" lanes={s.lanes}" if self._laneSupport is not None else ""
         return (
             f"<ConnectionPool {self._label} [{self._redactor.describe()}] {self._state} "
-            f"workers={workers}{laneText} busy={workers - idle + lanes - idleLanes} waiting={waiting}>"
+            f"workers={s.workers}{laneText} busy={s.busy} waiting={s.waiting}>"
         )
 
     def _whyNoLanes(self, nonblocking: bool | None) -> str | None:
@@ -319,20 +298,56 @@ class ConnectionPool:
         if self._side.state == "stopping":  # left behind by a close that timed out (not running)
             self._side = self._newSidePool()
         self._side.start()
-        with self._lock:
-            self._stopping = False
-            # With lanes, slots open on demand: a worker only when a call needs a thread.
-            wanted = 0 if self._laneSupport is not None else self.min
-            fresh = [self._newWorkerLocked() for _ in range(max(0, wanted - len(self._workers)))]
-            now = self._health.stamp()
-            for worker in fresh:
-                worker.idleSince = worker.lastUsed = now
-            self._idle.extend(fresh)
-        for worker in fresh:
-            worker.thread.start()
+        self._stopping = False
+        if self._threads.state == "stopping":
+            # Left behind by a close that gave up on workers stuck in a call: they exit when their call
+            # returns, and never serve this run of the pool.
+            self._threads = self._newThreadPool()
+        self._threadsStopping = self._threadsDown = False
+        self._threads.start()
         self.shutdownID = self._reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         if self._health.idleTimeout is not None:
             self._scheduleIdleCheck()
+
+    def _newThreadPool(self) -> ResourcePool[ConnectionHolder]:
+        """The pool's worker threads: a ResourcePool whose resource is a ConnectionHolder.
+
+        Its life cycle is the pool's (``manageLifecycle=False``): it starts with
+        the pool and is stopped once the calls it may still be handed are in it.
+        Its idle workers retire on the pool's clock (``_checkIdle``). With lanes
+        its workers start on demand (a worker only when a call needs a thread),
+        and its maximum is ``cp_max`` minus the open lanes.
+        """
+        registry = self._holders = HolderRegistry()
+        pool = self
+
+        def create() -> ConnectionHolder:
+            return ConnectionHolder.make(pool, registry)
+
+        label = self._label
+        waitTimeout = self._waitTimeout
+
+        def waitTimeoutError(message: str) -> BaseException:
+            return PoolTimeoutError(f"{label}: no connection became free within {waitTimeout} s")
+
+        return ResourcePool(
+            create,
+            ConnectionHolder.close,
+            minthreads=0 if self._laneSupport is not None else min(self.min, self.max),
+            maxthreads=max(1, self.max - len(self._lanes)),
+            interrupt=self._interrupt if self._adapter.canCancel else None,
+            queueLimit=self._maxWaiting,
+            waitTimeout=waitTimeout,
+            shutdownTimeout=None,
+            name=self._threadPrefix,
+            reactor=self._reactor,
+            clock=self._clock,
+            spinTime=0.0,
+            manageLifecycle=False,
+            waitTimeoutError=waitTimeoutError,
+            abandonedRunningError=PoolAbandonedError,
+            abandonedQueuedError=PoolClosedError,
+        )
 
     def close(self) -> Deferred[None]:
         """Stop accepting calls, let accepted calls finish, close every connection in its own thread.
@@ -411,33 +426,43 @@ class ConnectionPool:
         # A transaction's block may never be left (its coroutine stuck): end it rather than wait forever.
         for txn in list(self._transactions):
             txn._closeByPool()
-        with self._lock:
-            self._stopping = True
-            idle, self._idle[:] = self._idle[:], []
-            workers = list(self._workers)
-            idleLanes, self._idleLanes[:] = self._idleLanes[:], []
-        for worker in idle:
-            worker.inbox.put(None)
+        self._stopping = True
+        idleLanes, self._idleLanes[:] = self._idleLanes[:], []
         for lane in idleLanes:
             lane.retire(recycled=False)
-        with self._lock:
-            slots = len(self._workers) + len(self._lanes)
         timeout = self._shutdownTimeout
-        if not slots:
-            if self._state == PoolState.CLOSING:
-                self._stopSideThenClose()
-        elif not self._reactor.running:
-            # Nothing will deliver the exit notices until the reactor runs: wait here, within the deadline.
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for worker in workers:
-                if worker.thread.is_alive() and worker.thread is not threading.current_thread():
-                    worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            self._flushResults()
-            if self._state == PoolState.CLOSING and timeout is not None:
-                self._closeExpired(timeout)
+        self._endCloseIfLast()
+        if self._state != PoolState.CLOSING:
+            return d
+        if not self._reactor.running:
+            self._closeNotRunning(timeout)
         elif timeout is not None:
             self._closeDeadline = self._clock.callLater(timeout, self._closeExpired, timeout)
         return d
+
+    def _closeNotRunning(self, timeout: float | None) -> None:
+        """A close while the reactor is not running: wait for the workers here, within the deadline.
+
+        Nothing can deliver the workers' outcomes until the reactor runs, so the
+        outcomes they recorded (``_Call.outcome``) are settled here.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        for holder in self._holders.snapshot():
+            thread = holder.thread
+            if thread.is_alive() and thread is not me:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for call in list(self._threadCalls):
+            if call.outcome is not None:
+                self._threadCalls.discard(call)
+                self._settle(call, *call.outcome)
+        if self._state != PoolState.CLOSING:
+            return
+        if self._threadCalls or self._lanes or self._pending:
+            self._closeExpired(timeout)
+        else:
+            self._threadsDown = True
+            self._stopSideThenClose()
 
     def _closeExpired(self, timeout: float | None) -> None:
         """The shutdown timeout passed with slots still busy (reactor thread): stop waiting for them.
@@ -446,46 +471,40 @@ class ConnectionPool:
         still busy are forgotten (a worker finishes its call, whose outcome is
         dropped, then closes its connection and exits; so does a connect stuck in
         the driver, whenever it returns), every Deferred they held errbacks, and
-        the close ends. The pool gets a new waiting queue and idle stack, so a
-        forgotten worker never serves a later run of the pool.
+        the close ends. The resource pool is told to give its workers up; a
+        restart gets a new one if it has not, so a forgotten worker never serves
+        a later run of the pool.
         """
         self._closeDeadline = None
-        if self._results:
-            self._flushResults()  # outcomes that came home before the deadline are delivered as such
         if self._state != PoolState.CLOSING:
             return
-        with self._lock:
-            workers = list(self._workers)
-            self._workers.clear()
-            lanes = list(self._lanes)
-            self._lanes.clear()
-            self._idleLanes.clear()
-            current = (w.current for w in workers)
-            running = [c for c in current if c is not None and c.state is CallState.RUNNING]
-            oldPending, oldIdle = self._pending, self._idle
-            stranded = list(oldPending)
-            oldPending.clear()
-            oldIdle.clear()
-            self._pending = collections.deque(stranded)
-            self._idle = []
-        _log.warning("adbapi: %s: close gave up after %s s: %d worker(s) and %d lane(s) were still busy",
-                     self._label, timeout, len(workers), len(lanes))
-        for worker in workers:
-            worker.inbox.put(None)  # one that goes idle (in the old stack) exits at once
+        lanes = list(self._lanes)
+        self._lanes.clear()
+        self._idleLanes.clear()
+        threadCalls = list(self._threadCalls)
+        self._threadCalls.clear()
+        _log.warning("adbapi: %s: close gave up after %s s: %d call(s) on worker threads and %d lane(s) "
+                     "were still busy", self._label, timeout, len(threadCalls), len(lanes))
         why = (f"{self._label} closed while this call was running: the shutdown timeout ({timeout} s) "
                "passed; the statement was asked to stop, and whether its work committed is unknown")
         for txn in list(self._transactions):
             txn._abandonByPool(PoolAbandonedError(why))  # the operations it issued, first
-        for call in running:
-            self._stopCall(call)  # stops the statement on the server; the worker skips what is left
+        for call in threadCalls:
+            running = call.state is CallState.RUNNING
+            self._stopCall(call)  # stops the statement on the server; a queued call is dropped
             if not call.deferred.called:
                 self._errors += 1
-                call.deferred.errback(PoolAbandonedError(why))
+                if running or call.state is CallState.RUNNING:
+                    call.deferred.errback(PoolAbandonedError(why))
+                else:
+                    call.deferred.errback(PoolClosedError(f"{self._label} closed before this call could run"))
         for lane in lanes:
             laneCall = lane.abandon()
             if laneCall is not None and not laneCall.deferred.called:
                 self._errors += 1
                 laneCall.deferred.errback(PoolAbandonedError(why))
+        # The workers still in a call are given up on (each exits when its call returns).
+        self._threads.stop(0.0)
         # The side work handed out above (cancels, the release of abandoned lanes' connections) and any
         # still running (a lane's connect stuck in the driver) is left to the old side pool, which
         # drains on its own, its threads exiting as their work ends; a restart gets a new one.
@@ -558,17 +577,12 @@ class ConnectionPool:
             except (ValueError, KeyError):
                 pass
             self._closeTrigger = None
-        if self._backlogTimer is not None and self._backlogTimer.active():
-            self._backlogTimer.cancel()
-        self._backlogTimer = None
         # Calls still waiting with no slot left to run them (the reactor stopped before they could
         # start) are not dropped silently.
-        with self._lock:
-            stranded = list(self._pending)
-            self._pending.clear()
-            for call in stranded:
-                call.state = CallState.CANCELLED
+        stranded = list(self._pending)
+        self._pending.clear()
         for call in stranded:
+            call.state = CallState.CANCELLED
             if call.waitTimer is not None and call.waitTimer.active():
                 call.waitTimer.cancel()
             if not call.deferred.called:
@@ -577,12 +591,52 @@ class ConnectionPool:
         for d in waiters:
             d.callback(None)
 
-    def _newLaneLocked(self) -> _Lane:
+    def _maybeStopThreads(self) -> None:
+        """Closing: once no call can reach the workers any more (no lane, none waiting), stop them."""
+        if self._threadsStopping or self._lanes or self._pending:
+            return
+        self._threadsStopping = True
+        threads = self._threads
+        threads.stop().addCallback(self._threadsStopped, threads)
+
+    def _threadsStopped(self, ignored: None, threads: ResourcePool[ConnectionHolder]) -> None:
+        # Every worker has closed its connection and exited; their outcomes were delivered first.
+        if threads is not self._threads or self._state != PoolState.CLOSING or not self._threadsStopping:
+            return
+        self._threadsDown = True
+        self._endCloseIfLast()
+
+    def _endCloseIfLast(self) -> None:
+        """Closing: the last slot to go (a lane, or the workers as one) ends the close."""
+        if self._state != PoolState.CLOSING or self._lanes:
+            return
+        if self._pending:
+            self._pendingToThreads()
+        self._maybeStopThreads()
+        if self._threadsDown:
+            self._stopSideThenClose()
+
+    def _pendingToThreads(self) -> None:
+        """No lane is left to serve the calls waiting for one: the workers take them (reactor thread)."""
+        pending = list(self._pending)
+        self._pending.clear()
+        for call in pending:
+            if not call.deferred.called:
+                self._submitThread(call)
+
+    # -- lanes (reactor thread) -----------------------------------------------------------------
+
+    def _newLane(self) -> _Lane:
         assert self._laneSupport is not None
         self._laneCount += 1
         lane = _Lane(self, self._laneCount, self._laneSupport)
         self._lanes.add(lane)
+        self._fitThreads()
         return lane
+
+    def _fitThreads(self) -> None:
+        """Keep workers and lanes within ``cp_max``: the workers may have what the lanes leave."""
+        self._threads.adjustPoolsize(maxthreads=max(1, self.max - len(self._lanes)))
 
     def _laneClosed(self, lane: _Lane) -> None:
         """A lane closed (reactor thread): forget it; the last slot to go ends a close.
@@ -591,68 +645,41 @@ class ConnectionPool:
         call first and then calls :meth:`_endCloseIfLast` itself, so a close never
         fires before the Deferreds of the calls it waited for.
         """
-        with self._lock:
-            self._lanes.discard(lane)
-            if lane in self._idleLanes:
-                self._idleLanes.remove(lane)
+        self._lanes.discard(lane)
+        if lane in self._idleLanes:
+            self._idleLanes.remove(lane)
+        self._fitThreads()
+        if self._pending and not self._lanes and self._state == PoolState.RUNNING:
+            self._pendingToThreads()
         if not lane.releasing:
             self._endCloseIfLast()
-
-    def _endCloseIfLast(self, queued: bool = False) -> None:
-        with self._lock:
-            remaining = len(self._workers) + len(self._lanes)
-        # Outcomes still waiting in _results are fired first: a worker queues its exit notice after its
-        # last outcome, so the flush that fires them comes back here once they are all out.
-        if remaining != 0 or self._state != PoolState.CLOSING or self._results:
-            return
-        if queued or not self._reactor.running:
-            self._stopSideThenClose()
-        else:
-            # Async-transaction operations hand their outcomes back with callFromThread, outside
-            # _results: a worker queued those before its exit notice, so behind them, the close fires
-            # after their Deferreds.
-            self._reactor.callFromThread(self._endCloseIfLast, True)
 
     def _nextForLane(self, lane: _Lane, canIdle: bool) -> _Call | None:
         """The next waiting call for a lane that finished one; None once it idled or closed (reactor thread).
 
         A waiting call only a worker thread can run (an interaction) turns the lane
-        into a worker: the lane closes and a new worker takes the call, so the
-        slot count stays within ``cp_max`` and the queue stays in order.
+        into a worker: the lane closes and the resource pool, whose maximum grows
+        by one, takes the call, so the slot count stays within ``cp_max``.
         """
-        convert: tuple[_Worker, _Call] | None = None
-        with self._lock:
-            pending = self._pending
-            if pending:
-                head = pending.popleft()
-                head.waited = self._now() - head.enqueuedAt
-                if head.kind <= CallKind.OPERATION:
-                    head.state = CallState.RUNNING
-                    head.worker = lane
-                    return head
-                self._lanes.discard(lane)
-                worker = self._newWorkerLocked()
-                head.state = CallState.ASSIGNED
-                convert = (worker, head)
-            elif canIdle and not self._stopping:
-                lane.state = LaneState.IDLE
-                lane.idleSince = self._health.stamp()
-                self._idleLanes.append(lane)
-                return None
-        if convert is not None:
-            worker, head = convert
-            worker.thread.start()
-            worker.inbox.put(head)
+        pending = self._pending
+        if pending:
+            head = pending.popleft()
+            head.waited = self._now() - head.enqueuedAt
+            if head.kind <= CallKind.OPERATION:
+                head.state = CallState.RUNNING
+                head.worker = lane
+                return head
+            self._lanes.discard(lane)
             lane.retire(recycled=False)
-        else:
-            lane.retire(recycled=False)
+            self._submitThread(head)
+            return None
+        if canIdle and not self._stopping:
+            lane.state = LaneState.IDLE
+            lane.idleSince = self._health.stamp()
+            self._idleLanes.append(lane)
+            return None
+        lane.retire(recycled=False)
         return None
-
-    def _newWorkerLocked(self) -> _Worker:
-        self._workerCount += 1
-        worker = _Worker(self, self._workerCount)
-        self._workers.add(worker)
-        return worker
 
     # -- the public calls (reactor thread) -------------------------------------------------
 
@@ -709,24 +736,31 @@ class ConnectionPool:
         """
         return tracedTransaction(self, AsyncTransaction(self))
 
+    def _transactionOpened(self, txn: AsyncTransaction) -> None:
+        """An ``async with pool.transaction()`` block began (reactor thread): a close must end it."""
+        self._transactions.add(txn)
+
+    def _transactionEnded(self, txn: AsyncTransaction) -> None:
+        self._transactions.discard(txn)
+
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool (any thread may call it; no database work)."""
-        with self._lock:
-            workers = list(self._workers)
-            idle = len(self._idle)
-            lanes = list(self._lanes)
-            idleLanes = len(self._idleLanes)
-            waiting = len(self._pending)
-            opened, reconnects, recycled = self._connectionsOpened, self._reconnects, self._recycled
+        threads = self._threads.statistics()
+        holders = self._holders.snapshot()
+        lanes = list(self._lanes)
+        idleLanes = len(self._idleLanes)
+        # A worker is busy from the moment its call starts until its outcome is on its way home.
+        busyThreads = min(threads.workers, sum(h.current is not None for h in holders))
+        opened, reconnects, recycled = self._counters.snapshot()
         return PoolStatistics(
             name=self.name or f"ConnectionPool-{self._number}",
             state=self._state.value,
-            workers=len(workers),
-            connectionsOpen=sum(w.conn is not None for w in workers) + sum(x.conn is not None for x in lanes),
-            busy=len(workers) - idle + len(lanes) - idleLanes,
-            idle=idle + idleLanes,
-            waiting=waiting,
-            longestWait=self._longestWait,
+            workers=threads.workers,
+            connectionsOpen=sum(h.conn is not None for h in holders) + sum(x.conn is not None for x in lanes),
+            busy=busyThreads + len(lanes) - idleLanes,
+            idle=threads.workers - busyThreads + idleLanes,
+            waiting=len(self._pending) + threads.queued,
+            longestWait=max(self._longestWait, threads.longestQueueWait),
             calls=self._calls,
             errors=self._errors,
             cancelled=self._cancelled,
@@ -740,14 +774,19 @@ class ConnectionPool:
 
     # -- Twisted's per-thread connection API (worker threads) ----------------------------
 
-    def _currentWorker(self) -> _Worker:
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        if worker is None:
+    def _holderHere(self) -> ConnectionHolder:
+        holder = currentHolder(self)
+        if holder is None:
             raise RuntimeError(
                 f"{self._label}: connect()/disconnect() must be called in one of the pool's worker threads "
                 "(from a runInteraction/runWithConnection function)"
             )
-        return worker
+        return holder
+
+    def _connectionsByThread(self) -> dict[int, Any]:
+        """{thread id: open connection} of the current workers (any thread)."""
+        return {h.thread.ident: h.conn for h in self._holders.snapshot()
+                if h.conn is not None and h.thread.ident is not None}
 
     def threadID(self) -> int:
         """The calling thread's id, the key of :attr:`connections` (Twisted's name; any thread)."""
@@ -764,17 +803,17 @@ class ConnectionPool:
 
     def connect(self) -> Any:
         """This worker thread's DB-API connection, opened on first use (worker threads only)."""
-        worker = self._currentWorker()
-        if worker.conn is None:
-            return worker._open()
-        return worker.conn
+        holder = self._holderHere()
+        if holder.conn is None:
+            return holder.open()
+        return holder.conn
 
     def disconnect(self, conn: Any) -> None:
         """Close this worker thread's connection ``conn``; the next ``connect()`` opens a new one."""
-        worker = self._currentWorker()
-        if conn is not worker.conn:
+        holder = self._holderHere()
+        if conn is not holder.conn:
             raise ValueError("disconnect(): wrong connection for this thread")
-        worker.discardConnection(broken=True)
+        holder.discardConnection(broken=True)
 
     # -- Twisted's overridable bodies (worker threads) ------------------------------------
 
@@ -822,13 +861,13 @@ class ConnectionPool:
         trans.execute(*args, **kw)
 
     def _markCommitting(self) -> None:
-        worker = getattr(self._local, "worker", None)
-        if worker is not None:
-            worker.committing = True
+        holder = currentHolder(self)
+        if holder is not None:
+            holder.committing = True
 
     # -- dispatch (reactor thread) ---------------------------------------------------------
 
-    def _submit(self, kind: int, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
+    def _submit(self, kind: CallKind, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
         if self._state is not PoolState.RUNNING:
             state = self._state
             if state == PoolState.NEW:
@@ -841,82 +880,121 @@ class ConnectionPool:
         return call.deferred
 
     def _dispatch(self, call: _Call) -> bool:
-        """Hand ``call`` to an idle lane or worker, a new one, or the waiting queue; False if refused."""
-        fresh = False
-        lane: _Lane | None = None
-        worker: _Worker | None = None
-        retired: _Lane | None = None
-        queued: bool | None = None
-        with self._lock:
-            if call.kind <= CallKind.OPERATION and self._laneSupport is not None and self._reactor.running:
-                # A lane first (no thread hand-off), then an idle worker, then a new lane.
-                if self._idleLanes:
-                    lane = self._idleLanes.pop()
-                elif self._idle:
-                    worker = self._idle.pop()
-                elif len(self._workers) + len(self._lanes) < self.max:
-                    lane = self._newLaneLocked()
-                else:
-                    queued = self._queueLocked(call)
-                if lane is not None:
-                    call.state = CallState.RUNNING
-                    call.worker = lane
-            elif self._idle:
-                worker = self._idle.pop()
-            elif len(self._workers) + len(self._lanes) < self.max:
-                worker = self._newWorkerLocked()
-                fresh = True
-            elif self._idleLanes:
-                # Only a worker thread can run it (an interaction, or any call while the reactor is not
-                # running, when a lane cannot make progress): the longest idle lane's slot becomes one.
-                retired = self._idleLanes.pop(0)
-                self._lanes.discard(retired)
-                worker = self._newWorkerLocked()
-                fresh = True
-            else:
-                queued = self._queueLocked(call)
-            if worker is not None:
-                call.state = CallState.ASSIGNED
-        if lane is not None:
-            lane.start(call)
-            return True
-        if worker is not None:
-            if retired is not None:
-                retired.retire(recycled=False)
-            if fresh:
-                worker.thread.start()
-            worker.inbox.put(call)
-            return True
-        if queued:
-            return True
-        self._rejected += 1
-        call.state = CallState.CANCELLED
-        call.deferred.errback(
-            PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
-        )
-        return False
+        """Hand ``call`` to an idle lane, the workers, a new lane, or the lanes' queue; False if refused.
 
-    def _queueLocked(self, call: _Call) -> bool:
-        """Put ``call`` in the waiting queue (pool lock held); False when ``cp_max_waiting`` refuses it."""
-        if self._maxWaiting is not None and len(self._pending) >= self._maxWaiting:
+        Worker threads are the resource pool's: it starts one when a call needs
+        it (within ``cp_max`` minus the lanes) and queues the call when all are
+        busy; its workers take queued calls themselves.
+        """
+        if call.kind <= CallKind.OPERATION and self._laneSupport is not None and self._reactor.running:
+            # A lane first (no thread hand-off), then an idle worker, then a new lane.
+            if self._idleLanes:
+                return self._startOnLane(call, self._idleLanes.pop())
+            threads = self._threads.statistics()
+            if threads.idle:
+                return self._submitThread(call)
+            if len(self._lanes) + threads.workers < self.max:
+                return self._startOnLane(call, self._newLane())
+            if threads.workers:
+                return self._submitThread(call)
+            return self._queueForLane(call, threads.queued)
+        threads = self._threads.statistics()
+        if threads.idle or threads.workers + len(self._lanes) < self.max:
+            return self._submitThread(call)
+        if self._idleLanes:
+            # Only a worker thread can run it (an interaction, or any call while the reactor is not
+            # running, when a lane cannot make progress): the longest idle lane's slot becomes one.
+            self._idleLanes.pop(0).retire(recycled=False)
+            return self._submitThread(call)
+        if threads.workers or not self._lanes:
+            return self._submitThread(call)
+        # Every slot is a busy lane: the first to finish gives its slot to a worker for this call.
+        return self._queueForLane(call, threads.queued)
+
+    def _startOnLane(self, call: _Call, lane: _Lane) -> bool:
+        call.state = CallState.RUNNING
+        call.worker = lane
+        lane.start(call)
+        return True
+
+    def _submitThread(self, call: _Call) -> bool:
+        """Run ``call`` on a worker thread (the resource pool queues it if every worker is busy)."""
+        call.state = CallState.QUEUED
+        call.outcome = None
+        d = self._threads.run(serve, call)
+        if d.called:
+            refused: list[Failure] = []
+            d.addErrback(refused.append)
+            self._rejected += 1
+            call.state = CallState.CANCELLED
+            if refused and refused[0].check(QueueFull):
+                call.deferred.errback(
+                    PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
+                )
+            else:
+                call.deferred.errback(PoolClosedError(f"{self._label} cannot take the call: {refused}"))
             return False
-        # The common case under load: a worker or lane takes it from the queue when it finishes a call.
+        call.threadDeferred = d
+        self._threadCalls.add(call)
+        d.addCallbacks(self._threadDone, self._threadFailed, callbackArgs=(call,), errbackArgs=(call,))
+        return True
+
+    def _threadDone(self, outcome: tuple[bool, Any, int], call: _Call) -> None:
+        """A worker finished ``call`` (reactor thread, from the resource pool's Deferred)."""
+        call.threadDeferred = None
+        if call not in self._threadCalls:
+            return  # settled already (a close that could not wait for the reactor), or given up on
+        self._threadCalls.discard(call)
+        call.state = CallState.DONE
+        self._settle(call, *outcome)
+
+    def _threadFailed(self, failure: Failure, call: _Call) -> None:
+        """The resource pool failed ``call`` without running it to the end (reactor thread).
+
+        A wait past ``cp_wait_timeout`` (:class:`PoolTimeoutError`), a close that
+        gave up (:class:`PoolAbandonedError`, :class:`PoolClosedError`), or a
+        cancel (held by the resource pool until the call stopped).
+        """
+        call.threadDeferred = None
+        if call not in self._threadCalls:
+            return
+        self._threadCalls.discard(call)
+        call.state = CallState.DONE
+        d = call.deferred
+        if d.called:
+            return  # cancelled: the caller has had its CancelledError
+        if failure.check(CancelledError):
+            if call.kind != CallKind.RESERVED and call.cancelRequested:
+                return  # its Deferred.cancel() errbacks it as soon as the canceller returns
+        elif failure.check(PoolTimeoutError):
+            self._rejected += 1
+        else:
+            self._errors += 1
+        d.errback(failure)
+
+    def _queueForLane(self, call: _Call, threadsQueued: int) -> bool:
+        """Put ``call`` in the lanes' waiting queue; False (and the call failed) when ``cp_max_waiting``
+        refuses it."""
+        if self._maxWaiting is not None and len(self._pending) + threadsQueued >= self._maxWaiting:
+            self._rejected += 1
+            call.state = CallState.CANCELLED
+            call.deferred.errback(
+                PoolOverloadedError(f"{self._label}: {self._maxWaiting} calls are already waiting")
+            )
+            return False
         call.state = CallState.QUEUED
         call.enqueuedAt = self._now()
         self._pending.append(call)
-        if self._backlogTimer is None:
-            self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
         if self._waitTimeout is not None:
             call.waitTimer = self._clock.callLater(self._waitTimeout, self._waitExpired, call)
         return True
 
     def _waitExpired(self, call: _Call) -> None:
         call.waitTimer = None
-        with self._lock:
-            if call.state is not CallState.QUEUED:
-                return
-            self._pending.remove(call)
-            call.state = CallState.CANCELLED
+        if call.state is not CallState.QUEUED or call not in self._pending:
+            return
+        self._pending.remove(call)
+        call.state = CallState.CANCELLED
         self._rejected += 1
         if not call.deferred.called:
             call.deferred.errback(
@@ -930,31 +1008,24 @@ class ConnectionPool:
 
     def _stopCall(self, call: _Call) -> None:
         """Unqueue ``call``, or stop its statement on the server (reactor thread)."""
-        side: threading.Event | None = None
-        cancelOn: _Worker | None = None
-        laneToCancel: _Lane | None = None
-        with self._lock:
-            state = call.state
-            if state is CallState.QUEUED:
-                self._pending.remove(call)
-                call.state = CallState.CANCELLED
-            elif state is CallState.ASSIGNED:
-                call.state = CallState.CANCELLED
-            elif state is CallState.RUNNING and not call.cancelRequested:
+        state = call.state
+        threadDeferred = call.threadDeferred
+        if threadDeferred is not None:
+            if not call.cancelRequested:
                 call.cancelRequested = True
-                worker = call.worker
-                if isinstance(worker, _Lane):
-                    laneToCancel = worker
-                elif worker is not None and self._adapter.canCancel:
-                    call.statementOver = threading.Event()
-                    side = call.cancelDone = threading.Event()
-                    cancelOn = worker
-        if side is not None:
-            # The worker waits for cancelDone before it touches the connection again: it is set by
-            # sendCancel's last act, and by the report even if the side work never ran.
-            self._sideCall(_setter(side), sendCancel, self, cancelOn, call)
-        if laneToCancel is not None:
-            laneToCancel.cancel(call)
+                # Queued: the resource pool drops it. Running: it calls _interrupt (a cancel sent on the
+                # server) and holds its own Deferred until the call has stopped.
+                self._interrupting = call
+                try:
+                    threadDeferred.cancel()
+                finally:
+                    self._interrupting = None
+        elif state is CallState.QUEUED and call in self._pending:
+            self._pending.remove(call)
+            call.state = CallState.CANCELLED
+        elif state is CallState.RUNNING and isinstance(call.worker, _Lane) and not call.cancelRequested:
+            call.cancelRequested = True
+            call.worker.cancel(call)
         if state is CallState.BACKOFF:
             self._backingOff.discard(call)
             call.state = CallState.CANCELLED
@@ -963,43 +1034,23 @@ class ConnectionPool:
         if call.waitTimer is not None and call.waitTimer.active():
             call.waitTimer.cancel()
 
-    # -- results (worker -> reactor) ---------------------------------------------------------
+    def _interrupt(self, holder: ConnectionHolder, thread: threading.Thread) -> None:
+        """The resource pool's ``interrupt`` hook (reactor thread, in ``_stopCall``): cancel on the server.
 
-    def _deliver(self, item: Any) -> None:
-        """Queue a worker's outcome for the reactor thread (worker threads; coalesces wake-ups).
-
-        Waking the reactor costs a pipe write and a GIL hand-off per wake-up, so
-        while enough calls are waiting (the workers have work without the reactor)
-        outcomes accumulate and go home in one batch: when the waiting queue runs
-        low, when a worker goes idle, or at the latest on the reactor's backlog
-        timer (``_BACKLOG_FLUSH`` seconds), whichever comes first.
+        The cancel goes out as side work, repeated until the call's statements
+        are over; the worker waits for it to stop before it rolls back or runs
+        anything else on the connection (``_cancel.py``).
         """
-        self._results.append(item)
-        if not self._flushScheduled and len(self._pending) < self._lowWater:
-            self._flushScheduled = True
-            self._reactor.callFromThread(self._flushResults)
+        call = self._interrupting
+        if call is None or not holder.startCancel(call):
+            return
+        done = call.cancelDone
+        assert done is not None
+        # The worker waits for cancelDone before it touches the connection again: it is set by
+        # sendCancel's last act, and by the report even if the side work never ran.
+        self._sideCall(_setter(done), sendCancel, self, holder, call)
 
-    def _backlogFlush(self) -> None:
-        """The backlog timer (reactor thread): bound how long a batched outcome can wait."""
-        self._backlogTimer = None
-        if self._results:
-            self._flushResults()
-        if self._pending and self._backlogTimer is None and self._state != PoolState.CLOSED:
-            self._backlogTimer = self._reactor.callLater(_BACKLOG_FLUSH, self._backlogFlush)
-
-    def _flushResults(self) -> None:
-        """Fire the Deferreds of finished calls, in completion order (reactor thread)."""
-        self._flushScheduled = False
-        results = self._results
-        settle = self._settle
-        while results:
-            call, ok, value, flags = results.popleft()
-            if call is None:  # a worker exited: its last act was to queue this
-                exited: _Worker = ok
-                exited.thread.join(1.0)
-                self._workerExited()
-                continue
-            settle(call, ok, value, flags)
+    # -- results (reactor thread) --------------------------------------------------------------
 
     def _settle(self, call: _Call, ok: bool, value: Any, flags: int) -> None:
         """Fire one finished call's Deferred, or schedule its retry (reactor thread)."""
@@ -1029,9 +1080,6 @@ class ConnectionPool:
         self._errors += 1
         d.errback(Failure(value))
 
-    def _workerExited(self) -> None:
-        if self._state == PoolState.CLOSING:
-            self._endCloseIfLast()
 
     # -- retries (reactor thread) --------------------------------------------------------------
 
@@ -1077,30 +1125,36 @@ class ConnectionPool:
         self._idleCheck = self._clock.callLater(idleTimeout / 2, self._checkIdle)
 
     def _checkIdle(self) -> None:
-        """Retire workers idle for ``cp_idle_timeout`` (closing their connections), down to ``cp_min``."""
+        """Retire workers and lanes idle ``cp_idle_timeout`` (closing their connections), to ``cp_min``."""
         self._idleCheck = None
         health = self._health
-        if self._state != PoolState.RUNNING or health.idleTimeout is None:
+        idleTimeout = health.idleTimeout
+        if self._state != PoolState.RUNNING or idleTimeout is None:
             return
         now = self._clock.seconds()
-        retired: list[_Worker] = []
+        threads = self._threads
+        workers = threads.statistics().workers
+        surplus = workers + len(self._lanes) - self.min
+        if surplus > 0 and workers:
+            # The resource pool retires its longest idle workers down to its minimum: for this round, the
+            # minimum that keeps cp_min slots (lanes included).
+            floor = max(0, workers - surplus)
+            usual = threads.min
+            if floor != usual:
+                threads.adjustPoolsize(minthreads=floor)
+            retired = threads.retireIdle(idleTimeout)
+            if floor != usual:
+                threads.adjustPoolsize(minthreads=usual)
+            if retired:
+                self._counters.recycled(retired)
+            surplus -= retired
         retiredLanes: list[_Lane] = []
-        with self._lock:
-            surplus = len(self._workers) + len(self._lanes) - self.min
-            # The idle stacks are LIFO: the longest idle sit at the bottom.
-            while surplus > 0 and self._idle and health.idleExpired(self._idle[0].idleSince, now):
-                retired.append(self._idle.pop(0))
-                surplus -= 1
-            while surplus > 0 and self._idleLanes and health.idleExpired(self._idleLanes[0].idleSince, now):
-                retiredLanes.append(self._idleLanes.pop(0))
-                surplus -= 1
+        # The idle stack is LIFO: the longest idle sit at the bottom.
+        while surplus > 0 and self._idleLanes and health.idleExpired(self._idleLanes[0].idleSince, now):
+            retiredLanes.append(self._idleLanes.pop(0))
+            surplus -= 1
         for lane in retiredLanes:
             lane.retire(recycled=True)
-        for worker in retired:
-            if worker.conn is not None:
-                with self._lock:
-                    self._recycled += 1
-            worker.inbox.put(None)
         self._scheduleIdleCheck()
 
     # -- PostgreSQL beyond request and response (``_listen.py``, ``_copy.py``; reactor thread) --------
@@ -1125,3 +1179,4 @@ class ConnectionPool:
         """``adbapi.copyOut(self, query)``: a ``CopyOut`` streaming ``COPY (query) TO STDOUT``."""
         from adbapi._copy import copyOut
         return copyOut(self, query, params, raw=raw, maxBatches=maxBatches)
+

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from adbapi._cancel import waitForCancel
 from adbapi._errors import ConnectionLost
+from adbapi._here import currentHolder
 
 if TYPE_CHECKING:
+    from adbapi._holder import ConnectionHolder
     from adbapi._pool import ConnectionPool
-    from adbapi._worker import _Worker
     from adbapi._wrappers import Connection
 
 __all__ = ["FLAG_CONFLICT", "FLAG_LOST_BEFORE_COMMIT", "classify", "recover", "recoverRaw"]
@@ -29,12 +30,11 @@ FLAG_CONFLICT = 1
 FLAG_LOST_BEFORE_COMMIT = 2
 
 
-def _waitForCancelOf(pool: ConnectionPool, worker: _Worker | None) -> None:
+def _waitForCancelOf(worker: ConnectionHolder | None) -> None:
     """Before rolling back a failed call: let a cancel in flight finish, so it cannot hit the rollback."""
     if worker is None:
         return
-    with pool._lock:
-        call = worker.current
+    call = worker.runningCall()
     if call is not None:
         waitForCancel(call)
 
@@ -47,8 +47,8 @@ def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> Non
     caller's ``raise`` re-raises ``error``: the caller always learns what went
     wrong first, as in Twisted.
     """
-    worker: _Worker | None = getattr(pool._local, "worker", None)
-    _waitForCancelOf(pool, worker)
+    worker = currentHolder(pool)
+    _waitForCancelOf(worker)
     raw = getattr(conn, "_connection", None)
     if raw is None or getattr(conn, "_lost", False):  # already discarded (cp_reconnect's rollback did it)
         return
@@ -68,8 +68,8 @@ def recover(pool: ConnectionPool, conn: Connection, error: BaseException) -> Non
 
 def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
     """:func:`recover` for the fast path, which works on the raw connection."""
-    worker: _Worker | None = getattr(pool._local, "worker", None)
-    _waitForCancelOf(pool, worker)
+    worker = currentHolder(pool)
+    _waitForCancelOf(worker)
     if worker is None or _droppedAsLost(pool, worker, raw, error):
         return
     rollbackError: Exception | None = None
@@ -82,7 +82,7 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
     _keepOrDiscard(pool, worker, raw, rollbackError)
 
 
-def _droppedAsLost(pool: ConnectionPool, worker: _Worker, raw: Any, error: BaseException) -> bool:
+def _droppedAsLost(pool: ConnectionPool, worker: ConnectionHolder, raw: Any, error: BaseException) -> bool:
     """When ``error`` means the connection is gone: discard it and say so (with ``cp_reconnect``, raise
     ConnectionLost from ``error``, as Twisted does)."""
     if not pool._adapter.isDisconnect(error, raw):
@@ -94,7 +94,7 @@ def _droppedAsLost(pool: ConnectionPool, worker: _Worker, raw: Any, error: BaseE
 
 
 def _keepOrDiscard(
-    pool: ConnectionPool, worker: _Worker, raw: Any, rollbackError: Exception | None
+    pool: ConnectionPool, worker: ConnectionHolder, raw: Any, rollbackError: Exception | None
 ) -> None:
     """After the rollback: discard the worker's connection if it failed, or left the session mid-statement."""
     if rollbackError is not None:

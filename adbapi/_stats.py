@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass
 
-__all__ = ["PoolState", "PoolStatistics"]
+__all__ = ["ConnectionCounters", "PoolState", "PoolStatistics"]
+
+
+class ConnectionCounters:
+    """The connection counters every slot bumps (worker threads and the reactor): under one short lock."""
+
+    __slots__ = ("_lock", "connectionsOpened", "reconnects", "recycledCount")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connectionsOpened = 0
+        self.reconnects = 0
+        self.recycledCount = 0
+
+    def opened(self) -> None:
+        """A slot opened a connection."""
+        with self._lock:
+            self.connectionsOpened += 1
+
+    def reconnected(self) -> None:
+        """A slot dropped a broken connection (the next call opens another)."""
+        with self._lock:
+            self.reconnects += 1
+
+    def recycled(self, n: int = 1) -> None:
+        """``n`` connections were closed for their age or their idle time."""
+        with self._lock:
+            self.recycledCount += n
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(connectionsOpened, reconnects, recycled)."""
+        with self._lock:
+            return self.connectionsOpened, self.reconnects, self.recycledCount
 
 
 class PoolState(enum.StrEnum):
