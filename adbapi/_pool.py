@@ -227,6 +227,7 @@ class ConnectionPool:
         # The worker threads: a ResourcePool whose resource is a ConnectionHolder (``_holder.py``). A
         # close that gives up on workers stuck in a call leaves that pool stopping: start() makes another.
         self._holders = HolderRegistry()
+        self._generation = 0
         self._threads: ResourcePool[ConnectionHolder] = self._newThreadPool()
         self._threadCalls: set[_Call] = set()  # on the resource pool, outcome not yet settled
         self._threadsStopping = False  # the close under way asked the resource pool to stop
@@ -320,6 +321,10 @@ class ConnectionPool:
         """
         registry = self._holders = HolderRegistry()
         pool = self
+        # Threads are PoolThread-<name>-worker-<n>; a later generation (after a close gave up on workers
+        # still running, which keep their names) is told apart: PoolThread-<name>-g<k>-worker-<n>.
+        self._generation += 1
+        name = self._threadPrefix if self._generation == 1 else f"{self._threadPrefix}-g{self._generation}"
 
         def create() -> ConnectionHolder:
             return ConnectionHolder.make(pool, registry)
@@ -335,11 +340,11 @@ class ConnectionPool:
             ConnectionHolder.close,
             minthreads=0 if self._laneSupport is not None else min(self.min, self.max),
             maxthreads=max(1, self.max - len(self._lanes)),
-            interrupt=self._interrupt if self._adapter.canCancel else None,
+            interrupt=self._interrupt,
             queueLimit=self._maxWaiting,
             waitTimeout=waitTimeout,
             shutdownTimeout=None,
-            name=self._threadPrefix,
+            name=name,
             reactor=self._reactor,
             clock=self._clock,
             spinTime=0.0,
@@ -503,8 +508,10 @@ class ConnectionPool:
             if laneCall is not None and not laneCall.deferred.called:
                 self._errors += 1
                 laneCall.deferred.errback(PoolAbandonedError(why))
-        # The workers still in a call are given up on (each exits when its call returns).
-        self._threads.stop(0.0)
+        # The workers still in a call are given up on: each exits when its call returns, and is no part
+        # of the pool any more (a new resource pool serves its next run).
+        self._threads.stop(1e-9)  # (a stop timeout must be > 0): at the next turn
+        self._threads = self._newThreadPool()
         # The side work handed out above (cancels, the release of abandoned lanes' connections) and any
         # still running (a lane's connect stuck in the driver) is left to the old side pool, which
         # drains on its own, its threads exiting as their work ends; a restart gets a new one.
@@ -1042,7 +1049,7 @@ class ConnectionPool:
         anything else on the connection (``_cancel.py``).
         """
         call = self._interrupting
-        if call is None or not holder.startCancel(call):
+        if call is None or not self._adapter.canCancel or not holder.startCancel(call):
             return
         done = call.cancelDone
         assert done is not None
