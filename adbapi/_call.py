@@ -44,6 +44,8 @@ class _Call:
     waited = 0.0
     # The Deferred of the ResourcePool run() carrying it (reactor thread); None when not on a worker.
     threadDeferred: Deferred[Any] | None = None
+    # Set by the reactor when it holds later calls until this one starts: serve() then says so.
+    announce = False
     # (ok, value, retry flags), recorded by the worker as the call ends (read by a close that cannot wait
     # for the reactor to deliver it).
     outcome: tuple[bool, Any, int] | None = None

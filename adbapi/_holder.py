@@ -325,6 +325,9 @@ def serve(holder: ConnectionHolder, call: _Call) -> tuple[bool, Any, int]:
         holder.current = call
         call.worker = holder
         call.state = CallState.RUNNING
+    if call.announce:  # read after the state is written: see ConnectionPool._mustHold
+        pool = holder.pool
+        pool._reactor.callFromThread(pool._started, call)
     try:
         outcome = holder.execute(call)
     finally:

@@ -232,6 +232,8 @@ class ConnectionPool:
         self._threadCalls: set[_Call] = set()  # on the resource pool, outcome not yet settled
         self._threadsStopping = False  # the close under way asked the resource pool to stop
         self._threadsDown = False  # ... and it has
+        self._held: collections.deque[_Call] = collections.deque()  # see _toThreads
+        self._waking: _Call | None = None  # the last call handed to the workers (see _mustHold)
         self._interrupting: _Call | None = None  # the call a cancel is interrupting (see _interrupt)
         # Side work (cancel requests, lane connects and big fetches) runs on the pool's own small thread
         # pool, started with the pool and drained at its close (``_sideCall``). Reactor thread only:
@@ -463,7 +465,7 @@ class ConnectionPool:
                 self._settle(call, *call.outcome)
         if self._state != PoolState.CLOSING:
             return
-        if self._threadCalls or self._lanes or self._pending:
+        if self._threadCalls or self._lanes or self._pending or self._held:
             self._closeExpired(timeout)
         else:
             self._threadsDown = True
@@ -586,8 +588,9 @@ class ConnectionPool:
             self._closeTrigger = None
         # Calls still waiting with no slot left to run them (the reactor stopped before they could
         # start) are not dropped silently.
-        stranded = list(self._pending)
+        stranded = list(self._pending) + list(self._held)
         self._pending.clear()
+        self._held.clear()
         for call in stranded:
             call.state = CallState.CANCELLED
             if call.waitTimer is not None and call.waitTimer.active():
@@ -600,7 +603,7 @@ class ConnectionPool:
 
     def _maybeStopThreads(self) -> None:
         """Closing: once no call can reach the workers any more (no lane, none waiting), stop them."""
-        if self._threadsStopping or self._lanes or self._pending:
+        if self._threadsStopping or self._lanes or self._pending or self._held:
             return
         self._threadsStopping = True
         threads = self._threads
@@ -629,7 +632,7 @@ class ConnectionPool:
         self._pending.clear()
         for call in pending:
             if not call.deferred.called:
-                self._submitThread(call)
+                self._toThreads(call)
 
     # -- lanes (reactor thread) -----------------------------------------------------------------
 
@@ -678,7 +681,7 @@ class ConnectionPool:
                 return head
             self._lanes.discard(lane)
             lane.retire(recycled=False)
-            self._submitThread(head)
+            self._toThreads(head)
             return None
         if canIdle and not self._stopping:
             lane.state = LaneState.IDLE
@@ -766,7 +769,7 @@ class ConnectionPool:
             connectionsOpen=sum(h.conn is not None for h in holders) + sum(x.conn is not None for x in lanes),
             busy=busyThreads + len(lanes) - idleLanes,
             idle=threads.workers - busyThreads + idleLanes,
-            waiting=len(self._pending) + threads.queued,
+            waiting=len(self._pending) + len(self._held) + threads.queued,
             longestWait=max(self._longestWait, threads.longestQueueWait),
             calls=self._calls,
             errors=self._errors,
@@ -899,22 +902,22 @@ class ConnectionPool:
                 return self._startOnLane(call, self._idleLanes.pop())
             threads = self._threads.statistics()
             if threads.idle:
-                return self._submitThread(call)
+                return self._toThreads(call)
             if len(self._lanes) + threads.workers < self.max:
                 return self._startOnLane(call, self._newLane())
             if threads.workers:
-                return self._submitThread(call)
+                return self._toThreads(call)
             return self._queueForLane(call, threads.queued)
         threads = self._threads.statistics()
         if threads.idle or threads.workers + len(self._lanes) < self.max:
-            return self._submitThread(call)
+            return self._toThreads(call)
         if self._idleLanes:
             # Only a worker thread can run it (an interaction, or any call while the reactor is not
             # running, when a lane cannot make progress): the longest idle lane's slot becomes one.
             self._idleLanes.pop(0).retire(recycled=False)
-            return self._submitThread(call)
+            return self._toThreads(call)
         if threads.workers or not self._lanes:
-            return self._submitThread(call)
+            return self._toThreads(call)
         # Every slot is a busy lane: the first to finish gives its slot to a worker for this call.
         return self._queueForLane(call, threads.queued)
 
@@ -923,6 +926,60 @@ class ConnectionPool:
         call.worker = lane
         lane.start(call)
         return True
+
+    def _toThreads(self, call: _Call) -> bool:
+        """Hand ``call`` to the worker threads, or hold it while an idle worker is still waking up.
+
+        The resource pool wakes its most recently used idle worker for a call,
+        but a second call made before that worker took the first could be taken
+        by it, and the first by a colder one. So, while a call handed to an idle
+        worker has not started and another worker is idle, later calls wait here
+        (``_held``) and go on, in order, once it has started (``_started``): the
+        first call gets the warmest connection, as the calls made one after the
+        other expect. Under load (no idle worker) calls go straight to the
+        resource pool's queue.
+        """
+        if self._held or (self._reactor.running and self._mustHold()):
+            call.state = CallState.QUEUED
+            self._held.append(call)
+            self._pumpHeld()
+            return True
+        return self._submitThread(call)
+
+    def _mustHold(self) -> bool:
+        """True while the last call handed to the workers has not started and a worker is idle."""
+        waking = self._waking
+        if waking is None:
+            return False
+        if waking.state is not CallState.QUEUED or waking.threadDeferred is None:
+            self._waking = None
+            return False
+        if not self._threads.statistics().idle:
+            return False
+        # Ask its worker to say when it starts (serve() reads this after it marks the call RUNNING; one
+        # of the two sees the other's write, and _started may come twice: it is idempotent).
+        waking.announce = True
+        if waking.state is not CallState.QUEUED:
+            self._waking = None
+            return False
+        return True
+
+    def _started(self, call: _Call) -> None:
+        """A held-for call started on its worker (reactor thread, from serve() via callFromThread)."""
+        if self._waking is call:
+            self._waking = None
+        self._pumpHeld()
+
+    def _pumpHeld(self) -> None:
+        """Hand the held calls to the workers, in order, while no woken worker is still on its way."""
+        held = self._held
+        while held:
+            if self._mustHold():
+                return
+            call = held.popleft()
+            if call.deferred.called or call.state is not CallState.QUEUED:
+                continue  # cancelled while held
+            self._submitThread(call)
 
     def _submitThread(self, call: _Call) -> bool:
         """Run ``call`` on a worker thread (the resource pool queues it if every worker is busy)."""
@@ -943,6 +1000,7 @@ class ConnectionPool:
             return False
         call.threadDeferred = d
         self._threadCalls.add(call)
+        self._waking = call
         d.addCallbacks(self._threadDone, self._threadFailed, callbackArgs=(call,), errbackArgs=(call,))
         return True
 
@@ -953,6 +1011,8 @@ class ConnectionPool:
             return  # settled already (a close that could not wait for the reactor), or given up on
         self._threadCalls.discard(call)
         call.state = CallState.DONE
+        if self._held:
+            self._pumpHeld()
         self._settle(call, *outcome)
 
     def _threadFailed(self, failure: Failure, call: _Call) -> None:
@@ -967,6 +1027,8 @@ class ConnectionPool:
             return
         self._threadCalls.discard(call)
         call.state = CallState.DONE
+        if self._held:
+            self._pumpHeld()
         d = call.deferred
         if d.called:
             return  # cancelled: the caller has had its CancelledError
@@ -1029,6 +1091,9 @@ class ConnectionPool:
                     self._interrupting = None
         elif state is CallState.QUEUED and call in self._pending:
             self._pending.remove(call)
+            call.state = CallState.CANCELLED
+        elif state is CallState.QUEUED and call in self._held:
+            self._held.remove(call)
             call.state = CallState.CANCELLED
         elif state is CallState.RUNNING and isinstance(call.worker, _Lane) and not call.cancelRequested:
             call.cancelRequested = True
