@@ -20,10 +20,10 @@ Thread: everything here runs in the reactor thread (or the test's thread);
 :class:`reactor.task.Clock` in the tests).
 
 Status: :class:`CallKind`, :class:`CallState` and :data:`TRANSITIONS` are what
-the pool's calls use today; the :class:`Dispatcher` itself is not wired in yet
-(the pool's own workers still take waiting calls from its queue under its lock).
-It is the piece ``ConnectionPool`` plugs into once its thread slots run on a
-:class:`~deferthreads.ResourcePool` (issue 14; ``docs/adbapi.md``).
+the pool's calls use; the :class:`Dispatcher` is a model, not wired in: the
+pool's thread calls wait in its :class:`~deferthreads.ResourcePool`'s queue, so
+that a worker that finishes a call takes the next without the reactor
+(``docs/adbapi.md``, "Worker threads on deferthreads.ResourcePool").
 """
 
 from __future__ import annotations

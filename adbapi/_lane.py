@@ -123,7 +123,7 @@ class _Lane:
         self.sideDone: threading.Event | None = None
         self.openedAt = 0.0
         self.lastUsed = 0.0
-        self.idleSince = 0.0  # set under the pool lock when the lane goes idle
+        self.idleSince = 0.0  # set by the pool (reactor thread) when the lane goes idle
         # A statement's outcome, kept while its transaction is ended or a cancel's side work stops.
         self.kept: tuple[bool, Any] | None = None
         # Outcomes waiting to be fired, and whether _done's release loop is on the stack (no recursion).
