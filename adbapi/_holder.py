@@ -69,6 +69,10 @@ class HolderRegistry:
         with self._lock:
             self._holders.discard(holder)
 
+    def __len__(self) -> int:
+        """How many workers have a holder now (no lock: a set's length is read atomically)."""
+        return len(self._holders)
+
     def snapshot(self) -> list[ConnectionHolder]:
         with self._lock:
             return list(self._holders)

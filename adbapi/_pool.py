@@ -757,7 +757,7 @@ class ConnectionPool:
         """A snapshot of the pool (any thread may call it; no database work)."""
         threads = self._threads.statistics()
         holders = self._holders.snapshot()
-        lanes = list(self._lanes)
+        lanes = self._lanesNow()
         idleLanes = len(self._idleLanes)
         # A worker is busy from the moment its call starts until its outcome is on its way home.
         busyThreads = min(threads.workers, sum(h.current is not None for h in holders))
@@ -781,6 +781,15 @@ class ConnectionPool:
             recycled=recycled,
             lanes=len(lanes),
         )
+
+    def _lanesNow(self) -> list[_Lane]:
+        """A copy of the lane set, from any thread (the reactor may change it while it is copied)."""
+        for _ in range(100):
+            try:
+                return list(self._lanes)
+            except RuntimeError:  # "set changed size during iteration": copy it again
+                continue
+        return []
 
     # -- Twisted's per-thread connection API (worker threads) ----------------------------
 
@@ -900,26 +909,41 @@ class ConnectionPool:
             # A lane first (no thread hand-off), then an idle worker, then a new lane.
             if self._idleLanes:
                 return self._startOnLane(call, self._idleLanes.pop())
-            threads = self._threads.statistics()
-            if threads.idle:
+            workers, busy = self._threadLoad()
+            if workers > busy:
                 return self._toThreads(call)
-            if len(self._lanes) + threads.workers < self.max:
+            if len(self._lanes) + workers < self.max:
                 return self._startOnLane(call, self._newLane())
-            if threads.workers:
+            if workers:
                 return self._toThreads(call)
-            return self._queueForLane(call, threads.queued)
-        threads = self._threads.statistics()
-        if threads.idle or threads.workers + len(self._lanes) < self.max:
+            return self._queueForLane(call, busy - workers)
+        if self._laneSupport is None:
+            return self._toThreads(call)  # the resource pool's maximum is cp_max: it starts or queues
+        workers, busy = self._threadLoad()
+        if workers > busy or workers + len(self._lanes) < self.max:
             return self._toThreads(call)
         if self._idleLanes:
             # Only a worker thread can run it (an interaction, or any call while the reactor is not
             # running, when a lane cannot make progress): the longest idle lane's slot becomes one.
             self._idleLanes.pop(0).retire(recycled=False)
             return self._toThreads(call)
-        if threads.workers or not self._lanes:
+        if workers or not self._lanes:
             return self._toThreads(call)
         # Every slot is a busy lane: the first to finish gives its slot to a worker for this call.
-        return self._queueForLane(call, threads.queued)
+        return self._queueForLane(call, busy - workers)
+
+    def _threadLoad(self) -> tuple[int, int]:
+        """(workers, calls on them) as the reactor thread counts them, cheaply (reactor thread).
+
+        The calls are those handed to the resource pool and not yet settled
+        (running, queued, or finished with the outcome on its way). The workers
+        are those with a holder, and at least as many as those calls can keep
+        busy: the resource pool starts one for each, up to its maximum. So an
+        idle worker is never counted busy for long, and a worker still starting
+        is counted.
+        """
+        busy = len(self._threadCalls)
+        return max(len(self._holders), min(busy, max(1, self.max - len(self._lanes)))), busy
 
     def _startOnLane(self, call: _Call, lane: _Lane) -> bool:
         call.state = CallState.RUNNING
@@ -954,8 +978,9 @@ class ConnectionPool:
         if waking.state is not CallState.QUEUED or waking.threadDeferred is None:
             self._waking = None
             return False
-        if not self._threads.statistics().idle:
-            return False
+        workers, busy = self._threadLoad()
+        if workers <= busy:
+            return False  # no idle worker: the call queues behind the others, first in, first out
         # Ask its worker to say when it starts (serve() reads this after it marks the call RUNNING; one
         # of the two sees the other's write, and _started may come twice: it is idempotent).
         waking.announce = True
