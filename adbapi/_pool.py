@@ -979,8 +979,10 @@ class ConnectionPool:
             self._waking = None
             return False
         workers, busy = self._threadLoad()
-        if workers <= busy:
-            return False  # no idle worker: the call queues behind the others, first in, first out
+        if workers <= busy + len(self._held):
+            # Not a worker for every call: they queue behind one another, first in, first out. (Holding
+            # them would only make a burst start one call per reactor turn.)
+            return False
         # Ask its worker to say when it starts (serve() reads this after it marks the call RUNNING; one
         # of the two sees the other's write, and _started may come twice: it is idempotent).
         waking.announce = True
