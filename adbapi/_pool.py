@@ -963,15 +963,16 @@ class ConnectionPool:
         other expect. Under load (no idle worker) calls go straight to the
         resource pool's queue.
         """
-        if self._held or (self._reactor.running and self._mustHold()):
+        if self._held or (self._reactor.running and self._mustHold(1)):
             call.state = CallState.QUEUED
             self._held.append(call)
             self._pumpHeld()
             return True
         return self._submitThread(call)
 
-    def _mustHold(self) -> bool:
-        """True while the last call handed to the workers has not started and a worker is idle."""
+    def _mustHold(self, waiting: int) -> bool:
+        """True while the last call handed to the workers has not started and, with the ``waiting`` calls
+        to go (held ones and the one at hand), some worker would still be idle."""
         waking = self._waking
         if waking is None:
             return False
@@ -979,9 +980,9 @@ class ConnectionPool:
             self._waking = None
             return False
         workers, busy = self._threadLoad()
-        if workers <= busy + len(self._held):
-            # Not a worker for every call: they queue behind one another, first in, first out. (Holding
-            # them would only make a burst start one call per reactor turn.)
+        if workers <= busy or busy + waiting > workers:
+            # No idle worker, or more calls than workers: every worker gets one anyway, and the rest queue
+            # behind them, first in, first out. (Holding them would make a burst start one call per turn.)
             return False
         # Ask its worker to say when it starts (serve() reads this after it marks the call RUNNING; one
         # of the two sees the other's write, and _started may come twice: it is idempotent).
@@ -1001,7 +1002,7 @@ class ConnectionPool:
         """Hand the held calls to the workers, in order, while no woken worker is still on its way."""
         held = self._held
         while held:
-            if self._mustHold():
+            if self._mustHold(len(held)):
                 return
             call = held.popleft()
             if call.deferred.called or call.state is not CallState.QUEUED:
