@@ -156,10 +156,6 @@ def test_fromCoroutineStartedInTaskSeesTheValueAfterItsAwaits(loop: asyncio.Abst
     assert runBounded(loop, main()) == "req-6"
 
 
-@pytest.mark.xfail(
-    reason="adbapi's own workers do not copy the caller's context yet; its rebuild on ResourcePool "
-    "(whose run() copies it) will"
-)
 def test_adbapiInteractionSeesTheTasksVariable(loop: asyncio.AbstractEventLoop, tmp_path: Path) -> None:
     """adbapi's runInteraction runs in a worker that sees the value set in the Task."""
 

@@ -256,11 +256,6 @@ async def test_resourcePoolRunCarriesTheCallersSpanIntoTheWorker(sdk: Sdk) -> No
     assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="adbapi's own workers do not copy the caller's context yet; its rebuild on ResourcePool "
-    "(whose run() copies it) will",
-)
 async def test_spanInsideRunInteractionIsAChildOfTheCallersSpan(sdk: Sdk, tmp_path: Path) -> None:
     """A span started inside runInteraction's function is a child of the caller's current span."""
     tracer = trace.get_tracer("test")
