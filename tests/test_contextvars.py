@@ -13,8 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import adbapi
 import deferthreads
 from reactor import Deferred
