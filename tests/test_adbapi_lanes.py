@@ -953,11 +953,14 @@ def test_lanesWorkOnTheAsyncioHostedReactor(lanes: Backend, uniqueTableName: str
         big = await pool.runQuery("SELECT i FROM generate_series(1, 5000) AS i")
         stats = pool.statistics()
         # An idle lane's terminated session is noticed through the asyncio loop's reader too.
+        # (The two queries may share one lane if the other is still busy after the cancel: count only the
+        # sessions killed.)
         pids = {r[0][0] for r in await gatherResults([pool.runQuery(PID_QUERY) for _ in range(2)])}
+        openBefore = pool.statistics().connectionsOpen
         for pid in pids:
             lanes.killSession(pid)
-        await until(reactor, lambda: pool.statistics().connectionsOpen == 0,
-                     "the idle lanes noticing their sessions were terminated", seconds=2.0)
+        await until(reactor, lambda: pool.statistics().connectionsOpen <= openBefore - len(pids),
+                     "the idle lanes noticing their sessions were terminated", seconds=5.0)
         again = (await pool.runQuery(PID_QUERY))[0][0]
         assert again not in pids
         await pool.close()
