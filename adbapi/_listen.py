@@ -33,6 +33,7 @@ through the Deferred.
 
 from __future__ import annotations
 
+import abc
 import collections
 import logging
 import select
@@ -133,29 +134,29 @@ def _quoteIdent(name: str) -> str:
 # -- the two drivers' nonblocking connections --------------------------------------------------
 
 
-class _Conn:
-    """A dedicated connection driven without blocking (reactor thread, once opened)."""
+class _Conn(abc.ABC):
+    """A dedicated connection driven without blocking (reactor thread, once opened); one per driver."""
 
-    def fileno(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def fileno(self) -> int: ...
 
+    @abc.abstractmethod
     def send(self, sql: str) -> bool:
         """Send ``sql``; True if part of it is still to be written (watch for writability)."""
-        raise NotImplementedError
 
     def flush(self) -> bool:
         """Write what is left; True if more is still to be written."""
         return False
 
+    @abc.abstractmethod
     def read(self, busy: bool) -> tuple[bool, BaseException | None, list[Notification]]:
         """Take in what arrived: (the command in flight is over, its error, notifications).
 
         Raises when the connection is lost.
         """
-        raise NotImplementedError
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
 
 def _connectTimeout(connkw: dict[str, Any], connargs: tuple[Any, ...]) -> float:
