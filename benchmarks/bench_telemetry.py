@@ -65,6 +65,9 @@ class _Modes:
         trace._TRACER_PROVIDER = None
         otelmetrics._METER_PROVIDER_SET_ONCE = Once()
         otelmetrics._METER_PROVIDER = None
+        # The API's proxy provider keeps the provider it was last given: a fresh one, so that nothing
+        # made after this benchmark asks our (shut down) MeterProvider for a meter.
+        otelmetrics._PROXY_METER_PROVIDER = otelmetrics._ProxyMeterProvider()
 
     def set(self, mode: str) -> None:
         from opentelemetry import metrics, trace

@@ -66,6 +66,8 @@ def _resetGlobals() -> None:
     trace._TRACER_PROVIDER = None
     otelmetrics._METER_PROVIDER_SET_ONCE = Once()
     otelmetrics._METER_PROVIDER = None
+    # The proxy provider remembers the last real one; a fresh proxy forgets a provider the test shut down.
+    otelmetrics._PROXY_METER_PROVIDER = otelmetrics._ProxyMeterProvider()
     # Our instruments are made again on the providers in place at the next pool.
     adbapitelemetry._forceAbsent(False)
     threadstelemetry._forceAbsent(False)
