@@ -70,6 +70,8 @@ def updateStatement(world: str, count: int, mark: Callable[[int], str]) -> str:
 class Backend:
     """What a variant supplies: the four queries, and its start and stop."""
 
+    def __init__(self, dsn: str, world: str, fortune: str) -> None: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -269,8 +271,9 @@ class ToThread(Backend):
             self.connections.append(conn)
         with conn.cursor() as cursor:
             cursor.execute(self.worldSQL, (randomId(),))
-            row: tuple[int, int] = cursor.fetchone()
-        return row
+            row = cursor.fetchone()
+        assert row is not None
+        return (row[0], row[1])
 
     async def single(self) -> dict[str, int]:
         row = await asyncio.to_thread(self._lookup)

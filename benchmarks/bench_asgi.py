@@ -8,6 +8,10 @@ and ``asyncio.to_thread`` around a psycopg2 connection per thread. Requests per 
 of the rounds; each variant runs in its own uvicorn process, one after the other (every other
 round in reverse order).
 
+Environment: ``ASGI_BENCH_ENDPOINTS`` (comma-separated paths without the slash or query, e.g.
+``db,fortunes``) and ``ASGI_BENCH_VARIANTS`` (e.g. ``deferthreads,asyncpg``) run a part only;
+``ASGI_BENCH_SECONDS`` and ``ASGI_BENCH_ROUNDS`` change the length of a measurement and their number.
+
 The World (10,000 rows) and Fortune tables are made in the ``test`` database of the local
 PostgreSQL (``ASGI_BENCH_DSN``, default ``host=127.0.0.1 port=5432 dbname=test``) under unique
 names and dropped at the end. Skipped, with the reason, when ``wrk`` or PostgreSQL is missing.
@@ -107,11 +111,9 @@ class Server:
         fd = self.listener.fileno()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ASGI_BENCH_VARIANT": variant, "ASGI_BENCH_DSN": dsn,
                "ASGI_BENCH_WORLD": world, "ASGI_BENCH_FORTUNE": fortune}
+        # Not ``uvicorn --fd``: it takes the socket for AF_UNIX, so no TCP_NODELAY (see _asgiserve).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "benchmarks._asgiapp:makeAppFromEnv", "--factory",
-             "--fd", str(fd), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, pass_fds=(fd,),
+            [sys.executable, "-m", "benchmarks._asgiserve", str(fd)], cwd=ROOT, env=env, pass_fds=(fd,),
         )
         deadline = time.monotonic() + 30
         while not self._answers("/db"):
@@ -162,6 +164,22 @@ def wrk(port: int, path: str, seconds: float) -> tuple[float, int]:
     return float(rate.group(1)), int(count.group(1))
 
 
+def _selected(name: str, chosen: list[str]) -> list[str]:
+    """The names of ``ASGI_BENCH_<name>`` (comma-separated) among ``chosen``; all of them when unset."""
+    raw = os.environ.get(f"ASGI_BENCH_{name}", "").strip()
+    if not raw:
+        return chosen
+    wanted = [w.strip() for w in raw.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in chosen]
+    if unknown:
+        raise SystemExit(f"ASGI_BENCH_{name}: unknown {unknown}; known: {chosen}")
+    return wanted
+
+
+def _endpointName(path: str) -> str:
+    return path.lstrip("/").split("?")[0]
+
+
 def run(quick: bool) -> list[Comparison]:
     if shutil.which("wrk") is None:
         print("skipped: wrk is not installed")
@@ -172,18 +190,23 @@ def run(quick: bool) -> list[Comparison]:
     except Exception as e:
         print(f"skipped: PostgreSQL unreachable at {dsn!r}: {type(e).__name__}: {e}")
         return []
-    seconds = 2.0 if quick else 5.0
-    rounds = 1 if quick else 2
+    names = _selected("ENDPOINTS", [_endpointName(path) for _label, path, _served, _targets in ENDPOINTS])
+    endpoints = [e for e in ENDPOINTS if _endpointName(e[1]) in names]
+    variants = _selected("VARIANTS", ENDPOINTS[0][2])
+    seconds = float(os.environ.get("ASGI_BENCH_SECONDS", 2.0 if quick else 5.0))
+    # Three rounds: the machine's two cores are shared, and the best of three is steadier than of two.
+    rounds = int(os.environ.get("ASGI_BENCH_ROUNDS", 1 if quick else 3))
     best: dict[tuple[str, str], float] = {}
     counts: dict[str, int] = {}
-    variants = ENDPOINTS[0][2]
     try:
         for round in range(rounds):
             # Every other round in reverse order, so a drift in the machine's load favours no one.
             for variant in variants if round % 2 == 0 else variants[::-1]:
+                if not any(variant in served for _label, _path, served, _targets in endpoints):
+                    continue
                 server = Server(variant, dsn, world, fortune)
                 try:
-                    for label, path, served, _targets in ENDPOINTS:
+                    for label, path, served, _targets in endpoints:
                         if variant not in served:
                             continue
                         server.check(path)
@@ -198,12 +221,15 @@ def run(quick: bool) -> list[Comparison]:
     finally:
         _admin(dsn, [(f"DROP TABLE IF EXISTS {world}", None), (f"DROP TABLE IF EXISTS {fortune}", None)])
     results = []
-    for label, _path, served, targets in ENDPOINTS:
+    for label, _path, served, targets in endpoints:
+        measured = [v for v in served if (label, v) in best]
+        if "deferthreads" not in measured or len(measured) < 2:
+            continue
         comparison = Comparison(
             name=f"ASGI (Starlette, uvicorn+uvloop, wrk -c{CONNECTIONS}): {label}",
             ops=counts.get(label, 0),
-            opsPerSecond={variant: best[(label, variant)] for variant in served},
-            targets=targets,
+            opsPerSecond={variant: best[(label, variant)] for variant in measured},
+            targets=[t for t in targets if t.reference in measured],
         )
         print("\n".join(comparison.lines()))
         results.append(comparison)
