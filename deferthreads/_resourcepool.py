@@ -337,7 +337,8 @@ class ResourcePool(Generic[_Res]):
         callWhenRunning = getattr(reactor, "callWhenRunning", None)
         if manageLifecycle and callable(callWhenRunning):
             self._startID = callWhenRunning(self._autoStart)
-        registerPool(self, "resourcepool", self.name)  # its OpenTelemetry metrics (nothing without the API)
+        # its OpenTelemetry metrics (nothing without the API)
+        self._team.waitRecorder = registerPool(self, "resourcepool", self.name)
 
     @staticmethod
     def _makeWorker(team: Team, name: str) -> ThreadWorker:

@@ -206,6 +206,9 @@ class Team:
         # there, for currentWorker(). Set by that call in its own thread, so fakes stepped by hand
         # from one test thread each see themselves.
         self._current = threading.local()
+        # The pool's OpenTelemetry wait-time recorder (deferthreads._telemetry.registerPool): asked for
+        # the recording function each time a worker starts on the queue; None without OpenTelemetry.
+        self.waitRecorder: Callable[[], Callable[[float], object] | None] | None = None
 
     # -- submitting (any thread) -------------------------------------------------------------
 
@@ -362,6 +365,8 @@ class Team:
         discard = finishing.discard
         markFinishing = record.markFinishing
         spin = record.spin
+        recorderNow = self.waitRecorder
+        recordWait = recorderNow() if recorderNow is not None else None
         while True:
             if record.exiting:
                 return  # retired or abandoned: take nothing more (park() says EXIT)
@@ -379,6 +384,8 @@ class Team:
             waited = now() - item.enqueuedAt
             if waited > record.longestWait:
                 record.longestWait = waited
+            if recordWait is not None:
+                recordWait(waited)
             record.current = item
             if item.execute(markFinishing):
                 record.completed += 1

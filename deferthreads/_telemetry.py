@@ -8,7 +8,10 @@ happens.
 
 What a pool pays: being added to a ``WeakSet`` when it is made. The instruments are
 *observable* ones whose callbacks read each live pool's ``statistics()`` only when a
-metric reader collects, so a process without an SDK never runs them.
+metric reader collects, so a process without an SDK never runs them. The one
+exception is the ``deferthreads.pool.wait_time`` histogram (each call's time in the
+queue): a worker asks whether an SDK is installed each time it starts on the queue
+(a global read), and records each call's wait only then.
 
 Leak detection (``ResourcePool(leakThreshold=...)``, HikariCP's
 ``leakDetectionThreshold``): a call that holds its worker's resource longer than the
@@ -19,6 +22,7 @@ nothing more than before.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import traceback
@@ -26,7 +30,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-__all__ = ["LeakWatch", "callerStack", "openTelemetry", "registerPool"]
+__all__ = ["LeakWatch", "WaitRecorder", "callerStack", "openTelemetry", "registerPool"]
 
 _leakLog = logging.getLogger("deferthreads.leaks")
 
@@ -36,6 +40,8 @@ _UNSET: Any = object()
 _otelMetrics: Any = _UNSET
 _forcedAbsent = False
 _instrumented = False
+_waitHistogram: Any = None  # made with the other instruments
+_metricsState: Any = None  # opentelemetry.metrics._internal, when it has the provider global
 # live pool -> (its kind, its name)
 _pools: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 
@@ -69,26 +75,68 @@ class _StatsPool(Protocol):
     def statistics(self) -> Any: ...
 
 
-def registerPool(pool: _StatsPool, kind: str, name: str) -> None:
+#: What a pool's team asks, each time a worker starts on the queue: the function that records one call's
+#: wait in the queue (seconds), or None while no SDK would receive it.
+WaitRecorder = Callable[[], "Callable[[float], object] | None"]
+
+
+def registerPool(pool: _StatsPool, kind: str, name: str) -> WaitRecorder | None:
     """Make ``pool``'s statistics observable (any thread; called as a pool is made).
 
     ``kind`` is ``"threadpool"`` or ``"resourcepool"``, the ``deferthreads.pool.kind``
     attribute of its data points, ``name`` their ``deferthreads.pool.name``. The pool
     is held weakly: a collected pool leaves the metrics.
+
+    Returns None when OpenTelemetry is absent; else the pool's :data:`WaitRecorder`
+    for its team (the ``deferthreads.pool.wait_time`` histogram).
     """
     if openTelemetry() is None:
-        return
+        return None
     _pools[pool] = (kind, name)
     if not _instrumented:
         _instrument()
+    attributes = {"deferthreads.pool.name": name, "deferthreads.pool.kind": kind}
+
+    def record(waited: float) -> None:
+        # The module's histogram of the moment (made again when a test or benchmark resets the API).
+        _waitHistogram.record(waited, attributes)
+
+    def recorderNow() -> Callable[[float], object] | None:
+        return record if _metering() else None
+
+    return recorderNow
+
+
+def _metering() -> bool:
+    """True while an SDK's meter provider is installed (any thread; cheap: a module global read)."""
+    state = _metricsState
+    if state is not None:
+        provider = state._METER_PROVIDER  # the provider set_meter_provider() installed, None before
+    else:  # an API without that global: the public way
+        provider = _otelMetrics.get_meter_provider()
+        if type(provider).__name__ == "_ProxyMeterProvider":
+            provider = None
+    return provider is not None and not isinstance(provider, _otelMetrics.NoOpMeterProvider)
 
 
 def _instrument() -> None:
     """Create the observable instruments once, on the global meter provider (a proxy until the SDK sets
     one, which then takes them over)."""
-    global _instrumented
+    global _instrumented, _waitHistogram, _metricsState
     _instrumented = True
+    try:
+        _metricsState = importlib.import_module("opentelemetry.metrics._internal")
+        if not hasattr(_metricsState, "_METER_PROVIDER"):
+            _metricsState = None
+    except ImportError:
+        _metricsState = None
     meter = _otelMetrics.get_meter("deferthreads")
+    _waitHistogram = meter.create_histogram(
+        "deferthreads.pool.wait_time",
+        unit="s",
+        description="Time each call waited in the queue before a worker started it.",
+        explicit_bucket_boundaries_advisory=[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+    )
     observation = _otelMetrics.Observation
 
     def observe(read: Callable[[Any], Iterable[tuple[float, dict[str, str]]]]) -> Callable[[Any], list[Any]]:

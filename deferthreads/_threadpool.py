@@ -153,7 +153,8 @@ class ThreadPool:
         )
         self._stopLock = threading.Lock()  # serialises stop() callers
         self._hooks = (workerInit, workerExit)  # immutable; kept for pickling
-        registerPool(self, "threadpool", self._team.name)  # OpenTelemetry metrics (nothing without the API)
+        # OpenTelemetry metrics (nothing without the API)
+        self._team.waitRecorder = registerPool(self, "threadpool", self._team.name)
 
     #: Twisted's hook: what makes each worker's thread, called as ``threadFactory(target=..., name=...)``
     #: (a subclass or an instance may replace it; the thread is made a daemon before it starts).

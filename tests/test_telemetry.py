@@ -341,6 +341,36 @@ def test_threadPoolMetricsShowQueueDepthAndBusyWorkers(sdk: Sdk) -> None:
         pool.stop(BOUND)
 
 
+def test_threadPoolWaitTimeHistogramRecordsEachCallsTimeInTheQueue(sdk: Sdk) -> None:
+    """Each call's wait between submission and a worker taking it is one point of the wait-time histogram."""
+    clock = Clock()
+    pool = deferthreads.ThreadPool(1, 1, "waiting", clock=clock)
+    started, release, last = threading.Event(), threading.Event(), threading.Event()
+    pool.start()
+    try:
+        pool.callInThread(lambda: (started.set(), release.wait(BOUND)))
+        assert started.wait(BOUND)
+        pool.callInThread(lambda: None)
+        pool.callInThread(last.set)
+        clock.advance(0.25)  # both queued calls wait a quarter of a second on the pool's clock
+        release.set()
+        assert last.wait(BOUND)
+    finally:
+        release.set()
+        pool.stop(BOUND)
+    [point] = [p for p in sdk.points("deferthreads.pool.wait_time")
+               if p.attributes["deferthreads.pool.name"] == "waiting"]
+    assert point.attributes["deferthreads.pool.kind"] == "threadpool"
+    assert point.count == 3
+    assert point.sum == pytest.approx(0.5)
+
+
+def test_withoutAnSdkThreadPoolWorkersRecordNoWait(noSdk: None) -> None:
+    """With the API but no SDK, a pool's team is given no recording function (the queue loop pays a test)."""
+    recorderNow = threadstelemetry.registerPool(deferthreads.ThreadPool(1, 1, "quiet"), "threadpool", "quiet")
+    assert recorderNow is not None and recorderNow() is None
+
+
 def test_resourcePoolIsObservedAsAResourcePool(sdk: Sdk) -> None:
     """A ResourcePool's metrics carry its name and the kind resourcepool."""
     pool: deferthreads.ResourcePool[int] = deferthreads.ResourcePool(
