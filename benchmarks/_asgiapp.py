@@ -101,8 +101,12 @@ class Deferthreads(Backend):
         from reactor.asyncioreactor import hostedReactor
 
         reactor = await self._stack.enter_async_context(hostedReactor(installDefault=False))
+        # ASGI_BENCH_NONBLOCKING=0 runs the single statements on worker threads instead of lanes (to
+        # measure what the lanes cost or gain); unset, the pool chooses (lanes for psycopg2).
+        nonblocking = None if os.environ.get("ASGI_BENCH_NONBLOCKING", "") != "0" else False
         self.pool = adbapi.ConnectionPool(
-            "psycopg2", self.dsn, cp_min=POOL_SIZE, cp_max=POOL_SIZE, cp_reactor=reactor
+            "psycopg2", self.dsn, cp_min=POOL_SIZE, cp_max=POOL_SIZE, cp_reactor=reactor,
+            cp_nonblocking=nonblocking,
         )
 
     async def stop(self) -> None:

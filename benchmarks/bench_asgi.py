@@ -158,6 +158,34 @@ def cpuSeconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu(server: int, backends: list[int]) -> tuple[float, float]:
+    """CPU seconds so far of the server process and of its PostgreSQL backends (0.0 where unknown)."""
+    return cpuSeconds(server) or 0.0, sum(cpuSeconds(b) or 0.0 for b in backends)
+
+
+def postgresBackends(pid: int) -> list[int]:
+    """The PostgreSQL server processes at the other end of process ``pid``'s connections to port 5432.
+
+    Found with ``ss`` (local TCP connections, both ends on this machine); [] when ``ss`` is missing or
+    cannot tell. Their CPU is the database's share of a request, which a variant sending fewer
+    statements per request saves the machine.
+    """
+    try:
+        mine = subprocess.run(["ss", "-tnpH", "state", "established", "( dport = :5432 )"],
+                              capture_output=True, text=True, timeout=10).stdout
+        theirs = subprocess.run(["ss", "-tnpH", "state", "established", "( sport = :5432 )"],
+                                capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    ports = {m.group(1) for m in re.finditer(rf":(\d+)\s+\S+:5432\s+users:\(\(\"[^\"]*\",pid={pid},", mine)}
+    backends = []
+    for line in theirs.splitlines():
+        found = re.search(r":5432\s+\S+:(\d+)\s+users:\(\(\"postgres\",pid=(\d+),", line)
+        if found and found.group(1) in ports:
+            backends.append(int(found.group(2)))
+    return backends
+
+
 def wrk(port: int, path: str, seconds: float) -> tuple[float, int]:
     """Requests per second and the request count of one wrk run (non-2xx answers are an error)."""
     out = subprocess.run(
@@ -209,9 +237,10 @@ def run(quick: bool) -> list[Comparison]:
     # Three rounds: the machine's two cores are shared, and the best of three is steadier than of two.
     rounds = int(os.environ.get("ASGI_BENCH_ROUNDS", 1 if quick else 3))
     best: dict[tuple[str, str], float] = {}
-    # The server process's CPU (all its threads) per request in the best round: with two cores shared by
-    # wrk, PostgreSQL and the server, the variant that spends less CPU per request leaves more for the rest.
-    cpuPerRequest: dict[tuple[str, str], float] = {}
+    # CPU per request in the best round, of the server process (all its threads) and of the PostgreSQL
+    # backends serving it: with two cores shared by wrk, PostgreSQL and the server, the variant that
+    # costs the machine less per request leaves more for the rest.
+    cpuPerRequest: dict[tuple[str, str], tuple[float, float]] = {}
     counts: dict[str, int] = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load is not None:
@@ -229,15 +258,17 @@ def run(quick: bool) -> list[Comparison]:
                             continue
                         server.check(path)
                         wrk(server.port, path, 1.0)  # warm-up: connections, statement caches
-                        before = cpuSeconds(server.process.pid)
+                        backends = postgresBackends(server.process.pid)
+                        before = _cpu(server.process.pid, backends)
                         rate, count = wrk(server.port, path, seconds)
-                        after = cpuSeconds(server.process.pid)
-                        cpu = 0.0 if before is None or after is None else (after - before) / count * 1e6
+                        after = _cpu(server.process.pid, backends)
+                        cpu = (after[0] - before[0]) / count * 1e6, (after[1] - before[1]) / count * 1e6
                         key = (label, variant)
                         if rate > best.get(key, 0.0):
                             best[key], cpuPerRequest[key] = rate, cpu
                         counts[label] = max(counts.get(label, 0), count)
-                        print(f"  {label:<22} {variant:<14} {rate:>10,.0f} req/s, CPU {cpu:,.0f} us/req",
+                        print(f"  {label:<22} {variant:<14} {rate:>10,.0f} req/s; CPU per request: server "
+                              f"{cpu[0]:,.0f} us, PostgreSQL {cpu[1]:,.0f} us ({len(backends)} backends)",
                               flush=True)
                 finally:
                     server.close()
@@ -253,8 +284,9 @@ def run(quick: bool) -> list[Comparison]:
             ops=counts.get(label, 0),
             opsPerSecond={variant: best[(label, variant)] for variant in measured},
             targets=[t for t in targets if t.reference in measured],
-            note="server CPU per request (us, all threads): "
-            + ", ".join(f"{v} {cpuPerRequest[(label, v)]:,.0f}" for v in measured),
+            note="CPU per request, server (all threads) + PostgreSQL, us: "
+            + ", ".join(f"{v} {cpuPerRequest[(label, v)][0]:,.0f} + {cpuPerRequest[(label, v)][1]:,.0f}"
+                        for v in measured),
         )
         print("\n".join(comparison.lines()))
         results.append(comparison)
