@@ -26,6 +26,7 @@ import json
 import os
 import random
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -95,6 +96,12 @@ class Deferthreads(Backend):
         self.worldSQL = f"SELECT id, randomnumber FROM {world} WHERE id = %s"
         self.fortuneSQL = f"SELECT id, message FROM {fortune}"
         self._stack = contextlib.AsyncExitStack()
+        # /queries and /updates read through a server-side prepared statement, made once per connection,
+        # as the asyncpg variant does (conn.prepare): the server then skips parsing and planning each
+        # lookup. ASGI_BENCH_PREPARE=0 sends the plain statement instead (to measure the difference).
+        self.prepare = os.environ.get("ASGI_BENCH_PREPARE", "") != "0"
+        self.preparedOn: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg2 connections, worker threads
+        self.preparedLock = threading.Lock()
 
     async def start(self) -> None:
         import adbapi
@@ -122,9 +129,22 @@ class Deferthreads(Backend):
 
     def _read(self, cursor: Any, n: int) -> list[dict[str, int]]:
         # Worker thread: one statement per row, all on this request's connection.
+        statement = self.worldSQL
+        if self.prepare:
+            connection = cursor.connection  # the psycopg2 connection under adbapi's Transaction
+            with self.preparedLock:  # a connection is one thread's at a time; the set is every worker's
+                new = connection not in self.preparedOn
+            if new:
+                # A session's prepared statement outlives a rolled-back transaction: made once.
+                cursor.execute(
+                    f"PREPARE world_by_id (int) AS SELECT id, randomnumber FROM {self.world} WHERE id = $1"
+                )
+                with self.preparedLock:
+                    self.preparedOn.add(connection)
+            statement = "EXECUTE world_by_id (%s)"
         worlds = []
         for _ in range(n):
-            cursor.execute(self.worldSQL, (randomId(),))
+            cursor.execute(statement, (randomId(),))
             row = cursor.fetchone()
             worlds.append({"id": row[0], "randomNumber": row[1]})
         return worlds

@@ -4,9 +4,9 @@ The same application and endpoints (``benchmarks/_asgiapp.py``, TechEmpower's ru
 with our adbapi (psycopg2, the reactor hosted on uvicorn's loop, Deferreds awaited directly)
 against asyncpg's pool: the single-row lookup, fortunes, 20 lookups, 20 read-then-update; and the
 single lookup against psycopg 3's ``AsyncConnectionPool``, SQLAlchemy's asyncio engine (asyncpg)
-and ``asyncio.to_thread`` around a psycopg2 connection per thread. Requests per second, the best
-of the rounds; each variant runs in its own uvicorn process, one after the other (every other
-round in reverse order).
+and ``asyncio.to_thread`` around a psycopg2 connection per thread. Requests per second, the median
+of the rounds; each variant runs in its own uvicorn process, all started at once; an endpoint's
+variants are measured one after the other in each round (every other round in reverse order).
 
 Environment: ``ASGI_BENCH_ENDPOINTS`` (comma-separated paths without the slash or query, e.g.
 ``db,fortunes``) and ``ASGI_BENCH_VARIANTS`` (e.g. ``deferthreads,asyncpg``) run a part only;
@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -233,60 +234,70 @@ def run(quick: bool) -> list[Comparison]:
     names = _selected("ENDPOINTS", [_endpointName(path) for _label, path, _served, _targets in ENDPOINTS])
     endpoints = [e for e in ENDPOINTS if _endpointName(e[1]) in names]
     variants = _selected("VARIANTS", ENDPOINTS[0][2])
-    seconds = float(os.environ.get("ASGI_BENCH_SECONDS", 2.0 if quick else 5.0))
-    # Three rounds: the machine's two cores are shared, and the best of three is steadier than of two.
-    rounds = int(os.environ.get("ASGI_BENCH_ROUNDS", 1 if quick else 3))
-    best: dict[tuple[str, str], float] = {}
-    # CPU per request in the best round, of the server process (all its threads) and of the PostgreSQL
+    seconds = float(os.environ.get("ASGI_BENCH_SECONDS", 2.0 if quick else 3.0))
+    # Short measurements, many rounds, the variants of one endpoint one after the other within a round:
+    # the machine's two cores are shared (other processes come and go), so the sides of a ratio are
+    # measured seconds apart; the median of five rounds (as the harness reports) is what a burst of
+    # load on one side does not move. The best round is printed too.
+    rounds = int(os.environ.get("ASGI_BENCH_ROUNDS", 1 if quick else 5))
+    rates: dict[tuple[str, str], list[float]] = {}
+    # CPU per request of each round, of the server process (all its threads) and of the PostgreSQL
     # backends serving it: with two cores shared by wrk, PostgreSQL and the server, the variant that
     # costs the machine less per request leaves more for the rest.
-    cpuPerRequest: dict[tuple[str, str], tuple[float, float]] = {}
+    cpus: dict[tuple[str, str], list[tuple[float, float]]] = {}
     counts: dict[str, int] = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load is not None:
         print(f"  load average {load:.1f} at the start (other processes share the cores)", flush=True)
+    servers: dict[str, Server] = {}
     try:
-        for round in range(rounds):
-            # Every other round in reverse order, so a drift in the machine's load favours no one.
-            for variant in variants if round % 2 == 0 else variants[::-1]:
-                if not any(variant in served for _label, _path, served, _targets in endpoints):
-                    continue
-                server = Server(variant, dsn, world, fortune)
-                try:
-                    for label, path, served, _targets in endpoints:
-                        if variant not in served:
-                            continue
-                        server.check(path)
-                        wrk(server.port, path, 1.0)  # warm-up: connections, statement caches
-                        backends = postgresBackends(server.process.pid)
-                        before = _cpu(server.process.pid, backends)
-                        rate, count = wrk(server.port, path, seconds)
-                        after = _cpu(server.process.pid, backends)
-                        cpu = (after[0] - before[0]) / count * 1e6, (after[1] - before[1]) / count * 1e6
-                        key = (label, variant)
-                        if rate > best.get(key, 0.0):
-                            best[key], cpuPerRequest[key] = rate, cpu
-                        counts[label] = max(counts.get(label, 0), count)
-                        print(f"  {label:<22} {variant:<14} {rate:>10,.0f} req/s; CPU per request: server "
-                              f"{cpu[0]:,.0f} us, PostgreSQL {cpu[1]:,.0f} us ({len(backends)} backends)",
-                              flush=True)
-                finally:
-                    server.close()
+        # Every variant's server up at once (an idle one costs nothing), each in its own process.
+        for variant in variants:
+            if any(variant in served for _label, _path, served, _targets in endpoints):
+                servers[variant] = Server(variant, dsn, world, fortune)
+        for label, path, served, _targets in endpoints:
+            sides = [v for v in served if v in servers]
+            for variant in sides:
+                servers[variant].check(path)
+                wrk(servers[variant].port, path, 1.0)  # warm-up: connections, statement caches
+            for round in range(rounds):
+                # Every other round in reverse order, so a drift in the machine's load favours no one.
+                for variant in sides if round % 2 == 0 else sides[::-1]:
+                    server = servers[variant]
+                    backends = postgresBackends(server.process.pid)
+                    before = _cpu(server.process.pid, backends)
+                    rate, count = wrk(server.port, path, seconds)
+                    after = _cpu(server.process.pid, backends)
+                    cpu = (after[0] - before[0]) / count * 1e6, (after[1] - before[1]) / count * 1e6
+                    rates.setdefault((label, variant), []).append(rate)
+                    cpus.setdefault((label, variant), []).append(cpu)
+                    counts[label] = max(counts.get(label, 0), count)
+                    print(f"  {label:<22} {variant:<14} {rate:>10,.0f} req/s; CPU per request: server "
+                          f"{cpu[0]:,.0f} us, PostgreSQL {cpu[1]:,.0f} us ({len(backends)} backends)",
+                          flush=True)
     finally:
+        for server in servers.values():
+            server.close()
         _admin(dsn, [(f"DROP TABLE IF EXISTS {world}", None), (f"DROP TABLE IF EXISTS {fortune}", None)])
     results = []
     for label, _path, served, targets in endpoints:
-        measured = [v for v in served if (label, v) in best]
+        measured = [v for v in served if (label, v) in rates]
         if "deferthreads" not in measured or len(measured) < 2:
             continue
+        ours = rates[(label, "deferthreads")]
+        best = ", ".join(f"{v} {max(ours) / max(rates[(label, v)]):.2f}x" for v in measured[1:])
+        cpuText = ", ".join(
+            f"{v} {statistics.median(c[0] for c in cpus[(label, v)]):,.0f} + "
+            f"{statistics.median(c[1] for c in cpus[(label, v)]):,.0f}"
+            for v in measured
+        )
         comparison = Comparison(
             name=f"ASGI (Starlette, uvicorn+uvloop, wrk -c{CONNECTIONS}): {label}",
             ops=counts.get(label, 0),
-            opsPerSecond={variant: best[(label, variant)] for variant in measured},
+            opsPerSecond={v: statistics.median(rates[(label, v)]) for v in measured},
             targets=[t for t in targets if t.reference in measured],
-            note="CPU per request, server (all threads) + PostgreSQL, us: "
-            + ", ".join(f"{v} {cpuPerRequest[(label, v)][0]:,.0f} + {cpuPerRequest[(label, v)][1]:,.0f}"
-                        for v in measured),
+            note=f"medians of {rounds} rounds; best round against best round: {best}; "
+            f"CPU per request (medians), server (all threads) + PostgreSQL, us: {cpuText}",
         )
         print("\n".join(comparison.lines()))
         results.append(comparison)
