@@ -100,7 +100,8 @@ class Deferthreads(Backend):
         # as the asyncpg variant does (conn.prepare): the server then skips parsing and planning each
         # lookup. ASGI_BENCH_PREPARE=0 sends the plain statement instead (to measure the difference).
         self.prepare = os.environ.get("ASGI_BENCH_PREPARE", "") != "0"
-        self.preparedOn: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg2 connections, worker threads
+        # The statements prepared on each psycopg2 connection (worker threads read and add).
+        self.preparedOn: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         self.preparedLock = threading.Lock()
 
     async def start(self) -> None:
@@ -127,21 +128,26 @@ class Deferthreads(Backend):
         rows: list[Any] = await self.pool.runQuery(self.fortuneSQL)
         return rows
 
+    def _prepared(self, cursor: Any, name: str, statement: str) -> str:
+        """Worker thread: ``name`` prepared as ``statement`` on the cursor's connection, made if new."""
+        connection = cursor.connection  # the psycopg2 connection under adbapi's Transaction
+        with self.preparedLock:  # a connection is one thread's at a time; the map is every worker's
+            new = name not in self.preparedOn.get(connection, ())
+        if new:
+            # A session's prepared statement outlives a rolled-back transaction: made once.
+            cursor.execute(f"PREPARE {name} AS {statement}")
+            with self.preparedLock:
+                self.preparedOn.setdefault(connection, set()).add(name)
+        return name
+
     def _read(self, cursor: Any, n: int) -> list[dict[str, int]]:
         # Worker thread: one statement per row, all on this request's connection.
         statement = self.worldSQL
         if self.prepare:
-            connection = cursor.connection  # the psycopg2 connection under adbapi's Transaction
-            with self.preparedLock:  # a connection is one thread's at a time; the set is every worker's
-                new = connection not in self.preparedOn
-            if new:
-                # A session's prepared statement outlives a rolled-back transaction: made once.
-                cursor.execute(
-                    f"PREPARE world_by_id (int) AS SELECT id, randomnumber FROM {self.world} WHERE id = $1"
-                )
-                with self.preparedLock:
-                    self.preparedOn.add(connection)
-            statement = "EXECUTE world_by_id (%s)"
+            name = self._prepared(
+                cursor, "world_by_id", f"SELECT id, randomnumber FROM {self.world} WHERE id = $1::int"
+            )
+            statement = f"EXECUTE {name} (%s)"
         worlds = []
         for _ in range(n):
             cursor.execute(statement, (randomId(),))
@@ -159,7 +165,12 @@ class Deferthreads(Backend):
             w["randomNumber"] = randomId()
         worlds.sort(key=lambda w: w["id"])  # a fixed lock order: concurrent updates cannot deadlock
         params = [v for w in worlds for v in (w["id"], w["randomNumber"])]
-        cursor.execute(updateStatement(self.world, n, lambda i: "%s"), params)
+        if self.prepare:
+            update = updateStatement(self.world, n, lambda i: f"${i + 1}")
+            name = self._prepared(cursor, f"world_update_{n}", update)
+            cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+        else:
+            cursor.execute(updateStatement(self.world, n, lambda i: "%s"), params)
         return worlds
 
     async def updates(self, n: int) -> list[dict[str, int]]:
