@@ -19,6 +19,7 @@ names and dropped at the end. Skipped, with the reason, when ``wrk`` or PostgreS
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +162,17 @@ def cpuSeconds(pid: int) -> float | None:
 
 
 def _cpu(server: int, backends: list[int]) -> tuple[float, float]:
-    """CPU seconds so far of the server process and of its PostgreSQL backends (0.0 where unknown)."""
-    return cpuSeconds(server) or 0.0, sum(cpuSeconds(b) or 0.0 for b in backends)
+    """CPU seconds so far of the server process and of its PostgreSQL backends (NaN where unknown).
+
+    A backend that has exited makes the second NaN: asyncpg's pool replaces a connection after
+    50,000 queries, so a measurement can outlive one of the backends it started with.
+    """
+    server_ = cpuSeconds(server)
+    ofBackends = [cpuSeconds(b) for b in backends]
+    return (
+        math.nan if server_ is None else server_,
+        math.nan if None in ofBackends or not backends else sum(c for c in ofBackends if c is not None),
+    )
 
 
 def postgresBackends(pid: int) -> list[int]:
@@ -219,6 +230,12 @@ def _selected(name: str, chosen: list[str]) -> list[str]:
 
 def _endpointName(path: str) -> str:
     return path.lstrip("/").split("?")[0]
+
+
+def _median(values: Iterable[float]) -> float:
+    """The median of the known values (NaN ones left out), NaN when none is known."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else math.nan
 
 
 def run(quick: bool) -> list[Comparison]:
@@ -287,8 +304,8 @@ def run(quick: bool) -> list[Comparison]:
         ours = rates[(label, "deferthreads")]
         best = ", ".join(f"{v} {max(ours) / max(rates[(label, v)]):.2f}x" for v in measured[1:])
         cpuText = ", ".join(
-            f"{v} {statistics.median(c[0] for c in cpus[(label, v)]):,.0f} + "
-            f"{statistics.median(c[1] for c in cpus[(label, v)]):,.0f}"
+            f"{v} {_median(server for server, _ in cpus[(label, v)]):,.0f} + "
+            f"{_median(database for _, database in cpus[(label, v)]):,.0f}"
             for v in measured
         )
         comparison = Comparison(
