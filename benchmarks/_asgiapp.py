@@ -10,8 +10,9 @@ A pool of 4 connections in every variant.
 
 Variants: ``deferthreads`` (an adbapi ConnectionPool of psycopg2 on a reactor hosted on the
 loop; ``/db`` and ``/fortunes`` are single statements on lanes, ``/queries`` and ``/updates``
-one ``runInteraction`` each, i.e. one connection and one worker thread for the request);
-``asyncpg`` (its pool; one acquired connection per request); and, for ``/db`` only,
+one ``runInteraction`` each, i.e. one connection and one worker thread for the request, the lookup
+and the UPDATE prepared once per connection); ``asyncpg`` (its pool; one acquired connection per
+request; its statement cache prepares every statement); and, for ``/db`` only,
 ``psycopg3`` (``psycopg_pool.AsyncConnectionPool``), ``sqlalchemy`` (an asyncio engine on
 asyncpg, Core statement) and ``to_thread`` (``asyncio.to_thread`` around a psycopg2 connection
 per thread of the default executor, 4 threads).
