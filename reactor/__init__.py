@@ -11,6 +11,8 @@ The public API keeps Twisted's names and meaning (``twisted.internet.defer``,
 
 from __future__ import annotations
 
+# First: decides whether reactor._deferred is the mypyc-compiled module or its .py (see there).
+import reactor._implementation  # noqa: F401
 from reactor._debugging import (
     getDebugging,
     logError,

@@ -108,10 +108,17 @@ def _futureError(failure: Failure) -> BaseException:
 
 
 # The frames of Deferred.fromCoroutine's driver: the first step runs in fromCoroutine, the later ones
-# in _CoroutineRunner._send (inlineCallbacks and ensureDeferred use the same two).
+# in _CoroutineRunner._send (inlineCallbacks and ensureDeferred use the same two). Compiled by mypyc,
+# fromCoroutine has no code object (nor frame): it lists the coroutines it steps in _firstSteps.
 _driverCodes = frozenset(
-    {Deferred.__dict__["fromCoroutine"].__func__.__code__, _CoroutineRunner._send.__code__}
+    code
+    for code in (
+        getattr(getattr(Deferred.__dict__["fromCoroutine"], "__func__", None), "__code__", None),
+        _CoroutineRunner._send.__code__,
+    )
+    if code is not None
 )
+_firstSteps = _deferred._firstSteps
 # A frame with one of these flags is a suspendable one (a coroutine, a generator, an async generator):
 # the frame below it is whatever drives it.
 _suspendable = CO_COROUTINE | CO_GENERATOR | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
@@ -119,6 +126,14 @@ _getRunningLoop = asyncio._get_running_loop
 _currentTask = asyncio.current_task
 _getFrame = sys._getframe
 _getIdent = threading.get_ident
+
+
+def _inFirstStep(frame: FrameType) -> bool:
+    """Whether ``frame`` is that of a coroutine whose first step a compiled fromCoroutine runs."""
+    for coro in _firstSteps:
+        if getattr(coro, "cr_frame", None) is frame or getattr(coro, "gi_frame", None) is frame:
+            return True
+    return False
 
 
 def taskFuture(d: Deferred[_T]) -> asyncio.Future[_T] | None:
@@ -133,9 +148,12 @@ def taskFuture(d: Deferred[_T]) -> asyncio.Future[_T] | None:
     loop = _getRunningLoop()
     if loop is None or _currentTask(loop) is None:
         return None
-    # Frame 0 is this function, 1 is Deferred.__await__, 2 the coroutine (or generator) awaiting d.
-    frame: FrameType | None = _getFrame(2)
+    # Frame 0 is this function, 1 is Deferred.__await__'s generator (none when compiled by mypyc),
+    # then the coroutine (or generator) awaiting d, and the ones awaiting that.
+    frame: FrameType | None = _getFrame(1)
     while frame is not None and frame.f_code.co_flags & _suspendable:
+        if _firstSteps and _inFirstStep(frame):
+            return None
         frame = frame.f_back
     if frame is not None and frame.f_code in _driverCodes:
         return None

@@ -31,7 +31,20 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import CoroutineType, GeneratorType
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    SupportsFloat,
+    TypeVar,
+    cast,
+    overload,
+)
+
+from mypy_extensions import mypyc_attr
 
 from reactor._errors import AlreadyCalledError, CancelledError, ReturnValue, TimeoutError
 from reactor._failure import Failure, _failureTypeSets
@@ -53,9 +66,11 @@ _T = TypeVar("_T")
 _U = TypeVar("_U")
 _P = ParamSpec("_P")
 
-_log = logging.getLogger("reactor.deferred")
-_copyContext = contextvars.copy_context
-_modules = sys.modules
+# Final module constants: compiled by mypyc they are C globals rather than module-dict lookups (the rest
+# are rebound from outside, by reactor._asyncio and reactor._debugging, so they stay plain globals).
+_log: Final = logging.getLogger("reactor.deferred")
+_copyContext: Final = contextvars.copy_context
+_modules: Final = sys.modules
 
 # Both set by reactor._asyncio (which imports asyncio) when it is first imported. _getRunningLoop is
 # asyncio's (the running loop of this thread, or None). _taskBridge, given an unfired Deferred being
@@ -74,22 +89,27 @@ def _loadTaskBridge() -> Callable[[], object]:
     return _getRunningLoop
 
 
+@mypyc_attr(native_class=False)
 class NotACoroutineError(TypeError):
     """``Deferred.fromCoroutine``/``ensureDeferred`` was given something that is not a coroutine."""
 
 
 # Marks a continuation entry (see _Entry).
-_CONTINUE: Any = object()
+_CONTINUE: Final[Any] = object()
 # Marks an entry half whose one extra argument is stored bare (see _Entry).
-_ONE_ARG: Any = object()
+_ONE_ARG: Final[Any] = object()
 
 # Types whose instances the runner treats as Deferreds; ``type(x) in`` a set is
 # much cheaper than ``isinstance`` on the hot path. Subclasses register here.
-_deferredTypes: set[type] = set()
+_deferredTypes: Final[set[type]] = set()
 # Deferred and Failure types (and their subclasses): a result whose type is not
 # in here is a plain value, which one set lookup per callback decides.
-_resultTypes: set[type] = {Failure}
+_resultTypes: Final[set[type]] = {Failure}
 _failureTypeSets.append(_resultTypes)
+
+# Compiled only: the coroutines whose first step Deferred.fromCoroutine is running, innermost last
+# (reactor._asyncio.taskFuture reads it).
+_firstSteps: Final[list[Coroutine[Any, Any, Any] | Generator[Any, Any, Any]]] = []
 
 # A callback-list entry: (callback, args, kwargs, errback, args, kwargs). A
 # ``None`` callable means "pass the result through unchanged" and costs no call;
@@ -106,10 +126,12 @@ _failureTypeSets.append(_resultTypes)
 _Entry = tuple[Any, Any, Any, Any, Any, Any] | Callable[..., Any]
 
 # ``_callbacks`` until the first entry is added: most fired Deferreds (those of
-# succeed(), fail(), an awaited coroutine's) never get one, and sharing this
-# empty tuple spares them a list. Code that appends tests for it (``is``);
-# code that only reads sees an empty sequence. Typed as a list for mypy's sake.
-_NO_CALLBACKS: list[_Entry] = cast(Any, ())
+# succeed(), fail(), an awaited coroutine's) never get one, and sharing this one
+# empty list spares them a list each. It must stay empty: code that appends tests
+# for it (``is``) and gives the Deferred a list of its own instead; code that only
+# reads sees an empty list. (A real list, not an empty tuple, because a
+# mypyc-compiled module checks at run time that ``_callbacks`` holds a list.)
+_NO_CALLBACKS: Final[list[_Entry]] = []
 
 
 def passthru(arg: _T) -> _T:
@@ -144,7 +166,7 @@ class _FailureReporter:
             pass
 
 
-def _cancelledToTimedOutError(value: Any, timeout: float) -> Any:
+def _cancelledToTimedOutError(value: Any, timeout: SupportsFloat) -> Any:
     """Turn a ``CancelledError`` failure into ``TimeoutError``; let anything else through."""
     if isinstance(value, Failure):
         value.trap(CancelledError)
@@ -152,6 +174,7 @@ def _cancelledToTimedOutError(value: Any, timeout: float) -> Any:
     return value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Deferred(Generic[_T]):
     """A placeholder for a result (of type ``_T``) that a callback chain will process when it arrives.
 
@@ -186,6 +209,8 @@ class Deferred(Generic[_T]):
         "paused",
         "result",
     )
+    # Compiled (mypyc), an attribute may be deleted only if listed here: ``debug = False`` deletes this one.
+    __deletable__ = ("_debugInfo",)
 
     #: True once ``callback``/``errback`` ran (also while waiting on a returned Deferred).
     called: bool
@@ -390,7 +415,9 @@ class Deferred(Generic[_T]):
 
     def addTimeout(
         self,
-        timeout: float,
+        # Not ``float``: compiled by mypyc, a float parameter turns an int into a float and
+        # refuses a str with mypyc's own message, before the check below.
+        timeout: SupportsFloat,
         clock: Any,
         onTimeoutCancel: Callable[[Any, float], Any] | None = None,
     ) -> Deferred[Any]:
@@ -420,7 +447,7 @@ class Deferred(Generic[_T]):
 
         def convertCancelled(result: Any) -> Any:
             if timedOut:
-                return (onTimeoutCancel or _cancelledToTimedOutError)(result, timeout)
+                return (onTimeoutCancel or _cancelledToTimedOutError)(result, cast(Any, timeout))
             return result
 
         def cancelTimeout(result: Any) -> Any:
@@ -789,7 +816,9 @@ class Deferred(Generic[_T]):
                 return cast(_T, (yield from future))
         return (yield self)  # type: ignore[no-any-return]
 
-    __iter__ = __await__
+    def __iter__(self) -> Generator[Any, Any, _T]:
+        """``yield from d``: the same as ``await d`` (a method of its own: mypyc compiles no aliases)."""
+        return self.__await__()
 
     @classmethod
     def fromCoroutine(
@@ -816,7 +845,16 @@ class Deferred(Generic[_T]):
         # awaits only fired Deferreds, costs one context copy and one Deferred.
         context = _copyContext()
         try:
-            yielded = context.run(coro.send, None)
+            if _compiled:
+                # Compiled, this function has no Python frame for reactor._asyncio.taskFuture to
+                # recognise as the driver of ``coro``: it looks for ``coro`` here instead.
+                _firstSteps.append(coro)
+                try:
+                    yielded = context.run(coro.send, None)
+                finally:
+                    _firstSteps.pop()
+            else:
+                yielded = context.run(coro.send, None)
         except StopIteration as e:
             value = e.value
         except ReturnValue as e:
@@ -869,16 +907,26 @@ class Deferred(Generic[_T]):
             return f"<{name} at {id(self):#x} waiting on Deferred at {id(chainedTo):#x}>"
         return f"<{name} at {id(self):#x}>"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 _deferredTypes.add(Deferred)
 _resultTypes.add(Deferred)
 
 
-# object.__new__ builds a Deferred without running __init__: succeed() and
-# fail() store the fields of an already-fired Deferred straight away.
-_newObject = object.__new__
+# Whether this module runs compiled by mypyc (reactor/_deferred.*.so next to this file; see
+# setup.py): mypyc gives every native class a ``__mypyc_attrs__`` tuple.
+_compiled: Final[bool] = hasattr(Deferred, "__mypyc_attrs__")
+
+# The class called as a Python object, not natively: compiled, calling it runs the recording
+# __init__ that reactor._debugging installs on the class (a native call would not).
+_DeferredClass: Final[Any] = Deferred
+
+# Pure Python, object.__new__ builds a Deferred without running __init__: succeed()
+# and fail() store the fields of an already-fired Deferred straight away.
+# (Compiled, object.__new__ refuses a native class; they call Deferred() instead.)
+_newObject: Final = object.__new__
 # False while reactor._debugging records where Deferreds are created: succeed()
 # and fail() then go through __init__ (the recording one) and callback/errback.
 _fastConstruction = True
@@ -889,8 +937,17 @@ def succeed(result: _T) -> Deferred[_T]:
     if type(result) in _resultTypes or not _fastConstruction:
         # A Failure or a Deferred (callback()'s checks and unhandled-failure
         # tracking), or debugging on: the general path.
+        # (Through Python attribute lookups, ``d`` being Any: while debugging, the recording
+        # __init__ and callback installed on the class must run, compiled too.)
+        general: Any = _DeferredClass()
+        general.callback(result)
+        return cast(Deferred[_T], general)
+    if _compiled:
+        # Compiled, Deferred() is a C call that allocates and runs the native
+        # __init__ (C stores): cheaper than anything else here.
         d: Deferred[_T] = Deferred()
-        d.callback(result)
+        d.called = True
+        d.result = result
         return d
     # The fields __init__ and callback() would leave, stored directly: this is
     # most of the cost of an already-fired Deferred. (``_canceller`` is only
@@ -908,9 +965,9 @@ def succeed(result: _T) -> Deferred[_T]:
 def fail(result: Failure | BaseException | None = None) -> Deferred[Any]:
     """A Deferred that has already failed with ``result`` (as :meth:`Deferred.errback` takes it)."""
     if not _fastConstruction:
-        d: Deferred[Any] = Deferred()
-        d.errback(result)
-        return d
+        general: Any = _DeferredClass()
+        general.errback(result)
+        return cast(Deferred[Any], general)
     if result is None:
         result = Failure()
     elif not isinstance(result, Failure):
@@ -918,6 +975,12 @@ def fail(result: Failure | BaseException | None = None) -> Deferred[Any]:
             raise TypeError(f"result must be a Failure, an exception or None, not {type(result).__name__}")
         result = Failure._fromException(result)
     # As succeed(); the failure is unhandled until an errback takes it.
+    if _compiled:
+        d: Deferred[Any] = Deferred()
+        d.called = True
+        d._failureReporter = _FailureReporter(result)
+        d.result = result
+        return d
     d = _newObject(Deferred)
     d._callbacks = _NO_CALLBACKS
     d.called = True
@@ -944,13 +1007,19 @@ def maybeDeferred(
 def maybeDeferred(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
 
 
-def maybeDeferred(f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+def maybeDeferred(*args: Any, **kwargs: Any) -> Deferred[Any]:
     """Call ``f(*args, **kwargs)`` and return its outcome as a Deferred.
 
     A Deferred result is returned as is; a coroutine is run with
     :meth:`Deferred.fromCoroutine`; a Failure or a raised exception gives a
     failed Deferred; any other value a fired one.
     """
+    # ``f`` is taken from ``args`` rather than declared positional-only: compiled by mypyc, a
+    # positional-only ``f`` would still clash with a keyword argument named ``f`` meant for it.
+    if not args:
+        raise TypeError("maybeDeferred() missing its function argument 'f'")
+    f = args[0]
+    args = args[1:]
     if not callable(f):
         raise TypeError(f"f must be callable, not {type(f).__name__}")
     try:
