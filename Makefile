@@ -12,7 +12,10 @@ $(BIN)/python:
 
 # mysqlclient (MySQLdb) compiles against libmariadb: installed when pkg-config finds it (.ci/run installs
 # libmariadb-dev), else its tests skip with the reason (and fail under REQUIRE_MYSQL=1).
-$(STAMP): pyproject.toml | $(BIN)/python
+# setup.py compiles reactor/_deferred.py with mypyc into reactor/_deferred.*.so (pure Python when it
+# cannot): editing that module reinstalls, so the tests never run a stale build (which
+# reactor/_implementation.py would in any case refuse, with a warning, for the .py).
+$(STAMP): pyproject.toml setup.py reactor/_deferred.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy]'
 	if pkg-config --exists libmariadb || pkg-config --exists mysqlclient; then \
 		$(BIN)/python -m pip install --quiet -e '.[mysqlclient]'; \
@@ -47,4 +50,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build reactor/_deferred.*.so reactor/_deferred__mypyc.*.so
