@@ -356,8 +356,9 @@ class _UnhandledFailures(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        # Only the garbage-collection report (logError() logs the same text on purpose).
-        if record.funcName == "__del__":
+        # Only the garbage-collection report (logError() logs the same text on purpose), which
+        # reactor._deferred marks (funcName is not enough: compiled by mypyc, __del__ has no frame).
+        if getattr(record, "deferredCollected", False) or record.funcName == "__del__":
             lines = record.getMessage().splitlines()
             self.messages.append(lines[-1] if lines else "")
 

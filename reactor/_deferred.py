@@ -161,7 +161,14 @@ class _FailureReporter:
             return
         try:
             where = "" if self.debugInfo is None else f"\n(debug: {self.debugInfo.describe()})"
-            _log.error("Unhandled error in Deferred:%s\n%s", where, failure.getTraceback().rstrip("\n"))
+            # ``deferredCollected`` tells this report from logError()'s same text (the pytest plugin
+            # counts only this one); compiled by mypyc this method has no frame for funcName to name.
+            _log.error(
+                "Unhandled error in Deferred:%s\n%s",
+                where,
+                failure.getTraceback().rstrip("\n"),
+                extra={"deferredCollected": True},
+            )
         except Exception:  # pragma: no cover - e.g. logging torn down at interpreter exit
             pass
 
