@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Generator
 from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
-from reactor._deferred import _CONTINUE, Deferred, _deferredTypes
+from reactor._deferred import _CONTINUE, Deferred, _compiled, _deferredTypes, _Thrown
 from reactor._errors import ReturnValue
 from reactor._failure import Failure
 
@@ -62,6 +62,8 @@ class _CoroutineRunner:
         outcome: Any
         try:
             if isinstance(result, Failure):
+                if _compiledAwait is not None and _awaitsCompiled(self.coro):
+                    return self.context.run(self.coro.send, _Thrown(result))
                 return self.context.run(self.coro.throw, result.value.with_traceback(result.tb))
             return self.context.run(self.coro.send, result)
         except StopIteration as e:
@@ -136,6 +138,21 @@ class _CoroutineRunner:
         self.deferred = replacement
         _waitOn(outer, replacement)
         waiting.cancel()
+
+
+# Compiled by mypyc: the type of the generator that Deferred.__await__ returns (None when pure Python).
+_compiledAwait: type | None = type(Deferred().__await__()) if _compiled else None
+
+
+def _awaitsCompiled(coro: Any) -> bool:
+    """Whether ``coro`` is suspended in a compiled ``Deferred.__await__`` (perhaps through others)."""
+    inner = coro
+    while True:
+        inner = getattr(inner, "cr_await", None) or getattr(inner, "gi_yieldfrom", None)
+        if inner is None:
+            return False
+        if type(inner) is _compiledAwait:
+            return True
 
 
 def _returnedDeferred(d: Deferred[Any]) -> Failure:

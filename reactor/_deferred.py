@@ -173,6 +173,20 @@ class _FailureReporter:
             pass
 
 
+class _Thrown:
+    """A failure for a compiled :meth:`Deferred.__await__` to raise, sent to it instead of thrown in.
+
+    Compiled by mypyc, ``__await__`` is a native generator whose ``throw()`` loses the traceback
+    of the exception thrown in (what the coroutine driver does with a failure): the driver sends
+    one of these and ``__await__`` raises the failure itself. Reactor thread only.
+    """
+
+    __slots__ = ("failure",)
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
 def _cancelledToTimedOutError(value: Any, timeout: SupportsFloat) -> Any:
     """Turn a ``CancelledError`` failure into ``TimeoutError``; let anything else through."""
     if isinstance(value, Failure):
@@ -821,7 +835,13 @@ class Deferred(Generic[_T]):
             future = _taskBridge(self)
             if future is not None:
                 return cast(_T, (yield from future))
-        return (yield self)  # type: ignore[no-any-return]
+        result = yield self
+        if type(result) is _Thrown:
+            # Compiled only (reactor._coroutines sends this): raised by Failure.raiseException, in
+            # Python, the exception keeps its original traceback, which throwing it into this
+            # (mypyc) generator would drop.
+            result.failure.raiseException()
+        return result  # type: ignore[no-any-return]
 
     def __iter__(self) -> Generator[Any, Any, _T]:
         """``yield from d``: the same as ``await d`` (a method of its own: mypyc compiles no aliases)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import traceback
 from collections.abc import Generator
 from typing import Any
 
@@ -446,3 +447,30 @@ def test_awaitingFailedDeferredTwiceRaisesBothTimes() -> None:
     Deferred.fromCoroutine(co())
     assert raised == ["twice", "twice"]
 
+
+
+def _raiseAtTheOrigin() -> None:
+    raise ValueError("from the origin")
+
+
+def test_laterFailureRaisedAtTheAwaitKeepsItsOriginalTraceback() -> None:
+    """The exception raised at ``await`` of a Deferred that fails later still shows where it was raised.
+
+    (Compiled by mypyc, ``Deferred.__await__`` raises it itself rather than having it thrown in,
+    which would drop those frames.)
+    """
+    inner: Deferred[int] = Deferred()
+    seen: list[list[str]] = []
+
+    async def co() -> None:
+        try:
+            await inner
+        except ValueError as e:
+            seen.append([entry.name for entry in traceback.extract_tb(e.__traceback__)])
+
+    Deferred.fromCoroutine(co())
+    try:
+        _raiseAtTheOrigin()
+    except ValueError:
+        inner.errback()
+    assert seen and "_raiseAtTheOrigin" in seen[0] and "co" in seen[0]
