@@ -29,7 +29,7 @@ import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from types import CoroutineType, GeneratorType
 from typing import (
     TYPE_CHECKING,
@@ -275,9 +275,9 @@ class Deferred(Generic[_T]):
         self,
         callback: Callable[..., Any],
         errback: Callable[..., Any] | None = None,
-        callbackArgs: tuple[Any, ...] = (),
+        callbackArgs: Sequence[Any] = (),
         callbackKeywords: Mapping[str, Any] | None = None,
-        errbackArgs: tuple[Any, ...] = (),
+        errbackArgs: Sequence[Any] = (),
         errbackKeywords: Mapping[str, Any] | None = None,
     ) -> Deferred[Any]:
         """Add a callback and an errback as one step of the chain; return this Deferred.

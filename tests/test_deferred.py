@@ -100,6 +100,14 @@ def test_addCallbacksForwardsSeparateArguments() -> None:
     assert seen == [("cb", 1, 2, 3), ("eb", 4, 5)]
 
 
+def test_addCallbacksTakesArgumentListsAsTwistedDoes() -> None:
+    """callbackArgs/errbackArgs given as lists work (Twisted only unpacks them), compiled or not."""
+    seen: list[Any] = []
+    succeed(1).addCallbacks(lambda r, a: seen.append((r, a)), callbackArgs=[2])
+    fail(MyError()).addCallbacks(lambda r: None, lambda f, a: seen.append(a), errbackArgs=[3])
+    assert seen == [(1, 2), 3]
+
+
 def test_addCallbacksWithoutErrbackPassesFailureOn() -> None:
     """addCallbacks(cb) with no errback lets a failure through to the next errback."""
     seen: list[Any] = []
