@@ -19,21 +19,40 @@ from __future__ import annotations
 
 from queue import SimpleQueue
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adbapi._call import _Call
 from adbapi._cancel import waitForCancel
 from adbapi._dispatch import CallKind
 from adbapi._errors import PoolClosedError
 from adbapi._recovery import recoverRaw
-from adbapi._stats import PoolState
 from reactor import CancelledError, Deferred, Failure, fail
 
 if TYPE_CHECKING:
     from adbapi._holder import ConnectionHolder
     from adbapi._pool import ConnectionPool
 
-__all__ = ["AsyncTransaction"]
+__all__ = ["AsyncTransaction", "TransactionHost", "TransactionRouter"]
+
+
+class TransactionHost(Protocol):
+    """What a transaction needs of its pool's lifecycle (reactor thread): a close must end open blocks."""
+
+    def admitTransaction(self, txn: AsyncTransaction) -> None:
+        """Count ``txn`` as open (starting a new pool); raises PoolClosedError once the pool is closing."""
+        ...
+
+    def transactionEnded(self, txn: AsyncTransaction) -> None:
+        """``txn``'s block is over."""
+        ...
+
+
+class TransactionRouter(Protocol):
+    """What a transaction needs of its pool's call router (reactor thread)."""
+
+    def dispatch(self, call: _Call) -> bool: ...
+
+    def cancelCall(self, call: _Call) -> None: ...
 
 _Op = tuple[str, tuple[Any, ...], dict[str, Any], "Deferred[Any] | None"]
 
@@ -61,8 +80,10 @@ class AsyncTransaction:
     run in the order they are called.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, host: TransactionHost, router: TransactionRouter) -> None:
         self._pool = pool
+        self._host = host
+        self._router = router
         # Reactor thread -> worker thread: (kind, args, kw, Deferred).
         self._ops: SimpleQueue[_Op] = SimpleQueue()
         self._call: _Call | None = None
@@ -76,20 +97,14 @@ class AsyncTransaction:
     # -- the reactor side -------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncTransaction:
-        pool = self._pool
         if self._call is not None:
             raise RuntimeError("an AsyncTransaction can be entered only once")
-        state = pool._state
-        if state is not PoolState.NEW and state is not PoolState.RUNNING:
-            raise PoolClosedError(f"{pool._label} is {state}; no new transactions are accepted")
-        if state is PoolState.NEW:
-            pool.start()
-        call = _Call(pool, CallKind.RESERVED, self._serve, (), {})
+        self._host.admitTransaction(self)  # raises PoolClosedError once the pool is closing or closed
+        call = _Call(self._router, CallKind.RESERVED, self._serve, (), {})
         self._call = call
         call.deferred.addErrback(self._failedBeforeStart)
-        pool._transactionOpened(self)
         call.deferred.addBoth(self._ended)
-        pool._dispatch(call)  # a refusal (cp_max_waiting) has already failed _started
+        self._router.dispatch(call)  # a refusal (cp_max_waiting) has already failed _started
         await self._started
         return self
 
@@ -108,10 +123,10 @@ class AsyncTransaction:
         call.deferred.cancel()
 
     def _ended(self, result: Any) -> Any:
-        self._pool._transactionEnded(self)
+        self._host.transactionEnded(self)
         return result
 
-    def _closeByPool(self) -> None:
+    def closeByPool(self) -> None:
         """The pool is closing (reactor thread): refuse new operations, then roll back and end."""
         if self._finished or self._closedByPool:
             return
@@ -144,7 +159,8 @@ class AsyncTransaction:
         if self._call is None or self._finished:
             raise RuntimeError("use the transaction inside its 'async with' block")
         if self._closedByPool:
-            return fail(PoolClosedError(f"{self._pool._label} is closing; this transaction was rolled back"))
+            label = self._pool.context.label
+            return fail(PoolClosedError(f"{label} is closing; this transaction was rolled back"))
         d: Deferred[Any] = Deferred(self._cancelOp)
         self._outstanding.add(d)
         d.addBoth(self._opFired, d)
@@ -155,7 +171,7 @@ class AsyncTransaction:
         self._outstanding.discard(d)
         return result
 
-    def _abandonByPool(self, error: BaseException) -> None:
+    def abandonByPool(self, error: BaseException) -> None:
         """The pool's close gave up waiting (reactor thread): every operation issued and not over fails."""
         self._closedByPool = True
         for d in list(self._outstanding):
@@ -165,7 +181,7 @@ class AsyncTransaction:
 
     def _cancelOp(self, d: Deferred[Any]) -> None:
         assert self._call is not None
-        self._pool._cancelCall(self._call)
+        self._router.cancelCall(self._call)
 
     def execute(self, *args: Any, **kw: Any) -> Deferred[int]:
         """Run ``cursor.execute(*args, **kw)``; fires with the cursor's rowcount."""
@@ -196,7 +212,7 @@ class AsyncTransaction:
     def _serve(self, worker: ConnectionHolder) -> None:
         """Body of the reserved call (worker thread): run operations until commit or rollback."""
         pool = self._pool
-        reactor = pool._reactor
+        reactor = pool.context.reactor
         call = self._call
         assert call is not None
         conn = worker.conn
@@ -252,10 +268,11 @@ class AsyncTransaction:
                 raise
             return
         try:
-            pool._adapter.rollback(conn)
+            pool.context.adapter.rollback(conn)
         except Exception:
             worker.discardConnection(broken=True)
         if kind == _CLOSE:
-            raise PoolClosedError(f"{pool._label} closed while this transaction was open; it was rolled back")
+            raise PoolClosedError(
+                f"{pool.context.label} closed while this transaction was open; it was rolled back")
         if call.cancelRequested and kind == _COMMIT:
             raise CancelledError("the transaction was cancelled; it was rolled back")

@@ -14,15 +14,18 @@ canceller, under the same lock); everything else belongs to the reactor thread.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from adbapi._dispatch import CallKind, CallState
 from reactor import Deferred
 
-if TYPE_CHECKING:
-    from adbapi._pool import ConnectionPool
-
 __all__: list[str] = []
+
+
+class CallOwner(Protocol):
+    """Who routes a call: it unqueues it, or stops it on the server, when its Deferred is cancelled."""
+
+    def cancelCall(self, call: _Call) -> None: ...
 
 
 class _Call:
@@ -57,9 +60,9 @@ class _Call:
     lastFailure: BaseException | None = None
 
     def __init__(
-        self, pool: ConnectionPool, kind: CallKind, func: Any, args: tuple[Any, ...], kw: dict[str, Any]
+        self, owner: CallOwner, kind: CallKind, func: Any, args: tuple[Any, ...], kw: dict[str, Any]
     ) -> None:
-        self.pool = pool
+        self.owner = owner
         self.kind = kind
         self.func = func
         self.args = args
@@ -69,4 +72,4 @@ class _Call:
 
     def cancel(self, deferred: Deferred[Any]) -> None:
         """The Deferred's canceller (reactor thread): unqueue, or stop the statement on the server."""
-        self.pool._cancelCall(self)
+        self.owner.cancelCall(self)

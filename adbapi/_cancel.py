@@ -79,10 +79,10 @@ def sendCancel(pool: ConnectionPool, worker: ConnectionOwner, call: CancellableC
                 conn = worker.conn
                 if conn is not None:
                     try:
-                        pool._adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
+                        pool.context.adapter.cancel(conn, worker.connInfo, pool.connargs, pool.connkw)
                     except Exception as e:
-                        _log.warning("adbapi: %s: cancelling a statement failed: %s", pool._label,
-                                     pool._redactor.scrub(f"{type(e).__name__}: {e}"))
+                        _log.warning("adbapi: %s: cancelling a statement failed: %s", pool.context.label,
+                                     pool.context.redactor.scrub(f"{type(e).__name__}: {e}"))
             over.wait(pause)
             waited += pause
             pause = min(pause * 2, 0.5)

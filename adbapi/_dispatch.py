@@ -1,39 +1,41 @@
-"""The dispatcher: which call runs when, in how many slots. Pure: no thread, no reactor, no database.
+"""Where a call goes, and the states a call passes through. Pure: no thread, no reactor, no database.
 
 A *slot* is a place a call runs: a worker thread of the pool's
-:class:`~deferthreads.ResourcePool` with its connection (a thread slot) or a
-nonblocking connection the reactor drives (a lane slot, psycopg2). The
-dispatcher does not know which: it counts the busy slots against ``cp_max``,
-keeps the calls that found every slot busy in a FIFO waiting queue (bounded by
-``cp_max_waiting``, each timed by ``cp_wait_timeout``), and hands a call to the
-injected ``start(call)`` the moment it counted a free slot for it. So the
-thread pool underneath never queues (its last-in first-out idle stack gives
-the warmest connection) and the order of the calls is decided here only.
+:class:`~deferthreads.ResourcePool` with its connection (the thread slots,
+``_slots.ThreadSlots``) or a nonblocking connection the reactor drives (a lane,
+``_lane._Lane``, psycopg2 only). The router (``_router.CallRouter``) asks the
+functions here what to do and does it: :func:`route` says where a new call
+goes, :func:`laneNext` what a lane that finished a call does next, and
+:func:`holdForWaking` whether a call waits for a woken worker to start first.
+Each answers from counts alone and returns an enum, so every rule is tested step
+by step from one thread (``tests/test_adbapi_dispatch.py``).
 
-A call's life is :class:`CallState`, and every change goes through
-:func:`advance`, which checks it against :data:`TRANSITIONS` (one table says
-what may follow what). Retries wait in ``BACKOFF`` on a timer of the injected
-clock, then queue again like a new call.
+A call's life is :class:`CallState`; :data:`TRANSITIONS` is the one table of
+the changes the pool makes, and :func:`advance` makes one, checked against it.
+The only change made outside it is a worker thread's QUEUED -> RUNNING as it
+takes the call (``_holder.serve``, under the holder's lock), which the table
+allows too.
 
-Thread: everything here runs in the reactor thread (or the test's thread);
-``clock`` is a :class:`~reactor.interfaces.IReactorTime` (a
-:class:`reactor.task.Clock` in the tests).
-
-Status: :class:`CallKind`, :class:`CallState` and :data:`TRANSITIONS` are what
-the pool's calls use; the :class:`Dispatcher` is a model, not wired in: the
-pool's thread calls wait in its :class:`~deferthreads.ResourcePool`'s queue, so
-that a worker that finishes a call takes the next without the reactor
-(``docs/adbapi.md``, "Worker threads on deferthreads.ResourcePool").
+Thread: everything here runs in the reactor thread (or the test's thread).
 """
 
 from __future__ import annotations
 
-import collections
 import enum
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-__all__ = ["TRANSITIONS", "CallKind", "CallState", "Dispatched", "Dispatcher", "InvalidTransition", "advance"]
+__all__ = [
+    "TRANSITIONS",
+    "CallKind",
+    "CallState",
+    "InvalidTransition",
+    "LaneNext",
+    "Route",
+    "advance",
+    "holdForWaking",
+    "laneNext",
+    "route",
+]
 
 
 class CallKind(enum.IntEnum):
@@ -54,21 +56,21 @@ class CallKind(enum.IntEnum):
 class CallState(enum.Enum):
     """Where a call is in its life (see :data:`TRANSITIONS`)."""
 
-    QUEUED = "queued"  # waiting for a free slot
-    ASSIGNED = "assigned"  # a slot was counted for it and it was handed over; it has not started
+    QUEUED = "queued"  # made, waiting for a slot, or handed to the workers and not yet taken
     RUNNING = "running"  # a slot runs it
+    DONE = "done"  # its slot finished it (or the workers gave it back unrun); its outcome is settled next
     BACKOFF = "backoff"  # failed, waiting for its retry timer
-    DONE = "done"  # its slot finished it (its Deferred fired, or its retry was scheduled)
     CANCELLED = "cancelled"  # dropped before it ran: cancelled, timed out waiting, refused, pool closed
 
 
-#: The allowed changes of state. A call starts QUEUED (or straight to ASSIGNED when a slot is free).
+#: Every change of state the pool makes. A call starts QUEUED.
 TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    CallState.QUEUED: frozenset({CallState.ASSIGNED, CallState.CANCELLED}),
-    CallState.ASSIGNED: frozenset({CallState.RUNNING, CallState.CANCELLED, CallState.DONE}),
-    CallState.RUNNING: frozenset({CallState.DONE, CallState.BACKOFF}),
-    CallState.DONE: frozenset({CallState.BACKOFF}),
-    CallState.BACKOFF: frozenset({CallState.QUEUED, CallState.CANCELLED}),
+    # Taken by a slot; given back by the workers unrun (cancelled, timed out, abandoned); dropped.
+    CallState.QUEUED: frozenset({CallState.RUNNING, CallState.DONE, CallState.CANCELLED}),
+    CallState.RUNNING: frozenset({CallState.DONE}),
+    CallState.DONE: frozenset({CallState.BACKOFF}),  # a failure the retry policy retries
+    # The retry timer fired: a lane runs it at once, or it waits for the workers; or it is dropped.
+    CallState.BACKOFF: frozenset({CallState.QUEUED, CallState.RUNNING, CallState.CANCELLED}),
     CallState.CANCELLED: frozenset(),
 }
 
@@ -77,183 +79,83 @@ class InvalidTransition(RuntimeError):
     """A call was moved to a state :data:`TRANSITIONS` does not allow (a bug in the pool)."""
 
 
-class Dispatched(Protocol):
-    """What the dispatcher needs of a call: its state and its timers."""
-
+class _Stateful(Protocol):
     state: CallState
-    kind: CallKind
-    enqueuedAt: float
-    waited: float
-    waitTimer: Any
-    retryTimer: Any
 
 
-def advance(call: Dispatched, new: CallState) -> None:
+def advance(call: _Stateful, new: CallState) -> None:
     """Move ``call`` to ``new``; raises :class:`InvalidTransition` if the table forbids it."""
     if new not in TRANSITIONS[call.state]:
         raise InvalidTransition(f"a call cannot go from {call.state.name} to {new.name}")
     call.state = new
 
 
-class _Clock(Protocol):
-    def seconds(self) -> float: ...
+class Route(enum.Enum):
+    """Where :func:`route` sends a new call."""
 
-    def callLater(self, delay: float, f: Callable[..., object], /, *args: Any, **kwargs: Any) -> Any: ...
+    IDLE_LANE = "idle lane"  # the most recently idle lane runs it (no thread hand-off)
+    NEW_LANE = "new lane"  # a lane opened for it (a free slot, no idle worker)
+    THREADS = "threads"  # the worker threads (the resource pool starts a worker or queues it)
+    LANE_TO_THREADS = "lane to threads"  # the longest idle lane closes; its slot becomes a worker for it
+    WAIT_FOR_LANE = "wait for lane"  # every slot is a busy lane: it waits for the first to finish
 
 
-class Dispatcher:
-    """Counts busy slots against ``maxSlots``; starts, queues, refuses, times out and retries calls.
+def route(kind: CallKind, *, lanes: bool, reactorRunning: bool, idleLanes: int, openLanes: int,
+          workers: int, busy: int, maxSlots: int) -> Route:
+    """Where a new (or retried) call of ``kind`` goes.
 
-    ``start(call)`` is called (the call ASSIGNED) whenever a slot was counted
-    for it; the slot reports the end with :meth:`slotFreed` once, whatever
-    the outcome. ``expired(call)`` is called when a queued call waited
-    ``waitTimeout`` seconds (the call is CANCELLED and out of the queue; the
-    pool errbacks it). ``maxWaiting`` bounds the queue: :meth:`submit`
-    returns False for a call it refuses, and a retry refused when its timer
-    fires goes to ``refused(call)``.
+    ``lanes``: the pool can run lanes; ``reactorRunning``: a lane can make
+    progress now; ``idleLanes``/``openLanes``: lanes idle/open; ``workers``/``busy``:
+    worker threads and the calls on them (``ThreadSlots.load``); ``maxSlots``: ``cp_max``.
+    A statement prefers an idle lane, then an idle worker, then a new lane;
+    anything else needs a worker, and takes an idle lane's slot when the
+    workers have no room.
     """
+    if not lanes:
+        return Route.THREADS  # the resource pool's maximum is cp_max: it starts a worker or queues
+    if kind <= CallKind.OPERATION and reactorRunning:
+        if idleLanes:
+            return Route.IDLE_LANE
+        if workers > busy:
+            return Route.THREADS
+        if openLanes + workers < maxSlots:
+            return Route.NEW_LANE
+        if workers:
+            return Route.THREADS
+        return Route.WAIT_FOR_LANE
+    if workers > busy or workers + openLanes < maxSlots:
+        return Route.THREADS
+    if idleLanes:
+        return Route.LANE_TO_THREADS
+    if workers or not openLanes:
+        return Route.THREADS
+    return Route.WAIT_FOR_LANE
 
-    def __init__(
-        self,
-        maxSlots: int,
-        *,
-        clock: _Clock,
-        start: Callable[[Any], object],
-        expired: Callable[[Any], object],
-        refused: Callable[[Any], object],
-        maxWaiting: int | None = None,
-        waitTimeout: float | None = None,
-    ) -> None:
-        self.maxSlots = maxSlots
-        self.maxWaiting = maxWaiting
-        self.waitTimeout = waitTimeout
-        self._clock = clock
-        self._start = start
-        self._expired = expired
-        self._refused = refused
-        # Reactor thread only:
-        self.busy = 0  # slots counted for ASSIGNED and RUNNING calls
-        self.queue: collections.deque[Any] = collections.deque()
-        self.backingOff: set[Any] = set()
-        self.paused = False  # while True (the pool is closing down to nothing) no queued call starts
 
-    def __repr__(self) -> str:
-        return (f"<Dispatcher busy={self.busy}/{self.maxSlots} waiting={len(self.queue)} "
-                f"backoff={len(self.backingOff)}>")
+class LaneNext(enum.Enum):
+    """What a lane that finished a call does next (:func:`laneNext`)."""
 
-    @property
-    def free(self) -> int:
-        """Slots not counted for a call."""
-        return self.maxSlots - self.busy
+    RUN = "run"  # run the oldest waiting call
+    HAND_TO_THREADS = "hand to threads"  # the oldest waiting call needs a worker: the lane closes for it
+    IDLE = "idle"  # nothing waits: go on the idle stack
+    RETIRE = "retire"  # nothing waits and it may not idle (no connection, or the pool is closing): close
 
-    def submit(self, call: Dispatched) -> bool:
-        """Start ``call`` in a free slot, or queue it; False (and CANCELLED) if the queue is full."""
-        if call.state is CallState.BACKOFF:
-            advance(call, CallState.QUEUED)  # a retry comes back as a new call would
-        if self.busy < self.maxSlots and not self.queue and not self.paused:
-            self.busy += 1
-            call.waited = 0.0
-            advance(call, CallState.ASSIGNED)
-            self._start(call)
-            return True
-        if self.maxWaiting is not None and len(self.queue) >= self.maxWaiting:
-            advance(call, CallState.CANCELLED)
-            return False
-        call.enqueuedAt = self._clock.seconds()
-        self.queue.append(call)
-        if self.waitTimeout is not None:
-            call.waitTimer = self._clock.callLater(self.waitTimeout, self._waitExpired, call)
-        return True
 
-    def slotFreed(self) -> None:
-        """A slot finished its call (or gave up the one it was handed): start the next waiting call."""
-        self.busy -= 1
-        assert self.busy >= 0, "slotFreed() called more often than a slot was counted"
-        self.pump()
+def laneNext(waiting: CallKind | None, *, canIdle: bool, closing: bool) -> LaneNext:
+    """The next step of a lane that finished a call; ``waiting`` is the oldest waiting call's kind."""
+    if waiting is not None:
+        return LaneNext.RUN if waiting <= CallKind.OPERATION else LaneNext.HAND_TO_THREADS
+    if canIdle and not closing:
+        return LaneNext.IDLE
+    return LaneNext.RETIRE
 
-    def pump(self) -> None:
-        """Start waiting calls while slots are free (after :meth:`setMax` grew, or ``paused`` ended)."""
-        queue = self.queue
-        while queue and self.busy < self.maxSlots and not self.paused:
-            call = queue.popleft()
-            self._stopWaitTimer(call)
-            call.waited = self._clock.seconds() - call.enqueuedAt
-            self.busy += 1
-            advance(call, CallState.ASSIGNED)
-            self._start(call)
 
-    def setMax(self, maxSlots: int) -> None:
-        """Change the number of slots (calls running over a lower bound finish; none start meanwhile)."""
-        self.maxSlots = maxSlots
-        self.pump()
+def holdForWaking(*, workers: int, busy: int, waiting: int) -> bool:
+    """While a woken worker has not taken its call yet: must the next ``waiting`` calls wait for it?
 
-    def cancel(self, call: Dispatched) -> CallState:
-        """Drop ``call`` if it has not been handed to a slot; returns the state it was in.
-
-        QUEUED and BACKOFF calls become CANCELLED here. For ASSIGNED and
-        RUNNING calls the caller asks the slot to stop it; the slot still
-        reports :meth:`slotFreed`.
-        """
-        state = call.state
-        if state is CallState.QUEUED:
-            self.queue.remove(call)
-            self._stopWaitTimer(call)
-            advance(call, CallState.CANCELLED)
-        elif state is CallState.BACKOFF:
-            self.backingOff.discard(call)
-            timer, call.retryTimer = call.retryTimer, None
-            if timer is not None and timer.active():
-                timer.cancel()
-            advance(call, CallState.CANCELLED)
-        return state
-
-    def retryLater(self, call: Dispatched, delay: float) -> None:
-        """Put a finished, failed call in BACKOFF; after ``delay`` seconds it is submitted again."""
-        advance(call, CallState.BACKOFF)
-        self.backingOff.add(call)
-        call.retryTimer = self._clock.callLater(delay, self._retryNow, call)
-
-    def _retryNow(self, call: Dispatched) -> None:
-        call.retryTimer = None
-        self.backingOff.discard(call)
-        if call.state is CallState.BACKOFF:
-            if not self.submit(call):
-                self._refused(call)
-
-    def takeWaiting(self) -> list[Any]:
-        """Remove and return every queued call (CANCELLED), oldest first: the pool closed under them."""
-        calls = list(self.queue)
-        self.queue.clear()
-        for call in calls:
-            self._stopWaitTimer(call)
-            advance(call, CallState.CANCELLED)
-        return calls
-
-    def takeBackingOff(self) -> list[Any]:
-        """Remove and return every call waiting to be retried (CANCELLED), timers stopped."""
-        calls = list(self.backingOff)
-        self.backingOff.clear()
-        for call in calls:
-            timer, call.retryTimer = call.retryTimer, None
-            if timer is not None and timer.active():
-                timer.cancel()
-            advance(call, CallState.CANCELLED)
-        return calls
-
-    def forgetBusy(self) -> None:
-        """Stop counting the busy slots (their calls were abandoned at a shutdown timeout)."""
-        self.busy = 0
-
-    def _waitExpired(self, call: Dispatched) -> None:
-        call.waitTimer = None
-        if call.state is not CallState.QUEUED:
-            return
-        self.queue.remove(call)
-        advance(call, CallState.CANCELLED)
-        self._expired(call)
-
-    @staticmethod
-    def _stopWaitTimer(call: Dispatched) -> None:
-        timer, call.waitTimer = call.waitTimer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+    Yes while some worker would still be idle after they were handed over (a
+    second call could be taken by the woken worker and its call by a colder
+    one). No when no worker is idle, or there are more calls than workers:
+    every worker gets one anyway and the rest queue, first in, first out.
+    """
+    return busy < workers and busy + waiting <= workers

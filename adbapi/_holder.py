@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from adbapi import _recovery
@@ -81,9 +82,12 @@ class HolderRegistry:
 class ConnectionHolder:
     """One worker's connection slot: the raw connection and what goes with it (see the module docstring)."""
 
-    def __init__(self, pool: ConnectionPool, registry: HolderRegistry) -> None:
+    def __init__(self, pool: ConnectionPool, registry: HolderRegistry,
+                 onStarted: Callable[[_Call], object]) -> None:
         self.pool = pool
+        self.context = pool.context
         self.registry = registry
+        self.onStarted = onStarted  # the router's, told (reactor thread) when an announced call starts
         self.thread = threading.current_thread()
         # Written by the worker thread only, under connLock (held by the cancel side thread while it
         # sends a cancel, so the connection cannot be closed under it):
@@ -107,9 +111,10 @@ class ConnectionHolder:
     # -- made and closed by the pool's ResourcePool hooks (worker thread) ------------------------
 
     @classmethod
-    def make(cls, pool: ConnectionPool, registry: HolderRegistry) -> ConnectionHolder:
+    def make(cls, pool: ConnectionPool, registry: HolderRegistry,
+             onStarted: Callable[[_Call], object]) -> ConnectionHolder:
         """The ``create`` hook: a holder for the calling worker thread (its connection opens at first use)."""
-        holder = cls(pool, registry)
+        holder = cls(pool, registry, onStarted)
         setCurrentHolder(holder)
         registry.add(holder)
         return holder
@@ -128,7 +133,7 @@ class ConnectionHolder:
         pool = self.pool
         single = self.single
         if (call.kind <= CallKind.OPERATION and single is not None
-                and not (pool._health.timed or call.cancelRequested)):
+                and not (self.context.health.timed or call.cancelRequested)):
             # The hot path: a runQuery/runOperation statement on an open connection.
             try:
                 return True, single.run(call.args, call.kw, call.kind == CallKind.QUERY), 0
@@ -137,7 +142,7 @@ class ConnectionHolder:
         self.committing = False
         try:
             conn = self.conn
-            if conn is None or pool._health.timed:
+            if conn is None or self.context.health.timed:
                 conn = self._prepare()
             if call.cancelRequested:
                 raise CancelledError("cancelled before it reached the database")
@@ -153,7 +158,7 @@ class ConnectionHolder:
                 # Anything else gets the connection as the DB-API default leaves it.
                 single.leave()
             except Exception as e:
-                _log.info("adbapi: %s: resetting a connection failed (%s); reconnecting", pool._label,
+                _log.info("adbapi: %s: resetting a connection failed (%s); reconnecting", self.context.label,
                           type(e).__name__)
                 self.discardConnection(broken=True)
                 self.open()
@@ -178,9 +183,9 @@ class ConnectionHolder:
         from and fails, so work that may have run is never run twice.
         """
         pool = self.pool
-        if pool.reconnect and pool._adapter.neverSent(error, conn):
+        if pool.reconnect and self.context.adapter.neverSent(error, conn):
             _log.info("adbapi: %s: the connection was closed before the statement was sent (%s); "
-                      "reconnecting", pool._label, type(error).__name__)
+                      "reconnecting", self.context.label, type(error).__name__)
             self.discardConnection(broken=True)
             try:
                 self.open()
@@ -206,11 +211,10 @@ class ConnectionHolder:
 
     def _prepare(self) -> Any:
         """This holder's connection, opened, recycled or replaced as the health settings say."""
-        pool = self.pool
         conn = self.conn
         if conn is None:
             return self.open()
-        readiness = pool._health.beforeUse(self.openedAt, self.lastUsed)
+        readiness = self.context.health.beforeUse(self.openedAt, self.lastUsed)
         if readiness is Readiness.RECYCLE:
             self._closeConnection(recycled=True)
             return self.open()
@@ -218,9 +222,9 @@ class ConnectionHolder:
             try:
                 if self.single is not None:
                     self.single.leave()
-                pool._adapter.ping(conn, pool._health.goodSql)
+                self.context.adapter.ping(conn, self.context.health.goodSql)
             except Exception as e:
-                _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
+                _log.info("adbapi: %s: connection failed its check (%s); reconnecting", self.context.label,
                           type(e).__name__)
                 self.discardConnection(broken=True)
                 return self.open()
@@ -229,7 +233,7 @@ class ConnectionHolder:
     def open(self) -> Any:
         """Open a connection for this holder (through a subclass's ``connect()`` if it has one)."""
         pool = self.pool
-        if not pool._ownConnect and not self.inOwnConnect:
+        if not self.context.ownConnect and not self.inOwnConnect:
             # A subclass's connect() decides what the connection is, as in Twisted; its
             # super().connect() comes back here and opens one the usual way.
             self.inOwnConnect = True
@@ -238,35 +242,34 @@ class ConnectionHolder:
             finally:
                 self.inOwnConnect = False
             if conn is not self.conn:
-                self._took(conn, pool._adapter.describeConnection(conn))
+                self._took(conn, self.context.adapter.describeConnection(conn))
             return conn
         if pool.noisy:
-            _log.info("adbapi connecting: %s", pool._label)
+            _log.info("adbapi connecting: %s", self.context.label)
         try:
-            conn = pool._adapter.connect(pool.connargs, pool.connkw)
+            conn = self.context.adapter.connect(pool.connargs, pool.connkw)
         except BaseException as e:
-            pool._redactor.scrubException(e)
+            self.context.redactor.scrubException(e)
             raise
         try:
             if pool.openfun is not None:
                 pool.openfun(conn)
-            info = pool._adapter.describeConnection(conn)
+            info = self.context.adapter.describeConnection(conn)
         except BaseException:
-            pool._adapter.discard(conn)
+            self.context.adapter.discard(conn)
             raise
         self._took(conn, info)
         return conn
 
     def _took(self, conn: Any, info: Any) -> None:
         """Make ``conn`` this holder's connection (worker thread)."""
-        pool = self.pool
         with self.connLock:
             self.connInfo = info
             self.conn = conn
-        self.single = pool._adapter.singleRunner(conn)
-        if pool._health.timed:
-            self.openedAt = self.lastUsed = pool._health.now()
-        pool._counters.opened()
+        self.single = self.context.adapter.singleRunner(conn)
+        if self.context.health.timed:
+            self.openedAt = self.lastUsed = self.context.health.now()
+        self.context.counters.opened()
 
     def discardConnection(self, broken: bool) -> None:
         """Close this holder's connection because it is (or may be) broken (worker thread)."""
@@ -276,17 +279,17 @@ class ConnectionHolder:
         if conn is None:
             return
         pool = self.pool
-        if pool._ownClose:
+        if self.context.ownClose:
             if pool.noisy:
-                _log.info("adbapi closing: %s", pool._label)
-            pool._adapter.discard(conn)
+                _log.info("adbapi closing: %s", self.context.label)
+            self.context.adapter.discard(conn)
         else:
             try:
                 pool._close(conn)  # a subclass's, as Twisted's disconnect() calls it
             except Exception:
-                pool._adapter.discard(conn)
+                self.context.adapter.discard(conn)
         if broken:
-            pool._counters.reconnected()
+            self.context.counters.reconnected()
 
     def _closeConnection(self, recycled: bool) -> None:
         self.single = None
@@ -296,7 +299,7 @@ class ConnectionHolder:
             return
         self.pool._close(conn)
         if recycled:
-            self.pool._counters.recycled()
+            self.context.counters.recycled()
 
     # -- the cancel hand-off ---------------------------------------------------------------------
 
@@ -329,9 +332,8 @@ def serve(holder: ConnectionHolder, call: _Call) -> tuple[bool, Any, int]:
         holder.current = call
         call.worker = holder
         call.state = CallState.RUNNING
-    if call.announce:  # read after the state is written: see ConnectionPool._mustHold
-        pool = holder.pool
-        pool._reactor.callFromThread(pool._started, call)
+    if call.announce:  # read after the state is written: see CallRouter._mustHold
+        holder.context.reactor.callFromThread(holder.onStarted, call)
     try:
         outcome = holder.execute(call)
     finally:
@@ -341,7 +343,8 @@ def serve(holder: ConnectionHolder, call: _Call) -> tuple[bool, Any, int]:
         if cancelling:
             # Never run another statement while a cancel for this call is in flight.
             waitForCancel(call)
-        if holder.pool._health.timed:
-            holder.lastUsed = holder.pool._health.now()
+        health = holder.context.health
+        if health.timed:
+            holder.lastUsed = health.now()
     call.outcome = outcome
     return outcome

@@ -17,7 +17,7 @@ transaction; a statement that opened a transaction itself gets its ``COMMIT``
 (or ``ROLLBACK`` after an error), as Twisted's commit would.
 
 Nothing here blocks the reactor thread. What may block runs as side work on
-the pool's side thread pool (a ``deferthreads.ThreadPool``, ``pool._sideCall``):
+the pool's side thread pool (a ``deferthreads.ThreadPool``, ``pool.context.side.call``):
 
 - connections are opened there (DNS, TLS and authentication may block), then
   handed over;
@@ -41,11 +41,11 @@ import enum
 import importlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adbapi._call import _Call
 from adbapi._cancel import sendCancel
-from adbapi._dispatch import CallKind, CallState
+from adbapi._dispatch import CallKind, CallState, advance
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
 from adbapi._health import Readiness
@@ -60,7 +60,26 @@ __all__: list[str] = []
 
 _log = logging.getLogger("adbapi")
 
-# Lane states
+class LaneHome(Protocol):
+    """What a lane needs of the router that made it (reactor thread)."""
+
+    def nextForLane(self, lane: _Lane, canIdle: bool) -> _Call | None:
+        """The next call for ``lane``, which finished one; None once it idled or closed."""
+        ...
+
+    def settle(self, call: _Call, ok: bool, value: Any, flags: int) -> None:
+        """Fire ``call``'s Deferred with its outcome (or retry it)."""
+        ...
+
+    def laneClosed(self, lane: _Lane) -> None:
+        """``lane`` closed: forget it."""
+        ...
+
+    def laneEnded(self) -> None:
+        """A lane that closed as it finished a call has fired that call's Deferred."""
+        ...
+
+
 class LaneState(enum.Enum):
     """A lane's life: OPENING -> BUSY <-> IDLE -> CLOSED."""
 
@@ -102,11 +121,13 @@ class LaneSupport:
 class _Lane:
     """One pool slot whose nonblocking connection the reactor thread drives (reactor thread only)."""
 
-    def __init__(self, pool: ConnectionPool, number: int, support: LaneSupport) -> None:
+    def __init__(self, pool: ConnectionPool, home: LaneHome, number: int, support: LaneSupport) -> None:
         self.pool = pool
-        self.reactor: Any = pool._reactor
+        self.home = home
+        self.context = pool.context
+        self.reactor: Any = pool.context.reactor
         self.support = support
-        self.name = f"{pool._threadPrefix}-lane-{number}"
+        self.name = f"{pool.context.threadPrefix}-lane-{number}"
         # Swapped under connLock, which a cancel's side work holds while it sends the cancel:
         self.connLock = threading.Lock()
         self.conn: Any = None
@@ -166,7 +187,7 @@ class _Lane:
         try:
             conn.poll()
         except Exception as e:
-            _log.info("adbapi: %s: an idle connection was lost (%s)", self.pool._label, type(e).__name__)
+            _log.info("adbapi: %s: an idle connection was lost (%s)", self.context.label, type(e).__name__)
             if self.state is LaneState.IDLE:
                 self._dropConnection(broken=True)
                 self._close()
@@ -207,13 +228,13 @@ class _Lane:
             self._open()
             return
         pool = self.pool
-        readiness = pool._health.beforeUse(self.openedAt, self.lastUsed)
+        readiness = pool.context.health.beforeUse(self.openedAt, self.lastUsed)
         if readiness is Readiness.RECYCLE:
             self._dropConnection(broken=False, recycled=True)
             self._open()
             return
         if readiness is Readiness.PING:
-            self._send(_PING, (pool._health.goodSql or "SELECT 1",), {})
+            self._send(_PING, (pool.context.health.goodSql or "SELECT 1",), {})
             return
         self._statement()
 
@@ -269,12 +290,12 @@ class _Lane:
         call = self.current
         pool = self.pool
         if (pool.reconnect and (step == _STATEMENT or step == _BEGIN) and call is not None
-                and not call.reconnected and pool._adapter.neverSent(error, self.conn)):
+                and not call.reconnected and pool.context.adapter.neverSent(error, self.conn)):
             # The connection was closed before the statement left (cp_reconnect): nothing reached the
             # server, so it runs on a new connection, once, as on a worker thread. A BEGIN already sent
             # on the closed connection ended with it: the statement starts over.
             _log.info("adbapi: %s: the connection was closed before the statement was sent (%s); "
-                      "reconnecting", pool._label, type(error).__name__)
+                      "reconnecting", pool.context.label, type(error).__name__)
             call.reconnected = True
             self.inBlock = False
             self._dropConnection(broken=True)
@@ -314,7 +335,7 @@ class _Lane:
         if step == _STATEMENT:
             self._statementOver(True, None)
         elif step == _PING:
-            self.lastUsed = self.pool._health.stamp()
+            self.lastUsed = self.context.health.stamp()
             self._statement()
         elif step == _BEGIN:
             self._statement()
@@ -341,7 +362,7 @@ class _Lane:
             self._statementOver(False, error)
             return
         if step == _PING:
-            _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool._label,
+            _log.info("adbapi: %s: connection failed its check (%s); reconnecting", pool.context.label,
                       type(error).__name__)
             self._dropConnection(broken=True)
             self._open()
@@ -350,10 +371,10 @@ class _Lane:
         # leaves the session idle and sound; anything else and the connection is not to be trusted.
         kept, self.kept = self.kept, None
         assert kept is not None
-        disconnected = pool._adapter.isDisconnect(error, self.conn)
+        disconnected = pool.context.adapter.isDisconnect(error, self.conn)
         if disconnected or self._transactionStatus() != _PG_IDLE:
             _log.warning("adbapi: %s: ending a transaction failed (%s); discarding the connection",
-                         pool._label, pool._redactor.scrub(f"{type(error).__name__}: {error}"))
+                         pool.context.label, pool.context.redactor.scrub(f"{type(error).__name__}: {error}"))
             self._dropConnection(broken=True)
         if kept[0]:
             # The statement's work was not committed: the caller gets the failure to commit.
@@ -415,7 +436,7 @@ class _Lane:
             done.set()
             self.reactor.callFromThread(self._fetched, (True, rows) if ok else (False, rows.value))
 
-        self.pool._sideCall(fetched, cursor.fetchall)
+        self.context.side.call(fetched, cursor.fetchall)
 
     def _fetched(self, outcome: tuple[bool, Any]) -> None:
         if self.state is LaneState.CLOSED:  # abandoned by the pool's close meanwhile
@@ -426,7 +447,7 @@ class _Lane:
 
     def _afterResult(self, ok: bool, value: Any) -> None:
         """The statement (and fetch) ended: end a transaction it left open, then finish the call."""
-        if not ok and self.pool._adapter.isDisconnect(value, self.conn):
+        if not ok and self.context.adapter.isDisconnect(value, self.conn):
             self._dropConnection(broken=True)
             self._failed(value, True)
             return
@@ -439,7 +460,7 @@ class _Lane:
         if status != _PG_IDLE:
             # Still busy after the statement ended (a COPY, which a lane cannot feed or drain): the
             # connection cannot take another statement, so it goes.
-            _log.info("adbapi: %s: a connection left busy by its statement is discarded", self.pool._label)
+            _log.info("adbapi: %s: a connection left busy by its statement is discarded", self.context.label)
             self._dropConnection(broken=False)
         if ok:
             self._done(True, value, 0)
@@ -469,9 +490,9 @@ class _Lane:
         assert call is not None
         self.current = None
         self.step = _NONE
-        call.state = CallState.DONE
-        pool = self.pool
-        self.lastUsed = pool._health.stamp()
+        advance(call, CallState.DONE)
+        home = self.home
+        self.lastUsed = self.context.health.stamp()
         cursor = self.cursor
         if cursor is not None and cursor.rowcount > _KEEP_RESULT_ROWS and self.conn is not None:
             self.cursor = self.conn.cursor()
@@ -490,19 +511,19 @@ class _Lane:
                 if self.abandoned:
                     self._close()
                     break
-                nxt = pool._nextForLane(self, self.conn is not None)
+                nxt = home.nextForLane(self, self.conn is not None)
                 if nxt is None:
                     break
                 self.start(nxt)
         finally:
             self.releasing = False
-        pool._settle(call, ok, value, flags)
+        home.settle(call, ok, value, flags)
         if self.finished:
             finished, self.finished = self.finished, []
             for outcome in finished:
-                pool._settle(*outcome)
+                home.settle(*outcome)
         if self.state is LaneState.CLOSED:
-            pool._endCloseIfLast()  # deferred by _laneClosed until the calls above had fired
+            home.laneEnded()  # deferred by laneClosed until the calls above had fired
 
     # -- side work ----------------------------------------------------------------------------------
 
@@ -539,7 +560,7 @@ class _Lane:
             done.set()
             self.reactor.callFromThread(self.cancelStopped, call)
 
-        pool._sideCall(stopped, sendCancel, pool, self, call)
+        pool.context.side.call(stopped, sendCancel, pool, self, call)
 
     # -- the connection -----------------------------------------------------------------------------
 
@@ -548,19 +569,19 @@ class _Lane:
         pool = self.pool
         self.step = _SIDE
         if pool.noisy:
-            _log.info("adbapi connecting: %s", pool._label)
+            _log.info("adbapi connecting: %s", pool.context.label)
 
         def connect() -> tuple[Any, Any]:
             # Side thread.
             try:
-                conn = pool._adapter.connectNonblocking(pool.connargs, pool.connkw)
+                conn = pool.context.adapter.connectNonblocking(pool.connargs, pool.connkw)
                 try:
-                    return conn, pool._adapter.describeConnection(conn)
+                    return conn, pool.context.adapter.describeConnection(conn)
                 except BaseException:
-                    pool._adapter.discard(conn)
+                    pool.context.adapter.discard(conn)
                     raise
             except BaseException as e:
-                pool._redactor.scrubException(e)
+                pool.context.redactor.scrubException(e)
                 raise
 
         def connected(ok: bool, value: Any) -> None:
@@ -571,14 +592,14 @@ class _Lane:
                     self.reactor.callFromThread(self._opened, *outcome)
                     return
             if ok:  # the pool's close gave up on this lane while the driver connected
-                pool._adapter.discard(outcome[1])
+                pool.context.adapter.discard(outcome[1])
 
-        pool._sideCall(connected, connect)
+        pool.context.side.call(connected, connect)
 
     def _opened(self, ok: bool, conn: Any, info: Any) -> None:
         if self.state is LaneState.CLOSED:  # the pool's close abandoned it after the hand-over
             if ok:
-                self.pool._adapter.discard(conn)
+                self.context.adapter.discard(conn)
             return
         self.step = _NONE
         pool = self.pool
@@ -593,8 +614,8 @@ class _Lane:
         self.fd = conn.fileno()
         self.watching = True
         self.reactor.addReader(self)
-        self.openedAt = self.lastUsed = pool._health.stamp()
-        pool._counters.opened()
+        self.openedAt = self.lastUsed = pool.context.health.stamp()
+        pool.context.counters.opened()
         if self.current is not None:
             self._statement()
 
@@ -611,19 +632,19 @@ class _Lane:
             return
         pool = self.pool
         if pool.noisy:
-            _log.info("adbapi closing: %s", pool._label)
+            _log.info("adbapi closing: %s", pool.context.label)
         if broken:
-            pool._adapter.discard(conn)
+            pool.context.adapter.discard(conn)
         else:
             try:
                 conn.close()
             except Exception as e:
-                _log.warning("adbapi: %s: closing a connection failed: %s", pool._label,
-                             pool._redactor.scrub(str(e)))
+                _log.warning("adbapi: %s: closing a connection failed: %s", pool.context.label,
+                             pool.context.redactor.scrub(str(e)))
         if broken:
-            pool._counters.reconnected()
+            pool.context.counters.reconnected()
         if recycled:
-            pool._counters.recycled()
+            pool.context.counters.recycled()
 
     def abandon(self) -> _Call | None:
         """The pool's close stopped waiting for this busy lane (reactor thread); returns its call, if any.
@@ -662,7 +683,7 @@ class _Lane:
             # Side thread. The fetch and cancel it waits for were handed out before it, and the side
             # pool's queue is first in, first out: they are running or done, never queued behind it.
             try:
-                pool._adapter.cancel(conn, info, pool.connargs, pool.connkw)
+                pool.context.adapter.cancel(conn, info, pool.connargs, pool.connkw)
             except Exception:  # the connection died meanwhile: nothing left to stop
                 pass
             if over is not None:
@@ -671,9 +692,9 @@ class _Lane:
                 if done is not None:
                     done.wait()
             with self.connLock:
-                pool._adapter.discard(conn)
+                pool.context.adapter.discard(conn)
 
-        pool._sideCall(None, release)
+        pool.context.side.call(None, release)
         return call
 
     def retire(self, recycled: bool) -> None:
@@ -687,5 +708,5 @@ class _Lane:
         if self.conn is not None:
             self._dropConnection(broken=False)
         self.state = LaneState.CLOSED
-        self.pool._laneClosed(self)
+        self.home.laneClosed(self)
 

@@ -74,9 +74,9 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
         return
     rollbackError: Exception | None = None
     try:
-        pool._adapter.rollback(raw)
+        pool.context.adapter.rollback(raw)
         if pool.reconnect:
-            pool._adapter.ping(raw, pool.good_sql)
+            pool.context.adapter.ping(raw, pool.good_sql)
     except Exception as e:
         rollbackError = e  # the caller re-raises ``error``, as after recover()
     _keepOrDiscard(pool, worker, raw, rollbackError)
@@ -85,7 +85,7 @@ def recoverRaw(pool: ConnectionPool, raw: Any, error: BaseException) -> None:
 def _droppedAsLost(pool: ConnectionPool, worker: ConnectionHolder, raw: Any, error: BaseException) -> bool:
     """When ``error`` means the connection is gone: discard it and say so (with ``cp_reconnect``, raise
     ConnectionLost from ``error``, as Twisted does)."""
-    if not pool._adapter.isDisconnect(error, raw):
+    if not pool.context.adapter.isDisconnect(error, raw):
         return False
     worker.discardConnection(broken=True)
     if pool.reconnect:
@@ -98,24 +98,25 @@ def _keepOrDiscard(
 ) -> None:
     """After the rollback: discard the worker's connection if it failed, or left the session mid-statement."""
     if rollbackError is not None:
-        what = pool._redactor.scrub(f"{type(rollbackError).__name__}: {rollbackError}")
+        what = pool.context.redactor.scrub(f"{type(rollbackError).__name__}: {rollbackError}")
         reason = f"rollback failed ({what})"
-    elif not pool._adapter.isSettled(raw):
+    elif not pool.context.adapter.isSettled(raw):
         reason = "the connection is still busy after a rollback"
     else:
         return
-    _log.warning("adbapi: %s: %s; discarding the connection", pool._label, reason)
+    _log.warning("adbapi: %s: %s; discarding the connection", pool.context.label, reason)
     worker.discardConnection(broken=True)
 
 
 def classify(pool: ConnectionPool, error: BaseException, committing: bool) -> int:
     """Flags for the retry policy (worker thread, right after the error)."""
-    if pool._retry is None:
+    if pool.context.retry is None:
         return 0
     cause = error.__cause__ if isinstance(error, ConnectionLost) and error.__cause__ else error
     flags = 0
-    if pool._adapter.isConflict(cause):
+    if pool.context.adapter.isConflict(cause):
         flags |= FLAG_CONFLICT
-    if not committing and (isinstance(error, ConnectionLost) or pool._adapter.isDisconnect(cause, None)):
+    adapter = pool.context.adapter
+    if not committing and (isinstance(error, ConnectionLost) or adapter.isDisconnect(cause, None)):
         flags |= FLAG_LOST_BEFORE_COMMIT
     return flags

@@ -262,13 +262,16 @@ def _serverAttributes(connargs: tuple[Any, ...], connkw: dict[str, Any]) -> dict
     return attributes
 
 
+class _HasTelemetry(Protocol):
+    telemetry: PoolTelemetry
+
+
 class _Pool(Protocol):
     dbapiName: str
     connargs: tuple[Any, ...]
     connkw: dict[str, Any]
     name: str | None
-    _clock: Any
-    _telemetry: PoolTelemetry
+    context: _HasTelemetry
 
     def statistics(self) -> Any: ...
 
@@ -284,12 +287,13 @@ class PoolTelemetry:
     __slots__ = ("__weakref__", "attributes", "clock", "leakThreshold", "poolName", "quiet", "slowThreshold",
                  "system")
 
-    def __init__(self, pool: Any, slowThreshold: float | None, leakThreshold: float | None) -> None:
+    def __init__(self, pool: Any, clock: Any, slowThreshold: float | None,
+                 leakThreshold: float | None) -> None:
         self.slowThreshold = slowThreshold
         self.leakThreshold = leakThreshold
         #: no threshold set: only OpenTelemetry may want the calls
         self.quiet = slowThreshold is None and leakThreshold is None
-        self.clock = pool._clock
+        self.clock = clock
         self.system = _system(pool.dbapiName)
         self.poolName: str | None = None  # statistics().name, read at the first traced call
         self.attributes: dict[str, Any] = {
@@ -397,7 +401,7 @@ class _Call:
 
 def _begin(pool: _Pool, operation: str, args: tuple[Any, ...], kw: dict[str, Any] | None,
            watchLeak: bool) -> tuple[_Call | None, _Otel | None]:
-    telemetry = pool._telemetry
+    telemetry = pool.context.telemetry
     otel = _otel if _otel is not _UNSET else _loadOtel()
     tracer = otel.tracerNow() if otel is not None else None
     if tracer is None and telemetry.quiet and (otel is None or not otel.metering()):
@@ -440,7 +444,7 @@ def traced(pool: Any, operation: str, args: tuple[Any, ...], d: Deferred[_T],
     function's name, is read). Returns ``d``, with an observer added when anything
     watches; ``d``'s result is passed on unchanged.
     """
-    if pool._telemetry.quiet and _unobserved():
+    if pool.context.telemetry.quiet and _unobserved():
         return d
     call, otel = _begin(pool, operation, args, kw, operation in ("runInteraction", "runWithConnection"))
     if call is None:
@@ -506,10 +510,11 @@ class _TracedTransaction:
 def tracedTransaction(pool: Any, transaction: _T) -> _T:
     """``transaction`` (an ``AsyncTransaction`` just made by ``pool.transaction()``), observed when anything
     watches (a span, a threshold), else unchanged (reactor thread)."""
-    if pool._telemetry.quiet and _unobserved():
+    quiet = pool.context.telemetry.quiet
+    if quiet and _unobserved():
         return transaction
     otel = _otel if _otel is not _UNSET else _loadOtel()
-    if pool._telemetry.quiet and (otel is None or (otel.tracerNow() is None and not otel.metering())):
+    if quiet and (otel is None or (otel.tracerNow() is None and not otel.metering())):
         return transaction
     traced: Any = _TracedTransaction(transaction, pool)
     return traced  # type: ignore[no-any-return]

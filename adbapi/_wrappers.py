@@ -44,15 +44,16 @@ class Connection:
     def rollback(self) -> None:
         """Roll back; with ``cp_reconnect`` verify the connection and raise ConnectionLost if it is dead."""
         if not self._pool.reconnect:
-            self._pool._adapter.rollback(self._connection)
+            self._pool.context.adapter.rollback(self._connection)
             return
         try:
-            self._pool._adapter.rollback(self._connection)
-            self._pool._adapter.ping(self._connection, self._pool.good_sql)
+            self._pool.context.adapter.rollback(self._connection)
+            self._pool.context.adapter.ping(self._connection, self._pool.good_sql)
             return
         except Exception as e:
             original: BaseException = e
-        _log.debug("adbapi: rollback or check failed on %s: %s", self._pool._label, type(original).__name__)
+        _log.debug("adbapi: rollback or check failed on %s: %s", self._pool.context.label,
+                   type(original).__name__)
         self._pool.disconnect(self._connection)
         # Kept, closed, as Twisted keeps it: code that swallows the ConnectionLost and goes on gets the
         # driver's own "connection closed" error from it.
@@ -101,7 +102,7 @@ class Transaction:
         except Exception:
             if not self._pool.reconnect:
                 raise
-            _log.debug("adbapi: cursor creation failed on %s; reconnecting", self._pool._label)
+            _log.debug("adbapi: cursor creation failed on %s; reconnecting", self._pool.context.label)
         self.reconnect()
         self._cursor = self._connection.cursor()
 

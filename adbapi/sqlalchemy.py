@@ -282,7 +282,7 @@ class SQLAlchemyPool:
                 # SQLAlchemy code still gets SQLAlchemy's class, with the driver's error as .orig.
                 made = DBAPIError.instance(
                     "COMMIT", None, orig, self._driverError,
-                    connection_invalidated=self.pool._adapter.isDisconnect(orig, None),
+                    connection_invalidated=self.pool.context.adapter.isDisconnect(orig, None),
                     dialect=self.engine.dialect,
                 )
                 if isinstance(made, DBAPIError):

@@ -1,8 +1,11 @@
-"""Deterministic tests of adbapi's dispatcher: fake slots, a fake clock, one thread, no database.
+"""Deterministic tests of adbapi's dispatch rules: the pure functions the call router follows.
 
-The dispatcher decides when a call starts, waits, times out, is refused, is
-cancelled and is retried; these tests drive it step by step the way the pool's
-slots do (``start`` hands a call over, ``slotFreed`` reports the end).
+``_dispatch.route`` (where a new call goes), ``_dispatch.laneNext`` (what a lane
+that finished a call does next), ``_dispatch.holdForWaking`` (whether calls wait
+for a woken worker) and the call-state table are driven here step by step from
+counts alone: no thread, no reactor, no database. The router
+(``adbapi/_router.py``) does what they return; the behaviour tests check the
+whole pool.
 """
 
 from __future__ import annotations
@@ -11,218 +14,183 @@ from typing import Any
 
 import pytest
 
-from adbapi._dispatch import TRANSITIONS, CallKind, CallState, Dispatcher, InvalidTransition, advance
-from reactor.task import Clock
+from adbapi._dispatch import (
+    TRANSITIONS,
+    CallKind,
+    CallState,
+    InvalidTransition,
+    LaneNext,
+    Route,
+    advance,
+    holdForWaking,
+    laneNext,
+    route,
+)
 
 
 class FakeCall:
-    """A call as the dispatcher sees it."""
-
-    def __init__(self, name: str, kind: CallKind = CallKind.QUERY) -> None:
-        self.name = name
-        self.kind = kind
-        self.state = CallState.QUEUED
-        self.enqueuedAt = 0.0
-        self.waited = 0.0
-        self.waitTimer: Any = None
-        self.retryTimer: Any = None
-
-    def __repr__(self) -> str:
-        return f"<FakeCall {self.name} {self.state.name}>"
-
-
-class Slots:
-    """Fake slots: record what the dispatcher started, expired and refused."""
+    """A call as advance() sees it."""
 
     def __init__(self) -> None:
-        self.started: list[FakeCall] = []
-        self.expired: list[FakeCall] = []
-        self.refused: list[FakeCall] = []
-
-    def dispatcher(self, clock: Clock, maxSlots: int = 2, **kw: Any) -> Dispatcher:
-        return Dispatcher(maxSlots, clock=clock, start=self.started.append, expired=self.expired.append,
-                          refused=self.refused.append, **kw)
+        self.state = CallState.QUEUED
 
 
-def test_callStartsAtOnceWhileASlotIsFree() -> None:
-    """A call submitted with a free slot is ASSIGNED and handed to start() right away."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock)
-    a = FakeCall("a")
-    assert d.submit(a)
-    assert slots.started == [a] and a.state is CallState.ASSIGNED and d.busy == 1 and not d.queue
+def where(kind: CallKind = CallKind.QUERY, **counts: Any) -> Route:
+    """route() with the lanes on, the reactor running, cp_max 4 and nothing open, unless ``counts`` says."""
+    given: dict[str, Any] = {"lanes": True, "reactorRunning": True, "idleLanes": 0, "openLanes": 0,
+                             "workers": 0, "busy": 0, "maxSlots": 4}
+    given.update(counts)
+    return route(kind, **given)
 
 
-def test_callsBeyondTheSlotsWaitInOrder() -> None:
-    """With every slot busy calls queue, and each freed slot starts the oldest waiting call."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1)
-    a, b, c = FakeCall("a"), FakeCall("b"), FakeCall("c")
-    for call in (a, b, c):
-        d.submit(call)
-    assert slots.started == [a] and list(d.queue) == [b, c]
-    clock.advance(2)
-    d.slotFreed()
-    assert slots.started == [a, b] and b.waited == 2 and b.state is CallState.ASSIGNED
-    d.slotFreed()
-    d.slotFreed()
-    assert slots.started == [a, b, c] and d.busy == 0
+# -- route(): where a new call goes --
 
 
-def test_maxWaitingRefusesTheCallPastIt() -> None:
-    """Past maxWaiting queued calls, submit() returns False and the call is CANCELLED."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, maxWaiting=1)
-    a, b, c = FakeCall("a"), FakeCall("b"), FakeCall("c")
-    assert d.submit(a) and d.submit(b)
-    assert not d.submit(c)
-    assert c.state is CallState.CANCELLED and list(d.queue) == [b]
+def test_everyCallGoesToTheThreadsWithoutLanes() -> None:
+    """A pool with no lanes hands every kind of call to the worker threads (they queue it when busy)."""
+    for kind in CallKind:
+        assert where(kind, lanes=False, workers=4, busy=4) is Route.THREADS
 
 
-def test_waitTimeoutExpiresAQueuedCall() -> None:
-    """A call that waited waitTimeout seconds leaves the queue CANCELLED and goes to expired()."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, waitTimeout=5)
-    a, b = FakeCall("a"), FakeCall("b")
-    d.submit(a)
-    d.submit(b)
-    clock.advance(4.9)
-    assert slots.expired == []
-    clock.advance(0.1)
-    assert slots.expired == [b] and b.state is CallState.CANCELLED and not d.queue
+def test_aStatementTakesTheIdleLaneFirst() -> None:
+    """An idle lane beats an idle worker: no thread hand-off."""
+    assert where(idleLanes=1, openLanes=1, workers=2, busy=0) is Route.IDLE_LANE
 
 
-def test_waitTimerStopsWhenTheCallStarts() -> None:
-    """A queued call that gets a slot in time is not expired later."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, waitTimeout=5)
-    a, b = FakeCall("a"), FakeCall("b")
-    d.submit(a)
-    d.submit(b)
-    clock.advance(1)
-    d.slotFreed()
-    clock.advance(10)
-    assert slots.expired == [] and b.state is CallState.ASSIGNED and not clock.getDelayedCalls()
+def test_aStatementTakesAnIdleWorkerBeforeOpeningALane() -> None:
+    """No idle lane, an idle worker: the worker runs it (its connection is open already)."""
+    assert where(openLanes=1, workers=2, busy=1) is Route.THREADS
 
 
-def test_cancelRemovesAQueuedCall() -> None:
-    """cancel() of a QUEUED call removes it; it never starts."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, waitTimeout=5)
-    a, b = FakeCall("a"), FakeCall("b")
-    d.submit(a)
-    d.submit(b)
-    assert d.cancel(b) is CallState.QUEUED
-    d.slotFreed()
-    assert slots.started == [a] and b.state is CallState.CANCELLED and not clock.getDelayedCalls()
+def test_aStatementOpensANewLaneWhileSlotsAreFree() -> None:
+    """No idle slot and room under cp_max: a new lane is opened for it."""
+    assert where(openLanes=1, workers=1, busy=1) is Route.NEW_LANE
+    assert where() is Route.NEW_LANE
 
 
-def test_cancelOfAnAssignedCallLeavesItToItsSlot() -> None:
-    """cancel() of a call handed to a slot only reports the state: the slot stops it and frees itself."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock)
-    a = FakeCall("a")
-    d.submit(a)
-    assert d.cancel(a) is CallState.ASSIGNED and a.state is CallState.ASSIGNED and d.busy == 1
+def test_aStatementQueuesOnTheWorkersWhenEverySlotIsBusyAndSomeAreWorkers() -> None:
+    """cp_max reached with workers among the slots: the resource pool's queue takes it."""
+    assert where(openLanes=2, workers=2, busy=2) is Route.THREADS
 
 
-def test_retryWaitsItsBackoffThenQueues() -> None:
-    """retryLater() puts a failed call in BACKOFF; on its timer it is submitted again."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1)
-    a = FakeCall("a")
-    d.submit(a)
+def test_aStatementWaitsForALaneWhenEverySlotIsABusyLane() -> None:
+    """cp_max reached by busy lanes alone: it waits in the router's queue for the first lane to finish."""
+    assert where(openLanes=4) is Route.WAIT_FOR_LANE
+
+
+def test_aStatementNeedsAWorkerWhileTheReactorIsNotRunning() -> None:
+    """A lane cannot make progress without the reactor: statements take the workers' rules then."""
+    assert where(reactorRunning=False, idleLanes=1, openLanes=1) is Route.THREADS
+    assert where(reactorRunning=False, idleLanes=1, openLanes=4) is Route.LANE_TO_THREADS
+
+
+def test_anInteractionGoesToTheThreadsWhileTheyHaveRoom() -> None:
+    """Only a worker runs Python code: an idle worker, or room for a new one, takes it."""
+    assert where(CallKind.INTERACTION, idleLanes=2, openLanes=2, workers=1, busy=0) is Route.THREADS
+    assert where(CallKind.INTERACTION, idleLanes=2, openLanes=2, workers=1, busy=1) is Route.THREADS
+
+
+def test_anInteractionTakesAnIdleLanesSlotWhenTheWorkersHaveNoRoom() -> None:
+    """cp_max reached with an idle lane: the lane closes and its slot becomes a worker for the call."""
+    assert where(CallKind.INTERACTION, idleLanes=1, openLanes=3, workers=1, busy=1) is Route.LANE_TO_THREADS
+
+
+def test_anInteractionQueuesOnBusyWorkers() -> None:
+    """cp_max reached, no idle lane, some workers: it queues on the workers."""
+    assert where(CallKind.WITH_CONNECTION, openLanes=2, workers=2, busy=2) is Route.THREADS
+
+
+def test_anInteractionWaitsForALaneWhenEverySlotIsABusyLane() -> None:
+    """cp_max reached by busy lanes: the first lane to finish gives its slot to a worker for it."""
+    assert where(CallKind.RESERVED, openLanes=4) is Route.WAIT_FOR_LANE
+
+
+# -- laneNext(): a lane that finished a call --
+
+
+def test_aFinishedLaneRunsTheOldestWaitingStatement() -> None:
+    for kind in (CallKind.QUERY, CallKind.OPERATION):
+        assert laneNext(kind, canIdle=True, closing=False) is LaneNext.RUN
+        assert laneNext(kind, canIdle=False, closing=True) is LaneNext.RUN  # accepted calls finish
+
+
+def test_aFinishedLaneHandsAWaitingInteractionToTheThreads() -> None:
+    """An interaction waiting for a lane's slot: the lane closes and a worker takes the call."""
+    for kind in (CallKind.INTERACTION, CallKind.WITH_CONNECTION, CallKind.RESERVED):
+        assert laneNext(kind, canIdle=True, closing=False) is LaneNext.HAND_TO_THREADS
+
+
+def test_aFinishedLaneIdlesWhenNothingWaits() -> None:
+    assert laneNext(None, canIdle=True, closing=False) is LaneNext.IDLE
+
+
+def test_aFinishedLaneRetiresWithoutAConnectionOrWhileClosing() -> None:
+    """A lane that lost its connection does not sit idle, nor does any lane of a closing pool."""
+    assert laneNext(None, canIdle=False, closing=False) is LaneNext.RETIRE
+    assert laneNext(None, canIdle=True, closing=True) is LaneNext.RETIRE
+
+
+# -- holdForWaking(): calls behind a worker still waking up --
+
+
+def test_callsWaitForTheWokenWorkerWhileAnotherWorkerIsIdle() -> None:
+    """Two idle workers, one woken for a call: the next call waits, so the first gets the warmest one."""
+    assert holdForWaking(workers=2, busy=1, waiting=1)
+
+
+def test_callsDoNotWaitWhenNoWorkerIsIdle() -> None:
+    assert not holdForWaking(workers=2, busy=2, waiting=1)
+
+
+def test_callsDoNotWaitWhenTheyOutnumberTheIdleWorkers() -> None:
+    """A burst: every worker gets a call anyway, and holding them would start one per reactor turn."""
+    assert not holdForWaking(workers=3, busy=1, waiting=3)
+    assert holdForWaking(workers=3, busy=1, waiting=2)
+
+
+# -- the call-state table --
+
+
+def test_aCallRunsOnceItWasQueued() -> None:
+    """The usual life: QUEUED -> RUNNING -> DONE."""
+    a = FakeCall()
     advance(a, CallState.RUNNING)
     advance(a, CallState.DONE)
-    d.slotFreed()
-    d.retryLater(a, 0.5)
-    assert a.state is CallState.BACKOFF and a in d.backingOff
-    clock.advance(0.5)
-    assert slots.started == [a, a] and a.state is CallState.ASSIGNED and not d.backingOff
+    assert a.state is CallState.DONE
 
 
-def test_cancelDuringBackoffStopsTheRetry() -> None:
-    """A call cancelled while it backs off is CANCELLED and its retry timer stopped."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock)
-    a = FakeCall("a")
-    d.submit(a)
+def test_aRetriedCallGoesThroughBackoff() -> None:
+    """A failure the retry policy retries: DONE -> BACKOFF, then queued again (or straight on a lane)."""
+    for after in (CallState.QUEUED, CallState.RUNNING):
+        a = FakeCall()
+        advance(a, CallState.RUNNING)
+        advance(a, CallState.DONE)
+        advance(a, CallState.BACKOFF)
+        advance(a, after)
+        assert a.state is after
+
+
+def test_aRunningCallIsNeverCancelledByTheTable() -> None:
+    """A running call is stopped on the server and ends DONE: never CANCELLED, never QUEUED again."""
+    a = FakeCall()
     advance(a, CallState.RUNNING)
-    advance(a, CallState.DONE)
-    d.slotFreed()
-    d.retryLater(a, 1)
-    assert d.cancel(a) is CallState.BACKOFF
-    clock.advance(2)
-    assert a.state is CallState.CANCELLED and slots.started == [a]
-
-
-def test_retryRefusedByAFullQueueGoesToRefused() -> None:
-    """A retry that finds the waiting queue full is handed to refused()."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, maxWaiting=1)
-    a, b, c = FakeCall("a"), FakeCall("b"), FakeCall("c")
-    d.submit(a)
-    advance(a, CallState.RUNNING)
-    advance(a, CallState.DONE)
-    d.retryLater(a, 1)
-    d.submit(b)  # a still holds its slot: b waits, filling the queue
-    d.submit(c)
-    clock.advance(1)
-    assert slots.refused == [a] and a.state is CallState.CANCELLED
-
-
-def test_setMaxStartsWaitingCallsWhenItGrows() -> None:
-    """Raising the slot count starts waiting calls; lowering it starts none until calls finish."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1)
-    calls = [FakeCall(str(i)) for i in range(4)]
-    for call in calls:
-        d.submit(call)
-    d.setMax(3)
-    assert slots.started == calls[:3]
-    d.setMax(1)
-    d.slotFreed()
-    assert slots.started == calls[:3] and d.busy == 2
-
-
-def test_pausedDispatcherStartsNothing() -> None:
-    """While paused, calls wait even with free slots; pump() after unpausing starts them."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock)
-    d.paused = True
-    a = FakeCall("a")
-    d.submit(a)
-    assert slots.started == [] and list(d.queue) == [a]
-    d.paused = False
-    d.pump()
-    assert slots.started == [a]
-
-
-def test_takeWaitingAndBackingOffEmptyTheDispatcher() -> None:
-    """At close, takeWaiting()/takeBackingOff() hand back every call not in a slot, CANCELLED."""
-    slots, clock = Slots(), Clock()
-    d = slots.dispatcher(clock, maxSlots=1, waitTimeout=9)
-    a, b, c = FakeCall("a"), FakeCall("b"), FakeCall("c")
-    d.submit(a)
-    d.submit(b)
-    d.submit(c)
-    advance(a, CallState.RUNNING)
-    advance(a, CallState.DONE)
-    d.retryLater(a, 1)
-    assert d.takeWaiting() == [b, c] and d.takeBackingOff() == [a]
-    assert all(x.state is CallState.CANCELLED for x in (a, b, c)) and not clock.getDelayedCalls()
+    for state in (CallState.CANCELLED, CallState.QUEUED, CallState.BACKOFF):
+        with pytest.raises(InvalidTransition):
+            advance(a, state)
 
 
 def test_transitionTableForbidsLeavingCancelled() -> None:
-    """advance() enforces TRANSITIONS: a CANCELLED call never runs, a QUEUED one never jumps to RUNNING."""
-    a = FakeCall("a")
-    with pytest.raises(InvalidTransition):
-        advance(a, CallState.RUNNING)
+    """advance() enforces TRANSITIONS: a CANCELLED call never runs again."""
+    a = FakeCall()
     advance(a, CallState.CANCELLED)
     for state in CallState:
         with pytest.raises(InvalidTransition):
             advance(a, state)
     assert TRANSITIONS[CallState.CANCELLED] == frozenset()
+
+
+def test_everyStateHasARowInTheTable() -> None:
+    assert set(TRANSITIONS) == set(CallState)
 
 
 def test_onlyQueriesAndOperationsCanRunOnALane() -> None:
