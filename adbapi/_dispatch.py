@@ -8,7 +8,8 @@ functions here what to do and does it: :func:`route` says where a new call
 goes, :func:`laneNext` what a lane that finished a call does next, and
 :func:`holdForWaking` whether a call waits for a woken worker to start first.
 Each answers from counts alone and returns an enum, so every rule is tested step
-by step from one thread (``tests/test_adbapi_dispatch.py``).
+by step from one thread (``tests/test_adbapi_dispatch.py``). The router calls
+them with positional arguments (they run for every call; keywords cost more).
 
 A call's life is :class:`CallState`; :data:`TRANSITIONS` is the one table of
 the changes the pool makes, and :func:`advance` makes one, checked against it.
@@ -62,6 +63,10 @@ class CallState(enum.Enum):
     BACKOFF = "backoff"  # failed, waiting for its retry timer
     CANCELLED = "cancelled"  # dropped before it ran: cancelled, timed out waiting, refused, pool closed
 
+    # Members are singletons compared by identity: hash them by identity too, in C. (Enum's own __hash__
+    # is Python code, and advance() looks a state up in TRANSITIONS at every step of every call.)
+    __hash__ = object.__hash__
+
 
 #: Every change of state the pool makes. A call starts QUEUED.
 TRANSITIONS: dict[CallState, frozenset[CallState]] = {
@@ -100,7 +105,7 @@ class Route(enum.Enum):
     WAIT_FOR_LANE = "wait for lane"  # every slot is a busy lane: it waits for the first to finish
 
 
-def route(kind: CallKind, *, lanes: bool, reactorRunning: bool, idleLanes: int, openLanes: int,
+def route(kind: CallKind, lanes: bool, reactorRunning: bool, idleLanes: int, openLanes: int,
           workers: int, busy: int, maxSlots: int) -> Route:
     """Where a new (or retried) call of ``kind`` goes.
 
@@ -141,7 +146,7 @@ class LaneNext(enum.Enum):
     RETIRE = "retire"  # nothing waits and it may not idle (no connection, or the pool is closing): close
 
 
-def laneNext(waiting: CallKind | None, *, canIdle: bool, closing: bool) -> LaneNext:
+def laneNext(waiting: CallKind | None, canIdle: bool, closing: bool) -> LaneNext:
     """The next step of a lane that finished a call; ``waiting`` is the oldest waiting call's kind."""
     if waiting is not None:
         return LaneNext.RUN if waiting <= CallKind.OPERATION else LaneNext.HAND_TO_THREADS
@@ -150,7 +155,7 @@ def laneNext(waiting: CallKind | None, *, canIdle: bool, closing: bool) -> LaneN
     return LaneNext.RETIRE
 
 
-def holdForWaking(*, workers: int, busy: int, waiting: int) -> bool:
+def holdForWaking(workers: int, busy: int, waiting: int) -> bool:
     """While a woken worker has not taken its call yet: must the next ``waiting`` calls wait for it?
 
     Yes while some worker would still be idle after they were handed over (a

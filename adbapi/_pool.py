@@ -140,6 +140,7 @@ class ConnectionPool:
 
     connectionFactory: Callable[[ConnectionPool], Connection] = Connection
     transactionFactory: Callable[[ConnectionPool, Connection], Transaction] = Transaction
+
     def __init__(self, dbapiName: str | ModuleType, *connargs: Any, **connkw: Any) -> None:
         global _poolCounter
         options = popOptions(connkw, self.CP_ARGS)

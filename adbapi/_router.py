@@ -193,13 +193,17 @@ class CallRouter:
         it (within ``cp_max`` minus the lanes) and queues the call when all are
         busy; its workers take queued calls themselves.
         """
+        # route()'s first two answers, taken here without counting anything (they come for most calls):
         if self.laneSupport is None:
-            return self._toThreads(call)  # route()'s first rule, without counting anything
+            return self._toThreads(call)  # no lanes: the threads
+        reactorRunning = self.context.reactor.running
+        if self.idleLanes and call.kind <= CallKind.OPERATION and reactorRunning:
+            return self._startOnLane(call, self.idleLanes.pop())  # a statement: the idle lane
         lanes = self.lanes
         workers, busy = self.threads.load(len(self.threadCalls), max(1, self.maxSlots - len(lanes)))
-        where = route(call.kind, lanes=True,
-                      reactorRunning=self.context.reactor.running, idleLanes=len(self.idleLanes),
-                      openLanes=len(lanes), workers=workers, busy=busy, maxSlots=self.maxSlots)
+        # route(kind, lanes, reactorRunning, idleLanes, openLanes, workers, busy, maxSlots)
+        where = route(call.kind, True, reactorRunning, len(self.idleLanes), len(lanes),
+                      workers, busy, self.maxSlots)
         if where is Route.THREADS:
             return self._toThreads(call)
         if where is Route.IDLE_LANE:
@@ -250,7 +254,7 @@ class CallRouter:
             self.waking = None
             return False
         workers, busy = self.threads.load(len(self.threadCalls), max(1, self.maxSlots - len(self.lanes)))
-        if not holdForWaking(workers=workers, busy=busy, waiting=waiting):
+        if not holdForWaking(workers, busy, waiting):
             return False
         # Ask its worker to say when it starts (serve() reads this after it marks the call RUNNING; one
         # of the two sees the other's write, and started() may come twice: it is idempotent).
@@ -279,7 +283,8 @@ class CallRouter:
 
     def _submitThread(self, call: _Call) -> bool:
         """Run ``call`` on a worker thread (the resource pool queues it if every worker is busy)."""
-        refused = self.threads.start(call)
+        slot: Slot = self.threads
+        refused = slot.start(call)
         if refused is not None:
             self.rejected += 1
             advance(call, CallState.CANCELLED)
@@ -436,7 +441,7 @@ class CallRouter:
         by one, takes the call, so the slot count stays within ``cp_max``.
         """
         pending = self.pending
-        step = laneNext(pending[0].kind if pending else None, canIdle=canIdle, closing=not self.running)
+        step = laneNext(pending[0].kind if pending else None, canIdle, not self.running)
         if step is LaneNext.RUN:
             head = pending.popleft()
             head.waited = self.now() - head.enqueuedAt
