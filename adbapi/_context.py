@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["PoolContext"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PoolContext:
     """The shared, read-mostly parts of one pool (see the module docstring)."""
 

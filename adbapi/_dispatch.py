@@ -13,9 +13,11 @@ them with positional arguments (they run for every call; keywords cost more).
 
 A call's life is :class:`CallState`; :data:`TRANSITIONS` is the one table of
 the changes the pool makes, and :func:`advance` makes one, checked against it.
-The only change made outside it is a worker thread's QUEUED -> RUNNING as it
-takes the call (``_holder.serve``, under the holder's lock), which the table
-allows too.
+The steps every call takes are written directly where the state before is
+known (a lane starts a call or takes it from the queue: QUEUED -> RUNNING; a
+lane finishes it: RUNNING -> DONE; a worker takes it in ``_holder.serve``, under
+the holder's lock: QUEUED -> RUNNING; its outcome comes home: -> DONE), rows of
+the same table.
 
 Thread: everything here runs in the reactor thread (or the test's thread).
 """

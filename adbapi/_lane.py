@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from adbapi._call import _Call
 from adbapi._cancel import sendCancel
-from adbapi._dispatch import CallKind, CallState, advance
+from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
 from adbapi._health import Readiness
@@ -490,7 +490,7 @@ class _Lane:
         assert call is not None
         self.current = None
         self.step = _NONE
-        advance(call, CallState.DONE)
+        call.state = CallState.DONE  # RUNNING -> DONE (TRANSITIONS): a lane's current call is RUNNING
         home = self.home
         self.lastUsed = self.context.health.stamp()
         cursor = self.cursor

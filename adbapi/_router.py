@@ -10,8 +10,11 @@ counters. Where a call goes is decided by the pure functions of
 :func:`~adbapi._dispatch.laneNext`, :func:`~adbapi._dispatch.holdForWaking`);
 this class does what they say, through the :class:`~adbapi._slots.Slot`
 interface of the thread slots (:class:`~adbapi._slots.ThreadSlots`) and the
-lanes (``_lane._Lane``). Every change of a call's state goes through
-:func:`~adbapi._dispatch.advance`.
+lanes (``_lane._Lane``). Every change of a call's state follows
+:data:`~adbapi._dispatch.TRANSITIONS`: through :func:`~adbapi._dispatch.advance`,
+which checks it, except on the steps every call takes (a lane starts it, takes
+it from the queue, finishes it; the workers' outcome comes home), written
+directly where the state before is known.
 
 Lanes (psycopg2) count against ``cp_max`` with the workers: the resource pool's
 maximum is ``cp_max`` minus the open lanes.
@@ -193,13 +196,18 @@ class CallRouter:
         it (within ``cp_max`` minus the lanes) and queues the call when all are
         busy; its workers take queued calls themselves.
         """
-        # route()'s first two answers, taken here without counting anything (they come for most calls):
+        # route()'s answers for nearly every call are taken here first, from the fewest counts (this runs
+        # for every call); tests/test_adbapi_dispatch.py checks route() gives the same in those cases.
         if self.laneSupport is None:
             return self._toThreads(call)  # no lanes: the threads
         reactorRunning = self.context.reactor.running
-        if self.idleLanes and call.kind <= CallKind.OPERATION and reactorRunning:
-            return self._startOnLane(call, self.idleLanes.pop())  # a statement: the idle lane
         lanes = self.lanes
+        if call.kind <= CallKind.OPERATION and reactorRunning:
+            if self.idleLanes:
+                return self._startOnLane(call, self.idleLanes.pop())  # a statement: the idle lane
+            if len(lanes) >= self.maxSlots and not self.threadCalls and not len(self.threads.holders):
+                return self._queueForLane(call, 0)  # every slot a busy lane, no worker: wait for one
+
         workers, busy = self.threads.load(len(self.threadCalls), max(1, self.maxSlots - len(lanes)))
         # route(kind, lanes, reactorRunning, idleLanes, openLanes, workers, busy, maxSlots)
         where = route(call.kind, True, reactorRunning, len(self.idleLanes), len(lanes),
@@ -219,7 +227,9 @@ class CallRouter:
         return self._queueForLane(call, busy - workers)
 
     def _startOnLane(self, call: _Call, lane: Slot) -> bool:
-        advance(call, CallState.RUNNING)
+        # QUEUED (or BACKOFF, a retry) -> RUNNING, as TRANSITIONS allows; written without advance() on
+        # this per-call path (dispatch and laneNext only hand over calls in those two states).
+        call.state = CallState.RUNNING
         call.worker = lane
         lane.start(call)
         return True
@@ -306,7 +316,9 @@ class CallRouter:
         if call not in self.threadCalls:
             return  # settled already (a close that could not wait for the reactor), or given up on
         self.threadCalls.discard(call)
-        advance(call, CallState.DONE)
+        # QUEUED (a cancel reached it first) or RUNNING -> DONE, as TRANSITIONS allows; written without
+        # advance() on this per-call path.
+        call.state = CallState.DONE
         if self.held:
             self._pumpHeld()
         self.settle(call, *outcome)
@@ -441,13 +453,20 @@ class CallRouter:
         by one, takes the call, so the slot count stays within ``cp_max``.
         """
         pending = self.pending
-        step = laneNext(pending[0].kind if pending else None, canIdle, not self.running)
-        if step is LaneNext.RUN:
-            head = pending.popleft()
-            head.waited = self.now() - head.enqueuedAt
-            advance(head, CallState.RUNNING)
-            head.worker = lane
-            return head
+        # laneNext()'s two commonest answers are taken here without asking (this runs for every call).
+        if pending:
+            if pending[0].kind <= CallKind.OPERATION:
+                # RUN, the answer for nearly every call of a busy pool: the oldest waiting statement.
+                head = pending.popleft()
+                head.waited = self.now() - head.enqueuedAt
+                head.state = CallState.RUNNING  # QUEUED -> RUNNING: pending holds QUEUED calls only
+                head.worker = lane
+                return head
+            step = laneNext(pending[0].kind, canIdle, not self.running)
+        elif canIdle and self.running:
+            step = LaneNext.IDLE  # nothing waits, and the lane may idle
+        else:
+            step = laneNext(None, canIdle, not self.running)
         if step is LaneNext.HAND_TO_THREADS:
             head = pending.popleft()
             head.waited = self.now() - head.enqueuedAt
@@ -460,7 +479,7 @@ class CallRouter:
             lane.idleSince = self.context.health.stamp()
             self.idleLanes.append(lane)
             return None
-        lane.retire(recycled=False)
+        lane.retire(recycled=False)  # LaneNext.RETIRE
         return None
 
     def lanesNow(self) -> list[_Lane]:

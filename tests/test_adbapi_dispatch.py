@@ -105,6 +105,25 @@ def test_anInteractionWaitsForALaneWhenEverySlotIsABusyLane() -> None:
     assert where(CallKind.RESERVED, openLanes=4) is Route.WAIT_FOR_LANE
 
 
+def test_theRoutersShortcutsAreRoutesAnswers() -> None:
+    """The router answers the commonest cases without calling route(): they must be route()'s answers.
+
+    A statement with the reactor running takes an idle lane whatever the workers do, and waits for a
+    lane when every slot is a busy lane and no worker exists (none busy either).
+    """
+    for workers in range(5):
+        for busy in range(workers + 1):
+            for openLanes in range(1, 5):
+                assert where(idleLanes=1, openLanes=openLanes, workers=workers, busy=busy) is Route.IDLE_LANE
+    for maxSlots in range(1, 6):
+        for openLanes in range(maxSlots, maxSlots + 2):
+            assert where(openLanes=openLanes, maxSlots=maxSlots) is Route.WAIT_FOR_LANE
+    for kind in (CallKind.QUERY, CallKind.OPERATION):
+        assert where(kind, idleLanes=1, openLanes=1) is Route.IDLE_LANE
+        assert where(kind, openLanes=4) is Route.WAIT_FOR_LANE
+    assert laneNext(CallKind.QUERY, False, True) is LaneNext.RUN  # the router's RUN shortcut
+
+
 # -- laneNext(): a lane that finished a call --
 
 
