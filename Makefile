@@ -12,21 +12,18 @@ $(BIN)/python:
 
 # mysqlclient (MySQLdb) compiles against libmariadb: installed when pkg-config finds it (.ci/run installs
 # libmariadb-dev), else its tests skip with the reason (and fail under REQUIRE_MYSQL=1).
+MYSQLCLIENT := $(shell (pkg-config --exists libmariadb || pkg-config --exists mysqlclient) 2>/dev/null && echo ,mysqlclient)
 # setup.py compiles reactor/_deferred.py with mypyc into reactor/_deferred.*.so (pure Python when it
 # cannot): editing that module reinstalls, so the tests never run a stale build (which
-# reactor/_implementation.py would in any case refuse, with a warning, for the .py).
+# reactor/_implementation.py would in any case refuse, with a warning, for the .py). One pip run, so one build.
 $(STAMP): pyproject.toml setup.py reactor/_deferred.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy]'
-	if pkg-config --exists libmariadb || pkg-config --exists mysqlclient; then \
-		$(BIN)/python -m pip install --quiet -e '.[mysqlclient]'; \
-	else \
-		echo "note: no libmariadb-dev (pkg-config libmariadb): MySQLdb tests will skip"; \
-	fi
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy$(MYSQLCLIENT)]'
+	$(if $(MYSQLCLIENT),,@echo "note: no libmariadb-dev (pkg-config libmariadb): MySQLdb tests will skip")
 	touch $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mysql,sqlalchemy,bench$(MYSQLCLIENT)]'
 	touch $(BENCH_STAMP)
 
 lint: $(STAMP)
