@@ -68,7 +68,12 @@ class CallRouter:
         maxWaiting: int | None,
         waitTimeout: float | None,
         slotsGone: Callable[[], object],
+        threadSlots: Callable[..., ThreadSlots] = ThreadSlots,
+        laneFactory: Callable[[int], _Lane] | None = None,
     ) -> None:
+        """``threadSlots`` makes the thread slots (called with ThreadSlots' keywords) and ``laneFactory``
+        a lane from its number: the real ones unless a test injects fakes (``tests/test_adbapi_router.py``
+        drives the router with fake slots and a Clock, from one thread)."""
         self.pool = pool
         self.context = context
         self.minSlots = minSlots
@@ -77,6 +82,7 @@ class CallRouter:
         self.maxWaiting = maxWaiting
         self.waitTimeout = waitTimeout
         self.slotsGone = slotsGone
+        self.laneFactory = laneFactory
         self.now: Callable[[], float] = context.clock.seconds
         self.running = False  # calls are accepted (the pool is running); reactor thread
         # Reactor thread only (statistics() reads their lengths from any thread):
@@ -95,7 +101,7 @@ class CallRouter:
         self.rejected = 0
         self.retries = 0
         self.longestWait = 0.0
-        self.threads = ThreadSlots(
+        self.threads = threadSlots(
             pool, context,
             minthreads=0 if laneSupport is not None else min(minSlots, maxSlots),
             maxthreads=max(1, maxSlots),
@@ -416,7 +422,10 @@ class CallRouter:
     def _newLane(self) -> _Lane:
         assert self.laneSupport is not None
         self.laneCount += 1
-        lane = _Lane(self.pool, self, self.laneCount, self.laneSupport)
+        if self.laneFactory is not None:
+            lane = self.laneFactory(self.laneCount)
+        else:
+            lane = _Lane(self.pool, self, self.laneCount, self.laneSupport)
         self.lanes.add(lane)
         self.fitThreads()
         return lane
