@@ -49,6 +49,11 @@ class _Call:
     threadDeferred: Deferred[Any] | None = None
     # Set by the reactor when it holds later calls until this one starts: serve() then says so.
     announce = False
+    # Set (reactor thread, before dispatch) by telemetry when it records the connection wait/use times;
+    # then the slot starting the call stamps startedAt on the pool's clock (a worker thread or the
+    # reactor; each attempt overwrites it, a retry's backoff clears it). Unobserved calls pay one read.
+    timed = False
+    startedAt: float | None = None
     # (ok, value, retry flags), recorded by the worker as the call ends (read by a close that cannot wait
     # for the reactor to deliver it).
     outcome: tuple[bool, Any, int] | None = None

@@ -332,6 +332,8 @@ def serve(holder: ConnectionHolder, call: _Call) -> tuple[bool, Any, int]:
         holder.current = call
         call.worker = holder
         call.state = CallState.RUNNING
+    if call.timed:  # telemetry records its connection wait and use times
+        call.startedAt = holder.context.clock.seconds()
     if call.announce:  # read after the state is written: see CallRouter._mustHold
         holder.context.reactor.callFromThread(holder.onStarted, call)
     try:

@@ -64,7 +64,7 @@ from adbapi._redact import Redactor
 from adbapi._router import CallRouter
 from adbapi._side import SideWork
 from adbapi._stats import ConnectionCounters, PoolState, PoolStatistics
-from adbapi._telemetry import PoolTelemetry, traced, tracedTransaction
+from adbapi._telemetry import PoolTelemetry, observe, traced, tracedTransaction
 from adbapi._wrappers import Connection, Transaction
 from reactor import Deferred, fail
 
@@ -364,8 +364,8 @@ class ConnectionPool:
         """
         if not callable(interaction):
             raise TypeError(f"interaction must be callable, not {type(interaction).__name__}")
-        d = self._submit(CallKind.INTERACTION, interaction, args, kw)
-        return traced(self, "runInteraction", (interaction,), d)
+        return self._submit(CallKind.INTERACTION, interaction, args, kw,
+                            "runInteraction", (interaction,), None)
 
     def runWithConnection(
         self, func: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kw: _P.kwargs
@@ -373,18 +373,16 @@ class ConnectionPool:
         """Run ``func(Connection, *args, **kw)`` in a worker; commit if it returns, roll back if it raises."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        d = self._submit(CallKind.WITH_CONNECTION, func, args, kw)
-        return traced(self, "runWithConnection", (func,), d)
+        return self._submit(CallKind.WITH_CONNECTION, func, args, kw, "runWithConnection", (func,), None)
 
     def runQuery(self, *args: Any, **kw: Any) -> Deferred[list[Any]]:
         """Execute one statement (``cursor.execute(*args, **kw)``) and fire with ``fetchall()``."""
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runQuery() needs the SQL statement as its first argument")
         if self._fastPath:
-            return traced(self, "runQuery", args, self._submit(CallKind.QUERY, None, args, kw), kw)
+            return self._submit(CallKind.QUERY, None, args, kw, "runQuery", args, kw)
         if self._ownRunInteraction:
-            d = self._submit(CallKind.INTERACTION, self._runQuery, args, kw)
-            return traced(self, "runQuery", args, d, kw)
+            return self._submit(CallKind.INTERACTION, self._runQuery, args, kw, "runQuery", args, kw)
         # As in Twisted: a subclass's runInteraction sees runQuery too.
         return self.runInteraction(self._runQuery, *args, **kw)
 
@@ -393,10 +391,9 @@ class ConnectionPool:
         if not args and "operation" not in kw and "sql" not in kw:
             raise TypeError("runOperation() needs the SQL statement as its first argument")
         if self._fastPath:
-            return traced(self, "runOperation", args, self._submit(CallKind.OPERATION, None, args, kw), kw)
+            return self._submit(CallKind.OPERATION, None, args, kw, "runOperation", args, kw)
         if self._ownRunInteraction:
-            d = self._submit(CallKind.INTERACTION, self._runOperation, args, kw)
-            return traced(self, "runOperation", args, d, kw)
+            return self._submit(CallKind.INTERACTION, self._runOperation, args, kw, "runOperation", args, kw)
         return self.runInteraction(self._runOperation, *args, **kw)
 
     def transaction(self) -> AsyncTransaction:
@@ -534,17 +531,27 @@ class ConnectionPool:
 
     # -- dispatch (reactor thread) ---------------------------------------------------------
 
-    def _submit(self, kind: CallKind, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Deferred[Any]:
+    def _submit(self, kind: CallKind, func: Any, args: tuple[Any, ...], kw: dict[str, Any],
+                operation: str, shown: tuple[Any, ...], shownKw: dict[str, Any] | None) -> Deferred[Any]:
+        """Make and dispatch the call of the public method ``operation``; a Deferred of its result.
+
+        Telemetry sees ``shown``/``shownKw`` (the statement, or the function).
+        """
         state = self._life.state
         if state is not PoolState.RUNNING:
             if state == PoolState.NEW:
                 self.start()
             else:
-                return fail(PoolClosedError(f"{self.context.label} is {state}; no new calls are accepted"))
+                closed = fail(PoolClosedError(f"{self.context.label} is {state}; no new calls are accepted"))
+                return traced(self, operation, shown, closed, shownKw)
         router = self._router
         call = _Call(router, kind, func, args, kw)
+        # Observed before its dispatch, so it is timed from its submission (None: nothing watches).
+        record = observe(self, operation, shown, shownKw, call)
         if router.dispatch(call) and self._timeout is not None:
             call.deferred.addTimeout(self._timeout, self.context.clock)
+        if record is not None:
+            record.watch(call.deferred)  # after the timeout's callback: it sees TimeoutError, not the cancel
         return call.deferred
 
     # -- PostgreSQL beyond request and response (``_listen.py``, ``_copy.py``; reactor thread) --------

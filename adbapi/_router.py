@@ -237,6 +237,8 @@ class CallRouter:
         # this per-call path (dispatch and laneNext only hand over calls in those two states).
         call.state = CallState.RUNNING
         call.worker = lane
+        if call.timed:
+            call.startedAt = self.now()
         lane.start(call)
         return True
 
@@ -470,6 +472,8 @@ class CallRouter:
                 head.waited = self.now() - head.enqueuedAt
                 head.state = CallState.RUNNING  # QUEUED -> RUNNING: pending holds QUEUED calls only
                 head.worker = lane
+                if head.timed:
+                    head.startedAt = self.now()
                 return head
             step = laneNext(pending[0].kind, canIdle, not self.running)
         elif canIdle and self.running:
@@ -540,6 +544,7 @@ class CallRouter:
         call.worker = None
         call.cancelRequested = False
         call.statementOver = call.cancelDone = None
+        call.startedAt = None  # it holds no connection during its backoff; the next attempt stamps again
         self.retries += 1
         self.backingOff.add(call)
         call.retryTimer = self.context.clock.callLater(delay, self._retryNow, call)

@@ -22,10 +22,12 @@ call from its submission to its result:
   ``db.client.connection.state`` (idle/used), ``db.client.connection.pending_requests``,
   ``db.client.connection.timeouts``, ``db.client.connection.max``,
   ``db.client.connection.idle.min``, read from ``statistics()`` only when a reader
-  collects; the histogram ``db.client.operation.duration`` per call, and for async
-  transactions ``db.client.connection.wait_time`` / ``use_time`` (a transaction's
-  entry tells when it holds its connection; the other calls' do not show it from
-  outside the pool, so they record no wait/use time);
+  collects; the histogram ``db.client.operation.duration`` per call, and
+  ``db.client.connection.wait_time`` / ``use_time`` per ``run*`` call and async
+  transaction (a transaction's entry tells when it holds its connection; a
+  ``run*`` call is observed before its dispatch (:func:`observe`) and, while an
+  SDK's meter is installed, marked ``timed``: the slot that starts it, a worker
+  or a lane, stamps the moment);
 * ``cp_slow_threshold`` (seconds on the pool's clock): a call that took longer is
   logged at WARNING on the ``adbapi.slow`` logger with the statement (or the
   function's name) and its time, never the parameter values;
@@ -37,7 +39,8 @@ call from its submission to its result:
   pool, from its submission (its wait for a connection included).
 
 With OpenTelemetry absent or no SDK configured and neither threshold set, each hook
-returns what it was given after two reads of the API's global providers.
+returns what it was given (``observe``: None) after two reads of the API's global
+providers, and no slot reads the clock for the call.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from urllib.parse import urlsplit
 
 from reactor import Deferred, Failure
 
-__all__ = ["PoolTelemetry", "traced", "tracedTransaction"]
+__all__ = ["PoolTelemetry", "observe", "traced", "tracedTransaction"]
 
 _slowLog = logging.getLogger("adbapi.slow")
 _leakLog = logging.getLogger("adbapi.leaks")
@@ -97,12 +100,12 @@ class _Otel:
         )
         self.waitTime = meter.create_histogram(
             "db.client.connection.wait_time", unit="s",
-            description="Time an async transaction waited to hold a connection.",
+            description="Time a pool call or async transaction waited for a connection, from submission.",
             explicit_bucket_boundaries_advisory=buckets,
         )
         self.useTime = meter.create_histogram(
             "db.client.connection.use_time", unit="s",
-            description="Time an async transaction held its connection.",
+            description="Time a pool call or async transaction held its connection: its start to its result.",
             explicit_bucket_boundaries_advisory=buckets,
         )
         _observablePoolMetrics(meter, metrics.Observation)
@@ -271,7 +274,9 @@ class _Pool(Protocol):
     connargs: tuple[Any, ...]
     connkw: dict[str, Any]
     name: str | None
-    context: _HasTelemetry
+
+    @property
+    def context(self) -> _HasTelemetry: ...  # read-only here: a pool's PoolContext fits
 
     def statistics(self) -> Any: ...
 
@@ -284,8 +289,8 @@ class PoolTelemetry:
     instruments when the API is installed (the pool is held weakly).
     """
 
-    __slots__ = ("__weakref__", "attributes", "clock", "leakThreshold", "poolName", "quiet", "slowThreshold",
-                 "system")
+    __slots__ = ("__weakref__", "attributes", "clock", "connectionAttributes", "leakThreshold", "poolName",
+                 "quiet", "slowThreshold", "system")
 
     def __init__(self, pool: Any, clock: Any, slowThreshold: float | None,
                  leakThreshold: float | None) -> None:
@@ -296,6 +301,8 @@ class PoolTelemetry:
         self.clock = clock
         self.system = _system(pool.dbapiName)
         self.poolName: str | None = None  # statistics().name, read at the first traced call
+        #: the attributes of the connection wait/use times (set with poolName)
+        self.connectionAttributes: dict[str, Any] = {"db.system.name": self.system}
         self.attributes: dict[str, Any] = {
             "db.system.name": self.system,
             "db.system": self.system,
@@ -342,16 +349,25 @@ def _callerStack() -> traceback.StackSummary:
 
 
 class _Call:
-    """One call being traced/timed, from its submission to its result (reactor thread)."""
+    """One call being traced/timed, from its submission to its result (reactor thread).
 
-    __slots__ = ("attributes", "description", "leakTimer", "span", "stack", "started", "telemetry")
+    ``pooled`` is the pool's own call (``adbapi._call._Call``) when it is a
+    ``run*`` call observed before its dispatch: the slot that starts it stamps
+    ``pooled.startedAt`` (it was marked ``timed``), which splits the call's time
+    into its connection wait and use (:meth:`finish`).
+    """
+
+    __slots__ = ("attributes", "description", "leakTimer", "otel", "pooled", "span", "stack", "started",
+                 "telemetry")
 
     def __init__(self, telemetry: PoolTelemetry, description: str, attributes: dict[str, Any],
-                 span: Any, watchLeak: bool) -> None:
+                 span: Any, watchLeak: bool, otel: _Otel | None = None, pooled: Any = None) -> None:
         self.telemetry = telemetry
         self.description = description
         self.attributes = attributes
         self.span = span
+        self.otel = otel
+        self.pooled = pooled
         self.started = telemetry.clock.seconds()
         self.leakTimer: Any = None
         self.stack: Any = None
@@ -370,6 +386,16 @@ class _Call:
             "%s has held its connection for more than %.3fs (cp_leak_threshold); it was taken at:\n%s",
             self.description, threshold, "".join(traceback.format_list(self.stack)),
         )
+
+    def watch(self, d: Deferred[_T]) -> Deferred[_T]:
+        """Finish this record when ``d`` fires; ``d``'s result is passed on unchanged (reactor thread)."""
+
+        def ended(result: object) -> object:
+            self.finish(result.value if isinstance(result, Failure) else None, self.otel)
+            return result
+
+        d.addBoth(ended)
+        return d
 
     def finish(self, error: BaseException | None, otel: _Otel | None) -> None:
         timer, self.leakTimer = self.leakTimer, None
@@ -397,20 +423,32 @@ class _Call:
             if errorType is not None:
                 attributes = {**attributes, "error.type": errorType}
             otel.durations.record(elapsed, attributes)
+            pooled = self.pooled
+            if pooled is not None:
+                # Stamped by the slot that started the call (its last attempt, after a retry); None if it
+                # never got a connection (refused, timed out, cancelled while waiting or in its backoff).
+                startedAt = pooled.startedAt
+                if startedAt is not None:
+                    connection = self.telemetry.connectionAttributes
+                    otel.waitTime.record(max(0.0, startedAt - self.started), connection)
+                    otel.useTime.record(max(0.0, self.started + elapsed - startedAt), connection)
 
 
 def _begin(pool: _Pool, operation: str, args: tuple[Any, ...], kw: dict[str, Any] | None,
-           watchLeak: bool) -> tuple[_Call | None, _Otel | None]:
+           watchLeak: bool, pooled: Any = None) -> tuple[_Call | None, _Otel | None]:
     telemetry = pool.context.telemetry
     otel = _otel if _otel is not _UNSET else _loadOtel()
     tracer = otel.tracerNow() if otel is not None else None
-    if tracer is None and telemetry.quiet and (otel is None or not otel.metering()):
+    metering = otel is not None and otel.metering()
+    if tracer is None and telemetry.quiet and not metering:
         return None, otel
     opName, statement = _describe(operation, args, kw)
     attributes = {**telemetry.attributes, "db.operation.name": opName}
     name = telemetry.poolName
     if name is None:
         name = telemetry.poolName = str(pool.statistics().name)
+        telemetry.connectionAttributes = {"db.client.connection.pool.name": name,
+                                          "db.system.name": telemetry.system}
     if statement is not None:
         description = f"{operation} on {name}: {statement}"
     elif args:
@@ -423,7 +461,9 @@ def _begin(pool: _Pool, operation: str, args: tuple[Any, ...], kw: dict[str, Any
         if statement is not None:
             spanAttributes["db.query.text"] = statement
         span = tracer.start_span(opName, kind=otel.spanKind, attributes=spanAttributes)  # type: ignore[union-attr]
-    return _Call(telemetry, description, attributes, span, watchLeak), otel
+    if pooled is not None and metering:
+        pooled.timed = True  # its slot stamps when it starts it: the wait and use times need it
+    return _Call(telemetry, description, attributes, span, watchLeak, otel, pooled), otel
 
 
 def _unobserved() -> bool:
@@ -446,16 +486,28 @@ def traced(pool: Any, operation: str, args: tuple[Any, ...], d: Deferred[_T],
     """
     if pool.context.telemetry.quiet and _unobserved():
         return d
-    call, otel = _begin(pool, operation, args, kw, operation in ("runInteraction", "runWithConnection"))
+    call, _ = _begin(pool, operation, args, kw, operation in ("runInteraction", "runWithConnection"))
     if call is None:
         return d
+    return call.watch(d)
 
-    def ended(result: object) -> object:
-        call.finish(result.value if isinstance(result, Failure) else None, otel)
-        return result
 
-    d.addBoth(ended)
-    return d
+def observe(pool: Any, operation: str, args: tuple[Any, ...], kw: dict[str, Any] | None,
+            pooled: Any) -> _Call | None:
+    """:func:`traced` for a ``run*`` call the pool is about to dispatch: None when nothing watches.
+
+    Call it in the reactor thread before ``pooled`` (the pool's ``_Call``) is
+    dispatched; then, once any timeout is on its Deferred, ``watch`` that
+    Deferred with the record returned. Observed before its dispatch, the call is
+    timed from its submission, and with an SDK's meter installed it is marked
+    ``timed``, so the slot that starts it stamps the moment
+    (``pooled.startedAt``): the record then splits its time into the connection
+    wait and use times. Costs one cheap check when nothing watches.
+    """
+    if pool.context.telemetry.quiet and _unobserved():
+        return None
+    call, _ = _begin(pool, operation, args, kw, operation in ("runInteraction", "runWithConnection"), pooled)
+    return call
 
 
 class _TracedTransaction:
@@ -485,7 +537,7 @@ class _TracedTransaction:
         if call is not None:
             self._held = call.telemetry.clock.seconds()
             if otel is not None and otel.metering():
-                otel.waitTime.record(self._held - call.started, call.attributes)
+                otel.waitTime.record(self._held - call.started, call.telemetry.connectionAttributes)
             if call.telemetry.leakThreshold is not None:
                 call.armLeak()
         return entered
@@ -502,7 +554,8 @@ class _TracedTransaction:
         finally:
             if call is not None:
                 if otel is not None and otel.metering():
-                    otel.useTime.record(call.telemetry.clock.seconds() - self._held, call.attributes)
+                    otel.useTime.record(call.telemetry.clock.seconds() - self._held,
+                                        call.telemetry.connectionAttributes)
                 call.finish(error, otel)
         return result
 

@@ -498,3 +498,46 @@ def test_statementsWaitForALaneWhenEverySlotIsABusyLane(kind: CallKind) -> None:
     h.submit()
     waiting = h.submit(kind)
     assert list(h.router.pending) == [waiting] and h.threads.running == []
+
+
+# -- the start stamp telemetry's wait/use times read (calls marked timed only) --
+
+
+def test_anUntimedCallIsNeverStamped() -> None:
+    h = Harness(lanes=True)
+    call = h.submit()
+    assert call.startedAt is None
+
+
+def timedCall(h: Harness) -> _Call:
+    call = _Call(h.router, CallKind.QUERY, None, ("SELECT 1",), {})
+    call.timed = True  # as telemetry's observe() marks it before the dispatch
+    h.router.dispatch(call)
+    return call
+
+
+def test_aTimedCallIsStampedWhenALaneStartsIt() -> None:
+    h = Harness(lanes=True)
+    h.clock.advance(7.0)
+    call = timedCall(h)
+    assert call.startedAt == 7.0
+
+
+def test_aTimedCallWaitingForALaneIsStampedWhenOneTakesIt() -> None:
+    h = Harness(lanes=True, maxSlots=1)
+    h.submit()
+    call = timedCall(h)
+    h.clock.advance(4.0)
+    assert call.startedAt is None
+    h.lanes[0].finish()
+    assert call.startedAt == 4.0
+
+
+def test_aRetriedTimedCallIsStampedAgainAtTheAttemptThatRuns() -> None:
+    h = Harness(lanes=True, retry=RetryPolicy(attempts=3, backoff=1.0, jitter=0.0))
+    call = timedCall(h)
+    h.clock.advance(2.0)
+    h.lanes[0].finish(ok=False, value=conflict(), flags=FLAG_CONFLICT)
+    assert call.startedAt is None  # no connection held during the backoff
+    h.clock.advance(1.0)
+    assert call.startedAt == 3.0

@@ -29,7 +29,10 @@ from opentelemetry.util._once import Once
 import adbapi
 import deferthreads
 from adbapi import _telemetry as adbapitelemetry
+from adbapi._call import _Call
+from adbapi._dispatch import CallKind
 from deferthreads import _telemetry as threadstelemetry
+from reactor import CancelledError
 from reactor.task import Clock
 
 BOUND = 10.0  # seconds any wait for a worker may take
@@ -92,6 +95,12 @@ def noSdkFixture() -> Iterator[None]:
     _resetGlobals()
     yield
     _resetGlobals()
+
+
+def _signalThenWait(started: threading.Event, release: threading.Event) -> None:
+    """A worker's call: say it started, then hold the worker until released (bounded)."""
+    started.set()
+    release.wait(BOUND)
 
 
 def _pool(tmp_path: Path, **kw: Any) -> adbapi.ConnectionPool:
@@ -319,13 +328,105 @@ async def test_operationDurationHistogramCountsEachCall(sdk: Sdk, tmp_path: Path
     assert counts == {("SELECT", None): 2, ("SELECT", "sqlite3.OperationalError"): 1}
 
 
+async def test_runCallsRecordConnectionWaitAndUseTimeWithThePoolsNameAndSystem(
+    sdk: Sdk, tmp_path: Path
+) -> None:
+    """runQuery, runOperation, runInteraction and runWithConnection each record one wait and one use time,
+    by db.client.connection.pool.name and db.system.name."""
+    pool = _pool(tmp_path, cp_name="timed")
+    try:
+        await pool.runQuery("SELECT 1")
+        await pool.runOperation("SELECT 1")
+        await pool.runInteraction(lambda txn: None)
+        await pool.runWithConnection(lambda conn: None)
+    finally:
+        await pool.close()
+    expected = {"db.client.connection.pool.name": "timed", "db.system.name": "sqlite"}
+    for metric in ("db.client.connection.wait_time", "db.client.connection.use_time"):
+        [point] = sdk.points(metric)
+        assert dict(point.attributes) == expected
+        assert point.count == 4
+
+
+async def test_waitTimeRunsToTheSlotsStartAndUseTimeFromThereToTheResult(sdk: Sdk, tmp_path: Path) -> None:
+    """On the pool's Clock: a call queued behind a busy worker waits until that worker takes it, and uses
+    its connection from then until its result."""
+    clock = Clock()
+    pool = _pool(tmp_path, cp_clock=clock, cp_min=1, cp_max=1)
+    firstStarted, firstRelease = threading.Event(), threading.Event()
+    secondStarted, secondRelease = threading.Event(), threading.Event()
+
+    def hold(txn: Any, started: threading.Event, release: threading.Event) -> None:
+        started.set()
+        assert release.wait(BOUND)
+
+    try:
+        first = pool.runInteraction(hold, firstStarted, firstRelease)  # starts at 0
+        assert firstStarted.wait(BOUND)
+        second = pool.runInteraction(hold, secondStarted, secondRelease)  # submitted at 0, queued
+        clock.advance(3)
+        firstRelease.set()  # the worker takes the second call at 3
+        await first  # fires at 3: used 3
+        assert secondStarted.wait(BOUND)
+        clock.advance(2)
+        secondRelease.set()
+        await second  # fires at 5: waited 3, used 2
+    finally:
+        firstRelease.set()
+        secondRelease.set()
+        await pool.close()
+    [wait] = sdk.points("db.client.connection.wait_time")
+    assert (wait.count, wait.sum, wait.min, wait.max) == (2, 3.0, 0.0, 3.0)
+    [use] = sdk.points("db.client.connection.use_time")
+    assert (use.count, use.sum, use.min, use.max) == (2, 5.0, 2.0, 3.0)
+
+
+async def test_aCallCancelledWhileWaitingRecordsNoWaitOrUseTime(sdk: Sdk, tmp_path: Path) -> None:
+    """A call that never got a connection records its duration but no connection wait or use time."""
+    pool = _pool(tmp_path, cp_min=1, cp_max=1)
+    started, release = threading.Event(), threading.Event()
+
+    def hold(txn: Any) -> None:
+        started.set()
+        assert release.wait(BOUND)
+
+    try:
+        first = pool.runInteraction(hold)
+        assert started.wait(BOUND)
+        waiting = pool.runQuery("SELECT 1")
+        waiting.cancel()
+        with pytest.raises(CancelledError):
+            await waiting
+        release.set()
+        await first
+    finally:
+        release.set()
+        await pool.close()
+    assert [p.count for p in sdk.points("db.client.connection.wait_time")] == [1]
+    assert [p.count for p in sdk.points("db.client.connection.use_time")] == [1]
+    assert sum(p.count for p in sdk.points("db.client.operation.duration")) == 2
+
+
+async def test_aLaneCallRecordsConnectionWaitAndUseTime(sdk: Sdk, postgresDSN: str) -> None:
+    """On psycopg2 a runQuery runs on a lane (no worker thread): the lane's start is stamped too."""
+    pool = adbapi.ConnectionPool("psycopg2", postgresDSN, cp_min=1, cp_max=2, cp_nonblocking=True)
+    try:
+        await pool.runQuery("SELECT 1")
+        await pool.runQuery("SELECT 2")
+        assert pool.statistics().lanes >= 1
+    finally:
+        await pool.close()
+    assert [p.count for p in sdk.points("db.client.connection.wait_time")] == [2]
+    assert [p.count for p in sdk.points("db.client.connection.use_time")] == [2]
+
+
 def test_threadPoolMetricsShowQueueDepthAndBusyWorkers(sdk: Sdk) -> None:
     """A ThreadPool's queue depth and busy workers are observable from its statistics."""
     pool = deferthreads.ThreadPool(1, 1, "observed")
     started, release = threading.Event(), threading.Event()
     pool.start()
     try:
-        pool.callInThread(lambda: (started.set(), release.wait(BOUND)))
+        pool.callInThread(_signalThenWait, started, release)
         assert started.wait(BOUND)
         pool.callInThread(lambda: None)
         pool.callInThread(lambda: None)
@@ -348,7 +449,7 @@ def test_threadPoolWaitTimeHistogramRecordsEachCallsTimeInTheQueue(sdk: Sdk) -> 
     started, release, last = threading.Event(), threading.Event(), threading.Event()
     pool.start()
     try:
-        pool.callInThread(lambda: (started.set(), release.wait(BOUND)))
+        pool.callInThread(_signalThenWait, started, release)
         assert started.wait(BOUND)
         pool.callInThread(lambda: None)
         pool.callInThread(last.set)
@@ -529,6 +630,9 @@ async def test_withoutAnSdkTheHooksObserveNothing(noSdk: None, tmp_path: Path) -
     try:
         call, otel = adbapitelemetry._begin(pool, "runQuery", ("SELECT 1",), None, False)
         assert call is None and otel is not None
+        pooled = _Call(pool._router, CallKind.QUERY, None, ("SELECT 1",), {})
+        assert adbapitelemetry.observe(pool, "runQuery", ("SELECT 1",), None, pooled) is None
+        assert pooled.timed is False  # no slot reads the clock for it
         assert type(pool.transaction()) is adbapi.AsyncTransaction
     finally:
         await pool.close()
