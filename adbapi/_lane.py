@@ -49,6 +49,7 @@ from adbapi._dispatch import CallKind, CallState
 from adbapi._drivers import _KEEP_RESULT_ROWS, _PG_IDLE, _PG_INERROR, _PG_INTRANS, _sqlstate
 from adbapi._errors import ConnectionLost
 from adbapi._health import Readiness
+from adbapi._prepare import Prepared, PreparedStatements
 from adbapi._recovery import classify
 from adbapi._statements import NO_ACTIVE_TRANSACTION, queryText, returnsRows
 from reactor import CancelledError, Failure
@@ -96,6 +97,9 @@ _STATEMENT = 2
 _END = 3  # the COMMIT/ROLLBACK of a transaction the statement opened
 _SIDE = 4  # side work (connect, fetch, cancel) has the connection
 _BEGIN = 5  # the BEGIN of a statement run inside a transaction block, as Twisted runs every statement
+_PREPARE = 6  # the PREPARE of a statement the lane runs prepared (cp_prepare_threshold, _prepare.py)
+# psycopg2's error when an EXECUTE names a statement the session no longer has (DEALLOCATE, DISCARD ALL).
+_UNKNOWN_STATEMENT = "26000"
 
 # How long the reactor thread waits for a cancel's side work that was told to stop (it ends within one
 # PQcancel round trip), when the reactor is dropping the lane and cannot hear from it later.
@@ -109,13 +113,15 @@ _FETCH_IN_THREAD = 1000
 class LaneSupport:
     """What a pool needs to run lanes for one psycopg2-like module: its poll states."""
 
-    __slots__ = ("pollOk", "pollRead", "pollWrite")
+    __slots__ = ("pollOk", "pollRead", "pollWrite", "prepareThreshold")
 
-    def __init__(self, moduleName: str) -> None:
+    def __init__(self, moduleName: str, prepareThreshold: int | None = None) -> None:
         extensions = importlib.import_module(moduleName + ".extensions")
         self.pollOk: int = extensions.POLL_OK
         self.pollRead: int = extensions.POLL_READ
         self.pollWrite: int = extensions.POLL_WRITE
+        #: cp_prepare_threshold: None runs every statement as plain text (_prepare.py)
+        self.prepareThreshold = prepareThreshold
 
 
 class _Lane:
@@ -160,6 +166,11 @@ class _Lane:
         # work reads it under the same lock to know whether anyone will take its connection.
         self.handOff = threading.Lock()
         self.forsaken = False
+        # The connection's prepared statements (None: cp_prepare_threshold is off, or no connection), and
+        # the plan of the statement being sent (None: plain text).
+        self.prepared: PreparedStatements | None = None
+        self.plan: Prepared | None = None
+        self.replanned = False  # the current call's EXECUTE found its statement gone once already
 
     def __repr__(self) -> str:
         return f"<adbapi lane {self.name} {self.state}>"
@@ -174,7 +185,7 @@ class _Lane:
 
     def doRead(self) -> None:
         step = self.step
-        if step == _STATEMENT or step == _PING or step == _END or step == _BEGIN:
+        if step == _STATEMENT or step == _PING or step == _END or step == _BEGIN or step == _PREPARE:
             self._poll()
         else:
             self._idleRead()
@@ -224,6 +235,7 @@ class _Lane:
         self.current = call
         self.state = LaneState.BUSY
         self.inBlock = False
+        self.replanned = False
         if self.conn is None:
             self._open()
             return
@@ -255,6 +267,31 @@ class _Lane:
                 # back, which needs it inside a block (_statements.py).
                 self._begin()
                 return
+        prepared = self.prepared
+        if prepared is not None and not self.inBlock:
+            plan = self.plan = prepared.plan(call.args, call.kw)
+            if plan is not None:
+                if plan.prepareSql is not None:
+                    self._send(_PREPARE, (plan.prepareSql,), {})
+                else:
+                    self._send(_STATEMENT, plan.executeArgs, {})
+                return
+        else:
+            self.plan = None
+        self._send(_STATEMENT, call.args, call.kw)
+
+    def _prepareFailed(self, error: Exception) -> None:
+        """The server refused the ``PREPARE`` (or it was cancelled, or the connection broke)."""
+        call = self.current
+        plan, self.plan = self.plan, None
+        assert call is not None and plan is not None and self.prepared is not None
+        if (call.deferred.called or call.cancelRequested
+                or self.context.adapter.isDisconnect(error, self.conn)):
+            self._statementOver(False, error)
+            return
+        # Several statements in one string, a parameter of no inferable type...: nothing ran (autocommit),
+        # and the statement runs as plain text on this connection from now on.
+        self.prepared.refused(plan)
         self._send(_STATEMENT, call.args, call.kw)
 
     def _begin(self) -> None:
@@ -289,7 +326,7 @@ class _Lane:
         self.step = step
         call = self.current
         pool = self.pool
-        if (pool.reconnect and (step == _STATEMENT or step == _BEGIN) and call is not None
+        if (pool.reconnect and (step == _STATEMENT or step == _BEGIN or step == _PREPARE) and call is not None
                 and not call.reconnected and pool.context.adapter.neverSent(error, self.conn)):
             # The connection was closed before the statement left (cp_reconnect): nothing reached the
             # server, so it runs on a new connection, once, as on a worker thread. A BEGIN already sent
@@ -339,6 +376,11 @@ class _Lane:
             self._statement()
         elif step == _BEGIN:
             self._statement()
+        elif step == _PREPARE:
+            plan, self.plan = self.plan, None
+            assert plan is not None and self.prepared is not None
+            self.prepared.prepared(plan)
+            self._statement()  # sends its EXECUTE (or ends a call cancelled meanwhile)
         else:  # _END: the statement's outcome stands
             kept, self.kept = self.kept, None
             assert kept is not None
@@ -356,7 +398,20 @@ class _Lane:
                 # block Twisted's BEGIN would have opened. Run it again inside one.
                 self._begin()
                 return
+            plan = self.plan
+            if (plan is not None and not self.replanned and not call.deferred.called
+                    and not call.cancelRequested and _sqlstate(error) == _UNKNOWN_STATEMENT
+                    and self.prepared is not None):
+                # The session lost the prepared statement (a DEALLOCATE or DISCARD run on this lane): the
+                # EXECUTE ran nothing; prepare it again, once.
+                self.replanned = True
+                self.prepared.forget(plan)
+                self._statement()
+                return
             self._statementOver(False, error)
+            return
+        if step == _PREPARE:
+            self._prepareFailed(error)
             return
         if step == _BEGIN:
             self._statementOver(False, error)
@@ -615,6 +670,8 @@ class _Lane:
         self.watching = True
         self.reactor.addReader(self)
         self.openedAt = self.lastUsed = pool.context.health.stamp()
+        threshold = self.support.prepareThreshold
+        self.prepared = PreparedStatements(threshold) if threshold is not None else None
         pool.context.counters.opened()
         if self.current is not None:
             self._statement()
@@ -628,6 +685,8 @@ class _Lane:
             conn, self.conn, self.connInfo = self.conn, None, None
         self.cursor = None
         self.fd = -1
+        self.prepared = None
+        self.plan = None
         if conn is None:
             return
         pool = self.pool

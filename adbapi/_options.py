@@ -36,6 +36,7 @@ TWISTED_ARGS = ["min", "max", "name", "noisy", "openfun", "reconnect", "good_sql
 _EXTRA_ARGS = [
     "reactor", "clock", "ping_after", "max_lifetime", "idle_timeout", "max_waiting", "wait_timeout",
     "timeout", "retry", "nonblocking", "shutdown_timeout", "slow_threshold", "leak_threshold",
+    "prepare_threshold",
 ]
 #: Seconds a close (or the reactor's shutdown) waits for running calls before it abandons them; the
 #: same default as the reactor's shared thread pool.
@@ -63,6 +64,8 @@ class PoolOptions:
     slowThreshold: float | None = None
     #: units holding a connection longer than this are logged with their stack; None: off
     leakThreshold: float | None = None
+    #: psycopg2 lanes prepare a statement once it ran this many times on a connection; None: never
+    prepareThreshold: int | None = None
 
     @property
     def timed(self) -> bool:
@@ -133,6 +136,13 @@ def poolOptions(options: dict[str, Any], defaultReactor: Callable[[], Any]) -> P
     retry = options.get("retry")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"cp_retry must be a RetryPolicy or None, not {type(retry).__name__}")
+    prepareThreshold = options.get("prepare_threshold")
+    if prepareThreshold is not None and (
+        isinstance(prepareThreshold, bool) or not isinstance(prepareThreshold, int)
+    ):
+        raise TypeError(f"cp_prepare_threshold must be an int or None, not {type(prepareThreshold).__name__}")
+    if prepareThreshold is not None and prepareThreshold < 0:
+        raise ValueError(f"cp_prepare_threshold must be >= 0, got {prepareThreshold}")
     nonblocking = options.get("nonblocking")
     if nonblocking is not None and not isinstance(nonblocking, bool):
         raise TypeError(f"cp_nonblocking must be a bool or None, not {type(nonblocking).__name__}")
@@ -152,6 +162,7 @@ def poolOptions(options: dict[str, Any], defaultReactor: Callable[[], Any]) -> P
         ),
         slowThreshold=_optionalSeconds("cp_slow_threshold", options.get("slow_threshold"), allowZero=True),
         leakThreshold=_optionalSeconds("cp_leak_threshold", options.get("leak_threshold")),
+        prepareThreshold=prepareThreshold,
     )
 
 

@@ -205,7 +205,13 @@ class ConnectionPool:
         if extra.nonblocking is True and whyNot is not None:
             raise ValueError(f"cp_nonblocking=True is not possible here: {whyNot}")
         if extra.nonblocking is not False and whyNot is None:
-            laneSupport = LaneSupport(self.dbapi.__name__)
+            laneSupport = LaneSupport(self.dbapi.__name__, extra.prepareThreshold)
+        elif extra.prepareThreshold is not None:
+            raise ValueError(
+                "cp_prepare_threshold applies to psycopg2's lanes, and this pool has none: "
+                f"{whyNot or 'cp_nonblocking=False'} (psycopg 3 prepares by itself: its prepare_threshold "
+                "connection keyword)"
+            )
         self._router = CallRouter(
             self, self.context,
             minSlots=self.min,

@@ -9,7 +9,8 @@ N rows read one statement each, then given new random numbers (one batched UPDAT
 A pool of 4 connections in every variant.
 
 Variants: ``deferthreads`` (an adbapi ConnectionPool of psycopg2 on a reactor hosted on the
-loop; ``/db`` and ``/fortunes`` are single statements on lanes, ``/queries`` and ``/updates``
+loop; ``/db`` and ``/fortunes`` are single statements on lanes, prepared on each connection once
+they ran there 5 times (``cp_prepare_threshold=5``), ``/queries`` and ``/updates``
 one ``runInteraction`` each, i.e. one connection and one worker thread for the request, the lookup
 and the UPDATE prepared once per connection); ``asyncpg`` (its pool; one acquired connection per
 request; its statement cache prepares every statement); and, for ``/db`` only,
@@ -113,9 +114,13 @@ class Deferthreads(Backend):
         # ASGI_BENCH_NONBLOCKING=0 runs the single statements on worker threads instead of lanes (to
         # measure what the lanes cost or gain); unset, the pool chooses (lanes for psycopg2).
         nonblocking = None if os.environ.get("ASGI_BENCH_NONBLOCKING", "") != "0" else False
+        # Lanes prepare a statement on a connection once it ran there 5 times (cp_prepare_threshold, as
+        # psycopg 3's prepare_threshold): the single lookup and fortunes then skip parse and plan, as
+        # asyncpg's statement cache and psycopg 3 do. ASGI_BENCH_PREPARE=0 turns it off.
         self.pool = adbapi.ConnectionPool(
             "psycopg2", self.dsn, cp_min=POOL_SIZE, cp_max=POOL_SIZE, cp_reactor=reactor,
             cp_nonblocking=nonblocking,
+            cp_prepare_threshold=5 if self.prepare and nonblocking is None else None,
         )
 
     async def stop(self) -> None:
