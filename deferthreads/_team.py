@@ -366,7 +366,12 @@ class Team:
         markFinishing = record.markFinishing
         spin = record.spin
         recorderNow = self.waitRecorder
-        recordWait = recorderNow() if recorderNow is not None else None
+        recordWait = None
+        if recorderNow is not None:
+            try:
+                recordWait = recorderNow()
+            except Exception:  # telemetry must never cost a worker: no wait times this time
+                log.exception("%s: the wait-time recorder failed", self.name)
         while True:
             if record.exiting:
                 return  # retired or abandoned: take nothing more (park() says EXIT)
@@ -385,7 +390,11 @@ class Team:
             if waited > record.longestWait:
                 record.longestWait = waited
             if recordWait is not None:
-                recordWait(waited)
+                try:
+                    recordWait(waited)
+                except Exception:
+                    log.exception("%s: recording a wait time failed", self.name)
+                    recordWait = None
             record.current = item
             if item.execute(markFinishing):
                 record.completed += 1

@@ -109,14 +109,17 @@ def registerPool(pool: _StatsPool, kind: str, name: str) -> WaitRecorder | None:
 
 def _metering() -> bool:
     """True while an SDK's meter provider is installed (any thread; cheap: a module global read)."""
+    metrics = _otelMetrics
+    if metrics is None or metrics is _UNSET:  # absent, or being looked up again (_forceAbsent)
+        return False
     state = _metricsState
     if state is not None:
         provider = state._METER_PROVIDER  # the provider set_meter_provider() installed, None before
     else:  # an API without that global: the public way
-        provider = _otelMetrics.get_meter_provider()
+        provider = metrics.get_meter_provider()
         if type(provider).__name__ == "_ProxyMeterProvider":
             provider = None
-    return provider is not None and not isinstance(provider, _otelMetrics.NoOpMeterProvider)
+    return provider is not None and not isinstance(provider, metrics.NoOpMeterProvider)
 
 
 def _instrument() -> None:

@@ -466,6 +466,36 @@ def test_threadPoolWaitTimeHistogramRecordsEachCallsTimeInTheQueue(sdk: Sdk) -> 
     assert point.sum == pytest.approx(0.5)
 
 
+def test_threadPoolRunsItsCallsWhileOpenTelemetryIsLookedUpAgain(sdk: Sdk) -> None:
+    """A pool made before the API is looked up again (tests, benchmarks) still runs calls, recording none."""
+    pool = deferthreads.ThreadPool(1, 1, "relooked")
+    threadstelemetry._forceAbsent(False)  # the module forgets the API until the next pool is made
+    ran = threading.Event()
+    pool.start()
+    try:
+        pool.callInThread(ran.set)
+        assert ran.wait(BOUND)
+    finally:
+        pool.stop(BOUND)
+
+
+def test_failingWaitRecorderCostsNoCall() -> None:
+    """A recorder that raises is logged; the worker goes on running its calls."""
+    pool = deferthreads.ThreadPool(1, 1, "brokenRecorder")
+
+    def broken() -> Any:
+        raise RuntimeError("exporter bug")
+
+    pool._team.waitRecorder = broken
+    ran = threading.Event()
+    pool.start()
+    try:
+        pool.callInThread(ran.set)
+        assert ran.wait(BOUND)
+    finally:
+        pool.stop(BOUND)
+
+
 def test_withoutAnSdkThreadPoolWorkersRecordNoWait(noSdk: None) -> None:
     """With the API but no SDK, a pool's team is given no recording function (the queue loop pays a test)."""
     recorderNow = threadstelemetry.registerPool(deferthreads.ThreadPool(1, 1, "quiet"), "threadpool", "quiet")
