@@ -142,8 +142,10 @@ class CallRouter:
         """No lane is left to serve the calls waiting for one: the workers take them."""
         pending = list(self.pending)
         self.pending.clear()
+        now = self.now()
         for call in pending:
             if not call.deferred.called:
+                call.waited = now - call.enqueuedAt  # its wait for a lane counts, as nextForLane's does
                 self._toThreads(call)
 
     def settleRecorded(self) -> None:

@@ -705,8 +705,6 @@ def test_theLastLaneClosingHandsItsWaitingCallsToTheWorkersInOrder() -> None:
     assert h.router.threadCalls == set(waiting) and h.slotsGone == 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pendingToThreads() does not record the time a call waited "
-                   "for a lane (nextForLane's hand-over does), so statistics().longestWait misses it")
 def test_aCallHandedFromTheLaneQueueToTheWorkersCountsItsWaitInLongestWait() -> None:
     h = Harness(lanes=True, maxSlots=1)
     h.submit()
